@@ -1,0 +1,133 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// Status is what an agent says about itself in a beat.
+type Status string
+
+// The statuses a beat can carry. Stopped and Exited appear only on the final
+// beat that beatwrap sends when the child ends and will not be restarted.
+const (
+	StatusStarting   Status = "starting"
+	StatusHealthy    Status = "healthy"
+	StatusBusy       Status = "busy"
+	StatusDegraded   Status = "degraded"
+	StatusRecovering Status = "recovering"
+	StatusStalled    Status = "stalled"
+	StatusStopped    Status = "stopped"
+	StatusExited     Status = "exited"
+)
+
+// Valid reports whether s is one of the statuses above.
+func (s Status) Valid() bool {
+	switch s {
+	case StatusStarting, StatusHealthy, StatusBusy, StatusDegraded,
+		StatusRecovering, StatusStalled, StatusStopped, StatusExited:
+		return true
+	}
+	return false
+}
+
+// Final reports whether s ends an agent's life: no beat follows it.
+func (s Status) Final() bool { return s == StatusStopped || s == StatusExited }
+
+// Metrics is the measured state of an agent carried in every beat. The first
+// six fields are the reference design's AgentMetrics; the rest are ours.
+type Metrics struct {
+	CPUPercent         float64 `json:"cpuPercent"`
+	MemoryMB           float64 `json:"memoryMB"`
+	ActiveTasks        int     `json:"activeTasks"`
+	QueueDepth         int     `json:"queueDepth"`
+	TokensUsedThisHour int64   `json:"tokensUsedThisHour"`
+	ErrorsLast5Min     int     `json:"errorsLast5Min"`
+
+	Processes  int    `json:"processes,omitempty"`
+	Threads    int    `json:"threads,omitempty"`
+	ReadBytes  uint64 `json:"readBytes,omitempty"`
+	WriteBytes uint64 `json:"writeBytes,omitempty"`
+}
+
+// Beat is one heartbeat of one agent, as published on the heartbeats channel
+// or POSTed to a single-node watcher.
+type Beat struct {
+	AgentID      string   `json:"agentId"`
+	AgentType    string   `json:"agentType"`
+	Timestamp    int64    `json:"timestamp"` // ms since the epoch, by the agent's clock
+	Sequence     uint64   `json:"sequence"`
+	Status       Status   `json:"status"`
+	Metrics      Metrics  `json:"metrics"`
+	CurrentTask  string   `json:"currentTask,omitempty"`
+	TaskProgress *float64 `json:"taskProgress,omitempty"`
+
+	IntervalMs  int64  `json:"intervalMs,omitempty"`
+	MissedBeats int    `json:"missedBeats,omitempty"`
+	Host        string `json:"host,omitempty"`
+	PID         int    `json:"pid,omitempty"`
+	ContainerID string `json:"containerId"`
+	Restarts    int    `json:"restarts"`
+	ExitCode    *int   `json:"exitCode,omitempty"`
+	// StallReason says why Status is stalled: how long since what.
+	StallReason string `json:"stallReason,omitempty"`
+	// GraceMs is the time beatwrap gives the agent to stop; a watcher that
+	// restarts the agent's container uses it as the stop timeout.
+	GraceMs int64 `json:"graceMs,omitempty"`
+}
+
+// MaxBeatSize bounds a beat on the wire; anything larger is hostile or broken.
+const MaxBeatSize = 64 << 10
+
+// ErrMalformed marks a beat that cannot be accepted.
+var ErrMalformed = errors.New("malformed beat")
+
+// ParseBeat decodes and validates one beat. The error names what was wrong
+// and wraps ErrMalformed.
+func ParseBeat(data []byte) (Beat, error) {
+	var b Beat
+	if len(data) > MaxBeatSize {
+		return b, fmt.Errorf("%w: %d bytes, more than %d", ErrMalformed, len(data), MaxBeatSize)
+	}
+	data = bytes.TrimSpace(data)
+	if len(data) == 0 || data[0] != '{' {
+		return b, fmt.Errorf("%w: not a JSON object", ErrMalformed)
+	}
+	if err := json.Unmarshal(data, &b); err != nil {
+		return b, fmt.Errorf("%w: %s", ErrMalformed, describeJSONError(err))
+	}
+	if err := ValidateID(b.AgentID); err != nil {
+		return b, fmt.Errorf("%w: agentId: %v", ErrMalformed, err)
+	}
+	if b.Status == "" {
+		b.Status = StatusHealthy
+	}
+	if !b.Status.Valid() {
+		return b, fmt.Errorf("%w: status %q is not a known status", ErrMalformed, b.Status)
+	}
+	if b.IntervalMs < 0 {
+		return b, fmt.Errorf("%w: intervalMs %d is negative", ErrMalformed, b.IntervalMs)
+	}
+	if b.MissedBeats < 0 {
+		return b, fmt.Errorf("%w: missedBeats %d is negative", ErrMalformed, b.MissedBeats)
+	}
+	if len(b.AgentType) > 128 {
+		return b, fmt.Errorf("%w: agentType is longer than 128 bytes", ErrMalformed)
+	}
+	return b, nil
+}
+
+// describeJSONError turns a decoding error into a phrase that names the field.
+func describeJSONError(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) && te.Field != "" {
+		return fmt.Sprintf("%s: want %s, got %s", te.Field, te.Type, te.Value)
+	}
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Sprintf("invalid JSON at byte %d: %v", se.Offset, err)
+	}
+	return err.Error()
+}

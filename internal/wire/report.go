@@ -1,0 +1,239 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"time"
+)
+
+// MaxLineSize bounds one line on the progress socket, newline included.
+const MaxLineSize = 64 << 10
+
+// Report is one line an agent writes on the progress socket. Every field is
+// optional; a nil field leaves the last value as it was.
+type Report struct {
+	Task        *string        // replaces the current task
+	Progress    *float64       // 0-100, replaces the task progress
+	ActiveTasks *int           // replaces the number of tasks in hand
+	QueueDepth  *int           // replaces the number of tasks waiting
+	Tokens      *int64         // adds to the tokens used in the last hour
+	Error       *string        // counts one error in the last 5 minutes
+	Idle        *bool          // true: the agent has no work, the stall clock pauses
+	QuietFor    *time.Duration // a long silent step: no stall before this has passed
+}
+
+// HasWork reports whether the report says the agent has no work: idle set,
+// or activeTasks 0 with no task named. It returns (idle, known): known is false
+// when the report says nothing about it.
+func (r Report) HasWork() (idle, known bool) {
+	if r.Idle != nil {
+		if *r.Idle {
+			return true, true
+		}
+		return false, true
+	}
+	if r.ActiveTasks != nil {
+		if *r.ActiveTasks == 0 && (r.Task == nil || *r.Task == "") {
+			return true, true
+		}
+		return false, true
+	}
+	if r.Task != nil && *r.Task != "" {
+		return false, true
+	}
+	return false, false
+}
+
+// Reply is beatwrap's answer to each line on the progress socket.
+type Reply struct {
+	OK    bool   `json:"ok"`
+	Error string `json:"error,omitempty"`
+}
+
+// reportLine is the JSON form of a Report. Fields are raw so that each can be
+// checked on its own and a wrong type named precisely.
+type reportLine struct {
+	Task        json.RawMessage `json:"task"`
+	Progress    json.RawMessage `json:"progress"`
+	ActiveTasks json.RawMessage `json:"activeTasks"`
+	QueueDepth  json.RawMessage `json:"queueDepth"`
+	Tokens      json.RawMessage `json:"tokens"`
+	Error       json.RawMessage `json:"error"`
+	Idle        json.RawMessage `json:"idle"`
+	QuietFor    json.RawMessage `json:"quietFor"`
+}
+
+// MaxTaskLength bounds the task name kept from a report; longer names are cut.
+const MaxTaskLength = 512
+
+// ParseReport decodes and validates one socket line. The error names the
+// field that was wrong; on error the Report is empty and must not be applied.
+func ParseReport(line []byte) (Report, error) {
+	var r Report
+	if len(line) > MaxLineSize {
+		return r, fmt.Errorf("line is %d bytes, more than %d", len(line), MaxLineSize)
+	}
+	line = bytes.TrimSpace(line)
+	if len(line) == 0 || line[0] != '{' {
+		return r, fmt.Errorf("line is not a JSON object")
+	}
+	var raw reportLine
+	if err := json.Unmarshal(line, &raw); err != nil {
+		return r, fmt.Errorf("line is not a JSON object: %s", describeJSONError(err))
+	}
+	var out Report
+	var err error
+	if out.Task, err = optString("task", raw.Task); err != nil {
+		return r, err
+	}
+	if out.Task != nil && len(*out.Task) > MaxTaskLength {
+		t := (*out.Task)[:MaxTaskLength]
+		out.Task = &t
+	}
+	if out.Progress, err = optNumber("progress", raw.Progress); err != nil {
+		return r, err
+	}
+	if out.Progress != nil && (*out.Progress < 0 || *out.Progress > 100) {
+		return r, fmt.Errorf("progress must be from 0 to 100, got %v", *out.Progress)
+	}
+	if out.ActiveTasks, err = optCount("activeTasks", raw.ActiveTasks); err != nil {
+		return r, err
+	}
+	if out.QueueDepth, err = optCount("queueDepth", raw.QueueDepth); err != nil {
+		return r, err
+	}
+	tokens, err := optCount("tokens", raw.Tokens)
+	if err != nil {
+		return r, err
+	}
+	if tokens != nil {
+		t := int64(*tokens)
+		out.Tokens = &t
+	}
+	if out.Error, err = optString("error", raw.Error); err != nil {
+		return r, err
+	}
+	if out.Idle, err = optBool("idle", raw.Idle); err != nil {
+		return r, err
+	}
+	if out.QuietFor, err = optDuration("quietFor", raw.QuietFor); err != nil {
+		return r, err
+	}
+	return out, nil
+}
+
+func isNull(raw json.RawMessage) bool { return len(raw) == 0 || string(raw) == "null" }
+
+func optString(name string, raw json.RawMessage) (*string, error) {
+	if isNull(raw) {
+		return nil, nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return nil, fmt.Errorf("%s must be a string, got %s", name, clip(raw))
+	}
+	return &s, nil
+}
+
+func optNumber(name string, raw json.RawMessage) (*float64, error) {
+	if isNull(raw) {
+		return nil, nil
+	}
+	var f float64
+	if err := json.Unmarshal(raw, &f); err != nil {
+		return nil, fmt.Errorf("%s must be a number, got %s", name, clip(raw))
+	}
+	return &f, nil
+}
+
+// maxCount keeps counts well inside int on every platform and inside what a
+// float64 holds exactly.
+const maxCount = 1 << 40
+
+func optCount(name string, raw json.RawMessage) (*int, error) {
+	f, err := optNumber(name, raw)
+	if err != nil || f == nil {
+		return nil, err
+	}
+	if *f < 0 {
+		return nil, fmt.Errorf("%s must not be negative, got %v", name, *f)
+	}
+	if *f != math.Trunc(*f) || *f > maxCount {
+		return nil, fmt.Errorf("%s must be a whole number up to %d, got %v", name, int64(maxCount), *f)
+	}
+	n := int(*f)
+	return &n, nil
+}
+
+func optBool(name string, raw json.RawMessage) (*bool, error) {
+	if isNull(raw) {
+		return nil, nil
+	}
+	var b bool
+	if err := json.Unmarshal(raw, &b); err != nil {
+		return nil, fmt.Errorf("%s must be true or false, got %s", name, clip(raw))
+	}
+	return &b, nil
+}
+
+// optDuration takes a Go duration string ("20m") or a number of milliseconds.
+func optDuration(name string, raw json.RawMessage) (*time.Duration, error) {
+	if isNull(raw) {
+		return nil, nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err == nil {
+		d, err := time.ParseDuration(s)
+		if err != nil || d < 0 {
+			return nil, fmt.Errorf("%s must be a duration such as \"20m\", got %q", name, s)
+		}
+		return &d, nil
+	}
+	var ms float64
+	if err := json.Unmarshal(raw, &ms); err != nil || ms < 0 || ms > float64(math.MaxInt64/int64(time.Millisecond)) {
+		return nil, fmt.Errorf("%s must be a duration such as \"20m\", got %s", name, clip(raw))
+	}
+	d := time.Duration(ms * float64(time.Millisecond))
+	return &d, nil
+}
+
+// clip shortens a raw value for an error message.
+func clip(raw json.RawMessage) string {
+	const max = 40
+	if len(raw) > max {
+		return string(raw[:max]) + "…"
+	}
+	return string(raw)
+}
+
+// Marshal encodes a Report as one socket line, without the newline.
+func (r Report) Marshal() ([]byte, error) {
+	m := map[string]any{}
+	if r.Task != nil {
+		m["task"] = *r.Task
+	}
+	if r.Progress != nil {
+		m["progress"] = *r.Progress
+	}
+	if r.ActiveTasks != nil {
+		m["activeTasks"] = *r.ActiveTasks
+	}
+	if r.QueueDepth != nil {
+		m["queueDepth"] = *r.QueueDepth
+	}
+	if r.Tokens != nil {
+		m["tokens"] = *r.Tokens
+	}
+	if r.Error != nil {
+		m["error"] = *r.Error
+	}
+	if r.Idle != nil {
+		m["idle"] = *r.Idle
+	}
+	if r.QuietFor != nil {
+		m["quietFor"] = r.QuietFor.String()
+	}
+	return json.Marshal(m)
+}
