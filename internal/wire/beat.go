@@ -131,3 +131,12 @@ func describeJSONError(err error) string {
 	}
 	return err.Error()
 }
+
+// MarshalBeat encodes a beat as it goes on the wire.
+func MarshalBeat(b Beat) ([]byte, error) {
+	data, err := json.Marshal(b)
+	if err != nil {
+		return nil, fmt.Errorf("encode beat of %s: %w", b.AgentID, err)
+	}
+	return data, nil
+}

@@ -1,0 +1,24 @@
+# make            build both binaries into bin/
+# make test       the project's test command (see scripts/test.sh)
+# make demo       run beatwatch demo: a watcher and example agents, no Redis needed
+# make bench      run every benchmark the README and BENCHMARKS.md quote
+
+GO ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X github.com/beatwrap/beatwrap/internal/version.Version=$(VERSION)
+
+.PHONY: build test demo bench clean
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/beatwrap ./cmd/beatwatch
+
+test:
+	./scripts/test.sh
+
+demo: build
+	./bin/beatwatch demo
+
+bench:
+	./deploy/bench.sh
+
+clean:
+	rm -rf bin

@@ -1,0 +1,17 @@
+// Package store carries beats from beatwrap to wherever beatwatch reads them,
+// and reads them back for beatwatch. It is the only package that imports the
+// Redis client.
+//
+// Two backends share one small interface, Publisher:
+//
+//   - Redis: each beat is one MULTI/EXEC pipeline (PUBLISH on the heartbeats
+//     channel, HSET of the agent:<id> hash, PEXPIRE of 4 × interval), sent in
+//     one round trip. The key layout is the reference design's, optionally
+//     under a namespace prefix.
+//   - HTTP: each beat is POSTed to a single-node beatwatch at /v1/beats.
+//
+// Sender sits in front of a Publisher and makes sure the agent is never harmed
+// by the monitoring: beats are handed over without blocking, a slow or absent
+// backend only ever delays the delivery of the newest beat, and an outage is
+// logged once when it starts and once when it ends.
+package store

@@ -1,0 +1,39 @@
+package store
+
+// Keys builds the Redis names of one namespace. The zero value is the
+// reference design's layout: agent:<id> and heartbeats.
+type Keys struct {
+	Namespace string
+}
+
+func (k Keys) prefix(s string) string {
+	if k.Namespace == "" {
+		return s
+	}
+	return k.Namespace + ":" + s
+}
+
+// Agent is the hash that holds one agent's latest state.
+func (k Keys) Agent(id string) string { return k.prefix("agent:" + id) }
+
+// AgentPattern matches every agent hash, for SCAN.
+func (k Keys) AgentPattern() string { return k.prefix("agent:*") }
+
+// AgentID returns the id inside an agent hash key.
+func (k Keys) AgentID(key string) string { return key[len(k.prefix("agent:")):] }
+
+// Channel is the pub/sub channel beats are published on.
+func (k Keys) Channel() string { return k.prefix("heartbeats") }
+
+// WatcherState is the hash where beatwatch keeps the states it has declared,
+// so that a restarted watcher neither forgets a failure nor repeats it.
+func (k Keys) WatcherState() string { return k.prefix("beatwatch:state") }
+
+// Lease is the key the recovering beatwatch replica holds.
+func (k Keys) Lease() string { return k.prefix("beatwatch:lease") }
+
+// RecoveryClaim is the key that makes one failure of one agent recovered once,
+// whichever replica sees it.
+func (k Keys) RecoveryClaim(id, failure string) string {
+	return k.prefix("beatwatch:recovery:" + id + ":" + failure)
+}

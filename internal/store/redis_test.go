@@ -1,0 +1,257 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/beatwrap/beatwrap/internal/testutil"
+	"github.com/beatwrap/beatwrap/internal/wire"
+)
+
+func testBeat(id string, seq uint64, status wire.Status) wire.Beat {
+	p := 40.0
+	return wire.Beat{
+		AgentID: id, AgentType: "summariser", Timestamp: time.Now().UnixMilli(), Sequence: seq,
+		Status: status, Metrics: wire.Metrics{CPUPercent: 12.5, MemoryMB: 310},
+		CurrentTask: "summarise ticket 4312", TaskProgress: &p,
+		IntervalMs: 1000, MissedBeats: 3, Host: "node-7", PID: 4711,
+	}
+}
+
+func rawClient(t *testing.T, url string) *redis.Client {
+	t.Helper()
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := redis.NewClient(opt)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestRedisBeatIsOneTransaction(t *testing.T) {
+	url := testutil.RedisURL(t)
+	ns := testutil.Namespace(t)
+	ctx := context.Background()
+	raw := rawClient(t, url)
+	sub := raw.Subscribe(ctx, ns+":heartbeats")
+	defer sub.Close()
+	if _, err := sub.Receive(ctx); err != nil {
+		t.Fatalf("subscribe: %v", err)
+	}
+
+	pub, err := NewRedis(url, Options{Namespace: ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+
+	if err := pub.Register(ctx, testBeat("a1", 0, wire.StatusStarting)); err != nil {
+		t.Fatalf("Register: %v", err)
+	}
+	if err := pub.Beat(ctx, testBeat("a1", 1, wire.StatusHealthy)); err != nil {
+		t.Fatalf("Beat: %v", err)
+	}
+	select {
+	case msg := <-sub.Channel():
+		got, err := wire.ParseBeat([]byte(msg.Payload))
+		if err != nil {
+			t.Fatalf("published beat does not parse: %v: %s", err, msg.Payload)
+		}
+		if got.AgentID != "a1" || got.Sequence != 1 || got.Status != wire.StatusHealthy || got.IntervalMs != 1000 {
+			t.Errorf("published beat = %+v", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no beat published within 5s")
+	}
+
+	h, err := raw.HGetAll(ctx, ns+":agent:a1").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"registeredAt", "type", "host", "pid", "status", "lastHeartbeat", "sequence", "cpuPercent", "memoryMB"} {
+		if h[f] == "" {
+			t.Errorf("hash field %q missing; hash = %v", f, h)
+		}
+	}
+	if h["status"] != "healthy" || h["sequence"] != "1" || h["pid"] != "4711" {
+		t.Errorf("hash = %v", h)
+	}
+	ttl, err := raw.PTTL(ctx, ns+":agent:a1").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ttl <= 3*time.Second || ttl > 4*time.Second {
+		t.Errorf("TTL = %v, want 4 × interval (4s)", ttl)
+	}
+
+	exit := 7
+	final := testBeat("a1", 2, wire.StatusExited)
+	final.ExitCode = &exit
+	if err := pub.Final(ctx, final, time.Now()); err != nil {
+		t.Fatalf("Final: %v", err)
+	}
+	h = raw.HGetAll(ctx, ns+":agent:a1").Val()
+	if h["status"] != "exited" || h["stoppedAt"] == "" || h["exitCode"] != "7" {
+		t.Errorf("hash after final beat = %v", h)
+	}
+
+	// A new run registers afresh: the stop marks of the last run go.
+	if err := pub.Register(ctx, testBeat("a1", 0, wire.StatusStarting)); err != nil {
+		t.Fatal(err)
+	}
+	h = raw.HGetAll(ctx, ns+":agent:a1").Val()
+	if _, ok := h["stoppedAt"]; ok {
+		t.Errorf("stoppedAt survived a new registration: %v", h)
+	}
+}
+
+func TestParseRedisURL(t *testing.T) {
+	tests := []struct {
+		url     string
+		wantErr string
+	}{
+		{"redis://127.0.0.1:6379/0", ""},
+		{"rediss://user:pw@127.0.0.1:6380/2", ""},
+		{"http://127.0.0.1:6379", "must start with redis://"},
+		{"127.0.0.1:6379", "must start with redis://"},
+		{"redis://127.0.0.1:6379/notadb", "parse redis url"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.url, func(t *testing.T) {
+			_, err := ParseRedisURL(tt.url, Options{})
+			if tt.wantErr == "" && err != nil {
+				t.Fatalf("got error %v", err)
+			}
+			if tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Fatalf("got %v, want an error containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestSenderSurvivesOutage stops Redis under a running Sender: Offer never
+// blocks, and once Redis is back the newest beat is delivered.
+func TestSenderSurvivesOutage(t *testing.T) {
+	srv := testutil.StartRedis(t)
+	ns := testutil.Namespace(t)
+	pub, err := NewRedis(srv.URL(), Options{Namespace: ns, DialTimeout: 200 * time.Millisecond, IOTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	var logs strings.Builder
+	s := NewSender(pub, time.Second, slog.New(slog.NewTextHandler(&logs, nil)))
+	s.backoff = Backoff{Min: 20 * time.Millisecond, Max: 100 * time.Millisecond}
+	s.delivered = make(chan wire.Beat, 100)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Error("Sender.Run did not stop after cancel")
+		}
+	}()
+
+	s.Offer(testBeat("a1", 0, wire.StatusStarting))
+	waitDelivered(t, s.delivered, 0)
+
+	srv.Stop()
+	if err := pub.Beat(context.Background(), testBeat("a1", 99, wire.StatusHealthy)); err == nil {
+		t.Fatal("Beat succeeded with Redis stopped")
+	}
+	start := time.Now()
+	for seq := uint64(1); seq <= 20; seq++ {
+		s.Offer(testBeat("a1", seq, wire.StatusHealthy))
+		time.Sleep(10 * time.Millisecond)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("20 Offers during an outage took %v; Offer must never block", d)
+	}
+	time.Sleep(300 * time.Millisecond) // several backoff rounds
+	srv.Start()
+	waitDelivered(t, s.delivered, 20)
+
+	h := rawClient(t, srv.URL()).HGetAll(context.Background(), ns+":agent:a1").Val()
+	if h["sequence"] != "20" || h["registeredAt"] == "" {
+		t.Errorf("hash after the outage = %v, want sequence 20 and a registeredAt", h)
+	}
+	if n := strings.Count(logs.String(), "cannot deliver beats"); n != 1 {
+		t.Errorf("outage logged %d times, want once:\n%s", n, logs.String())
+	}
+	if !strings.Contains(logs.String(), "beats delivered again") {
+		t.Errorf("end of outage not logged:\n%s", logs.String())
+	}
+}
+
+func waitDelivered(t *testing.T, ch <-chan wire.Beat, seq uint64) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case b := <-ch:
+			if b.Sequence == seq {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("beat %d not delivered within 10s", seq)
+		}
+	}
+}
+
+func TestHTTPPublisher(t *testing.T) {
+	var got []wire.Beat
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != BeatsPath || r.Method != http.MethodPost {
+			http.Error(w, "wrong route", http.StatusNotFound)
+			return
+		}
+		if r.Header.Get("Authorization") != "Bearer s3cret" {
+			http.Error(w, `{"error":"unauthorized"}`, http.StatusUnauthorized)
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		var b wire.Beat
+		if err := json.Unmarshal(body, &b); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		got = append(got, b)
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer srv.Close()
+
+	ctx := context.Background()
+	pub, err := NewHTTP(srv.URL, "s3cret", time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Beat(ctx, testBeat("a1", 1, wire.StatusHealthy)); err != nil {
+		t.Fatalf("Beat: %v", err)
+	}
+	if len(got) != 1 || got[0].Sequence != 1 {
+		t.Fatalf("server got %+v", got)
+	}
+
+	bad, _ := NewHTTP(srv.URL, "wrong", time.Second)
+	err = bad.Beat(ctx, testBeat("a1", 2, wire.StatusHealthy))
+	if err == nil || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("wrong token: got %v, want a 401 error", err)
+	}
+
+	if _, err := NewHTTP("127.0.0.1:7070", "", 0); err == nil {
+		t.Error("NewHTTP accepted a URL without scheme")
+	}
+}

@@ -1,0 +1,160 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/beatwrap/beatwrap/internal/wire"
+)
+
+// Sender delivers beats to a Publisher in the background, so that the beat
+// loop, the child and signal handling never wait on the network.
+//
+// It keeps only the newest beat: when the backend is slow or down, older
+// beats are replaced rather than queued, and the first delivery after an
+// outage carries the current state. The agent is registered (again) before
+// its first beat; every beat rewrites the whole hash, so a Redis that lost
+// its data mid-run gets the agent back with the next beat.
+type Sender struct {
+	pub     Publisher
+	log     *slog.Logger
+	timeout time.Duration
+	backoff Backoff
+
+	mu      sync.Mutex
+	pending *wire.Beat
+	wake    chan struct{}
+
+	delivered chan wire.Beat // for tests; nil in production
+}
+
+// Backoff bounds the wait between attempts while the backend is down.
+type Backoff struct {
+	Min, Max time.Duration
+}
+
+// NewSender wraps pub. timeout bounds each attempt; it is normally the beat
+// interval, capped so that a stuck backend is noticed.
+func NewSender(pub Publisher, timeout time.Duration, log *slog.Logger) *Sender {
+	if timeout <= 0 || timeout > 5*time.Second {
+		timeout = 5 * time.Second
+	}
+	return &Sender{
+		pub:     pub,
+		log:     log,
+		timeout: timeout,
+		backoff: Backoff{Min: 250 * time.Millisecond, Max: 10 * time.Second},
+		wake:    make(chan struct{}, 1),
+	}
+}
+
+// Offer hands over the newest beat; it never blocks.
+func (s *Sender) Offer(b wire.Beat) {
+	s.mu.Lock()
+	s.pending = &b
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Sender) take() (wire.Beat, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pending == nil {
+		return wire.Beat{}, false
+	}
+	b := *s.pending
+	s.pending = nil
+	return b, true
+}
+
+// putBack returns a beat that could not be delivered, unless a newer one
+// arrived meanwhile.
+func (s *Sender) putBack(b wire.Beat) {
+	s.mu.Lock()
+	if s.pending == nil {
+		s.pending = &b
+	}
+	s.mu.Unlock()
+}
+
+// Run delivers beats until ctx is done. It registers the agent before the
+// first beat.
+func (s *Sender) Run(ctx context.Context) error {
+	registered := false
+	var down time.Time // zero while the backend is up
+	wait := s.backoff.Min
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.wake:
+		}
+		for {
+			b, ok := s.take()
+			if !ok {
+				break
+			}
+			err := s.deliver(ctx, b, &registered)
+			if ctx.Err() != nil {
+				return nil
+			}
+			if err == nil {
+				if !down.IsZero() {
+					s.log.Info("beats delivered again", "to", s.pub.String(), "outage", time.Since(down).Round(time.Millisecond).String())
+					down = time.Time{}
+				}
+				wait = s.backoff.Min
+				if s.delivered != nil {
+					s.delivered <- b
+				}
+				continue
+			}
+			if errors.Is(err, ErrRejected) {
+				// The backend is there and said no: retrying the same beat
+				// will not help, the next one may.
+				s.log.Warn("beat rejected", "to", s.pub.String(), "error", err)
+				continue
+			}
+			if down.IsZero() {
+				down = time.Now()
+				s.log.Warn("cannot deliver beats; the agent keeps running, retrying with backoff", "to", s.pub.String(), "error", err)
+			}
+			s.putBack(b)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(wait):
+			}
+			wait = min(wait*2, s.backoff.Max)
+		}
+	}
+}
+
+func (s *Sender) deliver(ctx context.Context, b wire.Beat, registered *bool) error {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	if !*registered && !b.Status.Final() {
+		if err := s.pub.Register(ctx, b); err != nil {
+			return err
+		}
+		*registered = true
+		if b.Status == wire.StatusStarting {
+			return nil
+		}
+	}
+	return s.pub.Beat(ctx, b)
+}
+
+// Flush delivers b as the final beat, waiting at most timeout. It is called
+// once, after Run has stopped, when the child has ended for good.
+func (s *Sender) Flush(b wire.Beat, stoppedAt time.Time, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return s.pub.Final(ctx, b, stoppedAt)
+}
