@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"time"
+	"unicode/utf8"
 )
 
 // MaxLineSize bounds one line on the progress socket, newline included.
@@ -24,10 +25,10 @@ type Report struct {
 	QuietFor    *time.Duration // a long silent step: no stall before this has passed
 }
 
-// HasWork reports whether the report says the agent has no work: idle set,
-// or activeTasks 0 with no task named. It returns (idle, known): known is false
-// when the report says nothing about it.
-func (r Report) HasWork() (idle, known bool) {
+// IdleState reports whether the report says the agent has no work: idle
+// set, or activeTasks 0 with no task named. known is false when the report
+// says nothing about it.
+func (r Report) IdleState() (idle, known bool) {
 	if r.Idle != nil {
 		if *r.Idle {
 			return true, true
@@ -89,7 +90,7 @@ func ParseReport(line []byte) (Report, error) {
 		return r, err
 	}
 	if out.Task != nil && len(*out.Task) > MaxTaskLength {
-		t := (*out.Task)[:MaxTaskLength]
+		t := cutUTF8(*out.Task, MaxTaskLength)
 		out.Task = &t
 	}
 	if out.Progress, err = optNumber("progress", raw.Progress); err != nil {
@@ -197,6 +198,17 @@ func optDuration(name string, raw json.RawMessage) (*time.Duration, error) {
 	}
 	d := time.Duration(ms * float64(time.Millisecond))
 	return &d, nil
+}
+
+// cutUTF8 cuts s to at most n bytes without splitting a character.
+func cutUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // clip shortens a raw value for an error message.

@@ -1,0 +1,657 @@
+package monitor
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/beatwrap/beatwrap/internal/wire"
+)
+
+// Config tunes a Monitor. The zero value gives the contract's defaults.
+type Config struct {
+	// DefaultInterval is assumed for beats without intervalMs until their
+	// arrival gaps show the real interval (--default-interval). Default 30s.
+	DefaultInterval time.Duration
+	// MissedBeats is used for beats that do not carry their own
+	// (--missed-beats). Default 3.
+	MissedBeats int
+	// Forget is how long an agent stays failed or stopped before Sweep drops
+	// it. Default 24h; negative keeps such agents forever.
+	Forget time.Duration
+}
+
+// Defaults of Config.
+const (
+	DefaultInterval    = 30 * time.Second
+	DefaultMissedBeats = 3
+	DefaultForget      = 24 * time.Hour
+)
+
+// maxInterned bounds the table of shared agent type and host strings; past
+// it, new strings are simply kept per agent.
+const maxInterned = 1 << 16
+
+// Monitor holds the state of every agent the watcher knows.
+type Monitor struct {
+	defIv  int64
+	missed int32
+	forget int64 // ns, < 0: never
+
+	mu        sync.Mutex
+	agents    map[string]*agent
+	deadlines index
+	counts    [nStates]int
+	interned  map[string]string
+	clock     int64 // unix ns, the latest time the monitor was given
+	blind     bool
+	sightAt   int64 // unix ns, when the watcher last regained sight
+	ignored   uint64
+	examined  uint64 // index entries Sweep looked at, for tests
+}
+
+// New returns an empty Monitor.
+func New(cfg Config) *Monitor {
+	if cfg.DefaultInterval <= 0 {
+		cfg.DefaultInterval = DefaultInterval
+	}
+	if cfg.MissedBeats <= 0 {
+		cfg.MissedBeats = DefaultMissedBeats
+	}
+	if cfg.Forget == 0 {
+		cfg.Forget = DefaultForget
+	}
+	return &Monitor{
+		defIv:    clampInterval(int64(cfg.DefaultInterval)),
+		missed:   clampMissed(cfg.MissedBeats),
+		forget:   int64(cfg.Forget),
+		agents:   make(map[string]*agent),
+		interned: make(map[string]string),
+	}
+}
+
+// Observe takes one beat, received by the watcher at recv, and returns the
+// state change it causes, if any. A duplicate or out-of-order beat changes
+// nothing and is counted (see Ignored).
+func (m *Monitor) Observe(b wire.Beat, recv time.Time) (Transition, bool) {
+	if b.AgentID == "" {
+		return Transition{}, false
+	}
+	t := recv.UnixNano()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.tick(t)
+
+	a := m.agents[b.AgentID]
+	first := a == nil
+	if first {
+		a = &agent{id: strings.Clone(b.AgentID), idx: -1, firstSeen: t, state: cNone}
+		m.agents[a.id] = a
+	} else if a.stale(&b) {
+		a.ignored++
+		m.ignored++
+		return Transition{}, false
+	}
+
+	gap := false
+	if !first {
+		if a.restartedBy(&b) {
+			a.firstSeen = t
+		} else if m.countsAsGap(a, t) {
+			a.addGap(t - a.seen)
+			gap = true
+		}
+	}
+	m.absorb(a, &b, t, gap)
+
+	from := a.state
+	to := cHealthy
+	switch b.Status {
+	case wire.StatusStopped:
+		to = cStopped
+	case wire.StatusExited:
+		to = cFailed
+	case wire.StatusStalled:
+		// A stuck agent that still beats while it is being recovered stays
+		// recovering: the recovery layer decides when it is over.
+		to = cStalled
+		if from == cRecovering {
+			to = cRecovering
+		}
+	}
+
+	var tr Transition
+	changed := from != to
+	if changed {
+		tr = m.setState(a, to, t, beatReason(a, from, to))
+		tr.At = recv
+	}
+	m.schedule(a, true)
+	return tr, changed
+}
+
+// countsAsGap reports whether the time since a's last beat is an interval:
+// not when the agent was declared dead or stopped meanwhile, not across a
+// watcher outage, not from a time restored from Redis.
+func (m *Monitor) countsAsGap(a *agent, t int64) bool {
+	switch {
+	case a.state == cFailed, a.state == cRecovering, a.state == cStopped:
+		return false
+	case a.flags&fRestored != 0, a.seen < m.sightAt, t <= a.seen:
+		return false
+	}
+	return true
+}
+
+// absorb copies what the view needs from an accepted beat.
+func (m *Monitor) absorb(a *agent, b *wire.Beat, t int64, gap bool) {
+	// Strings are compared first: most beats repeat the last ones, and
+	// keeping the agent's copy costs nothing and keeps the decoder's
+	// buffers collectable.
+	if a.typ != b.AgentType {
+		a.typ = m.intern(b.AgentType)
+	}
+	if b.Host != "" && a.host != b.Host {
+		a.host = m.intern(b.Host)
+	}
+	if b.ContainerID != "" && a.containerID != b.ContainerID {
+		a.containerID = strings.Clone(b.ContainerID)
+	}
+	if a.task != b.CurrentTask {
+		a.task = strings.Clone(b.CurrentTask)
+	}
+	if a.stallReason != b.StallReason {
+		a.stallReason = strings.Clone(b.StallReason)
+	}
+	if b.PID != 0 {
+		a.pid = int32(b.PID)
+	}
+	a.status = canonStatus(b.Status)
+	a.metrics = b.Metrics
+	a.seq = b.Sequence
+	a.agentTS = b.Timestamp
+	a.restarts = int32(b.Restarts)
+	a.graceMs = b.GraceMs
+	a.flags &^= fHasProgress | fHasExit | fRestored
+	if b.TaskProgress != nil {
+		a.progress = *b.TaskProgress
+		a.flags |= fHasProgress
+	}
+	if b.ExitCode != nil {
+		a.exitCode = int32(*b.ExitCode)
+		a.flags |= fHasExit
+	}
+
+	switch {
+	case b.IntervalMs > 0:
+		a.iv = clampInterval(min(b.IntervalMs, int64(maxInterval/time.Millisecond)) * int64(time.Millisecond))
+		a.flags |= fDeclared
+	case gap || a.iv == 0 || a.flags&fDeclared != 0:
+		a.flags &^= fDeclared
+		a.iv = a.learned(m.defIv)
+	}
+	a.missed = m.missed
+	if b.MissedBeats > 0 {
+		a.missed = clampMissed(b.MissedBeats)
+	}
+	a.seen = max(a.seen, t)
+}
+
+func beatReason(a *agent, from, to code) string {
+	switch {
+	case from == cNone:
+		return "first beat"
+	case to == cStopped:
+		return "final beat: stopped"
+	case to == cFailed:
+		if a.flags&fHasExit != 0 {
+			return fmt.Sprintf("final beat: exited with code %d", a.exitCode)
+		}
+		return "final beat: exited"
+	case to == cStalled:
+		if a.stallReason != "" {
+			return "stalled: " + a.stallReason
+		}
+		return "status stalled"
+	case from == cStopped:
+		return "beating again after a stop"
+	case from == cStalled:
+		return "progress again"
+	}
+	return "beating again"
+}
+
+// Sweep judges every agent whose deadline has passed at now and returns the
+// changes: missing, failed, and (silently) forgetting agents failed or
+// stopped for longer than Config.Forget. While the watcher is blind it does
+// nothing. Its cost follows the number of agents due, not the fleet size.
+func (m *Monitor) Sweep(now time.Time) []Transition {
+	t := now.UnixNano()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.tick(t)
+	if m.blind {
+		return nil
+	}
+	var out []Transition
+	for len(m.deadlines) > 0 && m.deadlines[0].due < t {
+		m.examined++
+		a := m.deadlines[0].a
+		switch due := m.deadline(a); {
+		case due == never: // recovering since the entry was made
+			m.deadlines.remove(0)
+			continue
+		case due >= t: // a beat moved the deadline since the entry was made
+			m.deadlines[0].due = due
+			m.deadlines.down(0)
+			continue
+		}
+		if tr, ok := m.expire(a, t); ok {
+			tr.At = now
+			out = append(out, tr)
+		}
+	}
+	return out
+}
+
+// expire applies the deadline that passed for a at t: missing, failed, or
+// forgotten. It leaves a's index entry at its next deadline, which is after t.
+func (m *Monitor) expire(a *agent, t int64) (Transition, bool) {
+	switch a.state {
+	case cFailed, cStopped:
+		m.drop(a)
+		return Transition{}, false
+	}
+	base := m.base(a)
+	silent := time.Duration(t - a.seen).Round(time.Millisecond)
+	iv := time.Duration(a.iv)
+	var tr Transition
+	if t > base+int64(a.missed)*a.iv {
+		tr = m.setState(a, cFailed, t, fmt.Sprintf("no beat for %s (%d × interval %s)", silent, a.missed, iv))
+	} else {
+		tr = m.setState(a, cMissing, t, fmt.Sprintf("no beat for %s (interval %s)", silent, iv))
+	}
+	m.schedule(a, false)
+	return tr, true
+}
+
+// base is the time a's silence is counted from: its last beat, but no earlier
+// than a grace it was given or than the end of the watcher's last outage.
+func (m *Monitor) base(a *agent) int64 {
+	return max(a.seen, a.graceFrom, m.sightAt)
+}
+
+// deadline is when a's state must next be judged, or never.
+func (m *Monitor) deadline(a *agent) int64 {
+	switch a.state {
+	case cHealthy, cStalled, cMissing:
+		base := m.base(a)
+		fail := base + int64(a.missed)*a.iv
+		if a.state == cMissing {
+			return fail
+		}
+		return min(base+a.iv+int64(Slack(time.Duration(a.iv))), fail)
+	case cFailed, cStopped:
+		if m.forget < 0 {
+			return never
+		}
+		return a.stateSince + m.forget
+	}
+	return never
+}
+
+// schedule makes a's index entry cover its next deadline. With lazy set, an
+// entry that comes up earlier than the deadline is left alone: Sweep moves it
+// when it comes up, so a beat costs no heap work.
+func (m *Monitor) schedule(a *agent, lazy bool) {
+	due := m.deadline(a)
+	if due == never {
+		if a.idx >= 0 {
+			m.deadlines.remove(int(a.idx))
+		}
+		return
+	}
+	if a.idx < 0 {
+		m.deadlines.push(a, due)
+		return
+	}
+	e := &m.deadlines[a.idx]
+	if e.due == due || lazy && e.due < due {
+		return
+	}
+	e.due = due
+	m.deadlines.fix(int(a.idx))
+}
+
+// setState moves a into state to at t and returns the transition, without
+// At (the caller has the time.Time).
+func (m *Monitor) setState(a *agent, to code, t int64, reason string) Transition {
+	from := a.state
+	if from < nStates {
+		m.counts[from]--
+	}
+	m.counts[to]++
+	a.state = to
+	a.stateSince = t
+	a.reason = reason
+	return Transition{
+		AgentID:   a.id,
+		From:      from.state(),
+		To:        to.state(),
+		Recovered: recovered(from, to),
+		Reason:    reason,
+	}
+}
+
+func (m *Monitor) drop(a *agent) {
+	if a.idx >= 0 {
+		m.deadlines.remove(int(a.idx))
+	}
+	m.counts[a.state]--
+	delete(m.agents, a.id)
+}
+
+func (m *Monitor) tick(t int64) {
+	m.clock = max(m.clock, t)
+}
+
+func (m *Monitor) intern(s string) string {
+	if s == "" {
+		return ""
+	}
+	if v, ok := m.interned[s]; ok {
+		return v
+	}
+	v := strings.Clone(s)
+	if len(m.interned) < maxInterned {
+		m.interned[v] = v
+	}
+	return v
+}
+
+// Restore rebuilds the view of a restarted watcher from the agents it finds
+// in Redis, before anyone is judged. Agents the monitor already knows (a beat
+// came first) keep what it knows. A record with status stopped is stopped;
+// any other agent gets one full timeout (missedBeats × interval) from now
+// before it can be failed, and is not missing before one interval from now:
+// it is healthy until its first beat says otherwise, except that one whose
+// last status was exited is missing at once. The stoppedAt field alone does
+// not mean stopped: a client of the reference design that starts again
+// leaves it in the hash.
+func (m *Monitor) Restore(recs []Record, now time.Time) {
+	t := now.UnixNano()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.tick(t)
+	for _, r := range recs {
+		if wire.ValidateID(r.AgentID) != nil {
+			continue
+		}
+		if _, ok := m.agents[r.AgentID]; ok {
+			continue
+		}
+		a := &agent{
+			id:          strings.Clone(r.AgentID),
+			typ:         m.intern(r.Type),
+			host:        m.intern(r.Host),
+			containerID: strings.Clone(r.ContainerID),
+			status:      canonStatus(r.Status),
+			pid:         int32(r.PID),
+			seq:         r.Sequence,
+			agentTS:     r.LastHeartbeat,
+			graceFrom:   t,
+			idx:         -1,
+			state:       cNone,
+			flags:       fRestored,
+			missed:      m.missed,
+		}
+		// The agent's clock may be off: its times are shown, never judged by,
+		// and never put after now.
+		a.seen = msOr(r.LastHeartbeat, t)
+		a.firstSeen = msOr(r.RegisteredAt, a.seen)
+		if r.IntervalMs > 0 {
+			a.iv = clampInterval(min(r.IntervalMs, int64(maxInterval/time.Millisecond)) * int64(time.Millisecond))
+			a.flags |= fDeclared
+		} else {
+			a.iv = m.defIv
+		}
+		if r.MissedBeats > 0 {
+			a.missed = clampMissed(r.MissedBeats)
+		}
+		m.agents[a.id] = a
+		switch a.status {
+		case wire.StatusStopped:
+			m.setState(a, cStopped, msOr(r.StoppedAt, t), "restored: stopped")
+		case wire.StatusExited:
+			m.setState(a, cMissing, t, "restored: last beat said exited")
+		default:
+			m.setState(a, cHealthy, t, "restored")
+		}
+		m.schedule(a, false)
+	}
+}
+
+// msOr converts ms since the epoch to unix ns, no later than t; zero gives t.
+func msOr(ms, t int64) int64 {
+	if ms <= 0 {
+		return t
+	}
+	return min(ms*int64(time.Millisecond), t)
+}
+
+// SetBlind tells the monitor whether the watcher can see beats at all (its
+// own Redis connection is down: blind). While blind nobody is declared
+// missing or failed; when sight returns at now, every agent has at least
+// until now plus one interval before it is missing and now plus its full
+// timeout before it is failed. It reports whether blindness changed, so the
+// caller logs an outage once.
+func (m *Monitor) SetBlind(blind bool, now time.Time) bool {
+	t := now.UnixNano()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.tick(t)
+	if m.blind == blind {
+		return false
+	}
+	m.blind = blind
+	if !blind {
+		// Index entries stay valid: they may only come up early.
+		m.sightAt = max(m.sightAt, t)
+	}
+	return true
+}
+
+// Blind reports whether the monitor was told the watcher is blind.
+func (m *Monitor) Blind() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.blind
+}
+
+// MarkRecovering records that the recovery layer started on agent id.
+func (m *Monitor) MarkRecovering(id string, now time.Time) (Transition, bool) {
+	t := now.UnixNano()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.tick(t)
+	a := m.agents[id]
+	if a == nil || a.state == cRecovering {
+		return Transition{}, false
+	}
+	tr := m.setState(a, cRecovering, t, "recovery under way")
+	tr.At = now
+	m.schedule(a, false)
+	return tr, true
+}
+
+// AddRecoveryStep appends one step to agent id's recovery history, which
+// keeps the last MaxRecoveries. It reports whether the agent is known.
+func (m *Monitor) AddRecoveryStep(id string, s Step) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a := m.agents[id]
+	if a == nil {
+		return false
+	}
+	if len(a.recoveries) >= MaxRecoveries {
+		n := copy(a.recoveries, a.recoveries[len(a.recoveries)-MaxRecoveries+1:])
+		clear(a.recoveries[n:])
+		a.recoveries = a.recoveries[:n]
+	}
+	a.recoveries = append(a.recoveries, s)
+	return true
+}
+
+// RecoveryDone records that the recovery layer is done with agent id, with
+// ok saying whether its steps succeeded. An agent that beat recently goes
+// back to the state its beats give; otherwise, after a successful recovery,
+// it is missing and has one full timeout from now to beat before it is
+// failed again; after an unsuccessful one it is failed. It does nothing when
+// the agent is no longer recovering (it beat again meanwhile).
+func (m *Monitor) RecoveryDone(id string, ok bool, now time.Time) (Transition, bool) {
+	t := now.UnixNano()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.tick(t)
+	a := m.agents[id]
+	if a == nil || a.state != cRecovering {
+		return Transition{}, false
+	}
+	var tr Transition
+	switch {
+	case t <= a.seen+a.iv+int64(Slack(time.Duration(a.iv))):
+		to := cHealthy
+		if a.status == wire.StatusStalled {
+			to = cStalled
+		}
+		tr = m.setState(a, to, t, "recovery over, beating")
+	case ok:
+		a.graceFrom = max(a.graceFrom, t)
+		tr = m.setState(a, cMissing, t, "recovery done, waiting for a beat")
+	default:
+		tr = m.setState(a, cFailed, t, "recovery did not bring it back")
+	}
+	tr.At = now
+	m.schedule(a, false)
+	return tr, true
+}
+
+// SetState puts agent id into a state observed outside the beats, such as
+// stopped when an operator stopped its container. The change is dated at the
+// latest time the monitor was given. An agent put into healthy, stalled or
+// missing gets a full timeout from then before it can be failed.
+func (m *Monitor) SetState(id string, s State, reason string) (Transition, bool) {
+	c, known := codeOf(s)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a := m.agents[id]
+	if !known || a == nil || a.state == c {
+		return Transition{}, false
+	}
+	t := m.clock
+	if c == cHealthy || c == cStalled || c == cMissing {
+		a.graceFrom = max(a.graceFrom, t)
+	}
+	tr := m.setState(a, c, t, reason)
+	tr.At = time.Unix(0, t)
+	m.schedule(a, false)
+	return tr, true
+}
+
+// Agents returns every agent, sorted by id. Computed fields (missedBeats,
+// uptimeSeconds) are as of the latest time the monitor was given.
+func (m *Monitor) Agents() []Agent {
+	m.mu.Lock()
+	out := make([]Agent, 0, len(m.agents))
+	for _, a := range m.agents {
+		out = append(out, m.view(a))
+	}
+	m.mu.Unlock()
+	slices.SortFunc(out, func(x, y Agent) int { return strings.Compare(x.AgentID, y.AgentID) })
+	return out
+}
+
+// Get returns one agent, as Agents does.
+func (m *Monitor) Get(id string) (Agent, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a := m.agents[id]
+	if a == nil {
+		return Agent{}, false
+	}
+	return m.view(a), true
+}
+
+// Counts returns how many agents are in each state; every state is present.
+func (m *Monitor) Counts() map[State]int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[State]int, nStates)
+	for i, n := range m.counts {
+		out[stateNames[i]] = n
+	}
+	return out
+}
+
+// Len returns how many agents the monitor knows.
+func (m *Monitor) Len() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.agents)
+}
+
+// Ignored returns how many duplicate or out-of-order beats were ignored.
+func (m *Monitor) Ignored() uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.ignored
+}
+
+func (m *Monitor) view(a *agent) Agent {
+	v := Agent{
+		AgentID:          a.id,
+		AgentType:        a.typ,
+		State:            a.state.state(),
+		Status:           a.status,
+		LastHeartbeat:    a.seen / int64(time.Millisecond),
+		AgentTimestamp:   a.agentTS,
+		UptimeSeconds:    max(0, (m.clock-a.firstSeen)/int64(time.Second)),
+		IntervalMs:       a.iv / int64(time.Millisecond),
+		Host:             a.host,
+		PID:              int(a.pid),
+		ContainerID:      a.containerID,
+		CurrentTask:      a.task,
+		Metrics:          a.metrics,
+		Restarts:         int(a.restarts),
+		StallReason:      a.stallReason,
+		Recoveries:       append([]Step{}, a.recoveries...),
+		StateSince:       a.stateSince / int64(time.Millisecond),
+		StateReason:      a.reason,
+		MissedBeatsLimit: int(a.missed),
+		Sequence:         a.seq,
+		IgnoredBeats:     int(a.ignored),
+		GraceMs:          a.graceMs,
+	}
+	if a.state != cStopped && m.clock > a.seen {
+		v.MissedBeats = int((m.clock - a.seen) / a.iv)
+	}
+	if a.flags&fHasProgress != 0 {
+		p := a.progress
+		v.TaskProgress = &p
+	}
+	if a.flags&fHasExit != 0 {
+		c := int(a.exitCode)
+		v.ExitCode = &c
+	}
+	switch {
+	case a.flags&fDeclared != 0:
+		v.IntervalSource = "beat"
+	case a.nGaps >= minGaps || a.nGaps > 0 && a.iv != m.defIv:
+		v.IntervalSource = "learned"
+	default:
+		v.IntervalSource = "default"
+	}
+	return v
+}

@@ -1,0 +1,179 @@
+package progress
+
+import (
+	"bytes"
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/beatwrap/beatwrap/internal/wire"
+)
+
+// FuzzServeLine feeds arbitrary bytes through serveLines, the loop every
+// server connection runs, and so through wire.ParseReport. It checks that
+// nothing panics, that each line gets exactly the reply it should, that every
+// reply is {"ok":bool} with a non-empty error when ok is false, and that every
+// accepted report, marshalled again, parses back to the same report.
+func FuzzServeLine(f *testing.F) {
+	seeds := []string{
+		`{"task":"summarise ticket 4312","progress":40,"activeTasks":1,"queueDepth":7,"tokens":1850,"error":"rate limited","idle":false,"quietFor":"20m"}`,
+		`{}`,
+		"{}\n{}\n\n  \n{\"task\":\"x\"}\r\n",
+		`hello`,
+		`[1]`,
+		`{"task":"x"`,
+		`{"progress":"x"}`,
+		`{"progress":150}`,
+		`{"progress":-0}`,
+		`{"progress":1e400}`,
+		`{"progress":100.0000000000001}`,
+		`{"tokens":-5}`,
+		`{"tokens":1099511627776}`,
+		`{"tokens":1099511627777}`,
+		`{"tokens":1e-400}`,
+		`{"activeTasks":1.5}`,
+		`{"activeTasks":0}`,
+		`{"quietFor":"1.5ms"}`,
+		`{"quietFor":1e300}`,
+		`{"quietFor":0.0001}`,
+		`{"quietFor":"-1s"}`,
+		`{"quietFor":"2562047h47m16.854775807s"}`,
+		`{"quietFor":9223372036854}`,
+		`{"idle":1}`,
+		`{"task":null,"progress":null}`,
+		`{"task":"a","task":"b"}`,
+		`{"TASK":"upper","Progress":5}`,
+		`{"task":"\u00e9\ud83d\ude00\u0000"}`,
+		"{\"task\":\"\xff\xfe\"}",
+		`{"error":""}`,
+		`{"unknown":{"nested":[1,2,3]}}`,
+		`{"task":"` + strings.Repeat("a", 600) + `"}`,
+		`{"task":"` + strings.Repeat("a", 2000) + "\n",
+		// Task cut at wire.MaxTaskLength in the middle of a two-byte rune.
+		`{"task":"` + strings.Repeat("a", wire.MaxTaskLength-1) + `é"}`,
+		`{"task":"` + strings.Repeat("b", wire.MaxLineSize) + `"}` + "\n{}\n",
+	}
+	for _, s := range seeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var applied []wire.Report
+		var out bytes.Buffer
+		write := func(reply []byte) error {
+			out.Write(reply)
+			return nil
+		}
+		if err := serveLines(bytes.NewReader(data), write, func(r wire.Report) { applied = append(applied, r) }); err != nil {
+			t.Fatalf("serveLines: %v", err)
+		}
+
+		// What each line should get, worked out independently of the reader.
+		type want struct {
+			ok  bool
+			err string
+		}
+		var wants []want
+		lines := bytes.Split(data, []byte("\n"))
+		for i, line := range lines {
+			if i == len(lines)-1 && len(line) == 0 {
+				break // data ended with a newline
+			}
+			switch {
+			case len(line) >= wire.MaxLineSize: // with its newline, over the limit
+				wants = append(wants, want{err: "line is longer than 65536 bytes"})
+			case len(bytes.TrimSpace(line)) == 0:
+			default:
+				if _, err := wire.ParseReport(line); err != nil {
+					wants = append(wants, want{err: err.Error()})
+				} else {
+					wants = append(wants, want{ok: true})
+				}
+			}
+		}
+
+		replies := bytes.Split(out.Bytes(), []byte("\n"))
+		if last := replies[len(replies)-1]; len(last) != 0 {
+			t.Fatalf("output does not end with a newline: %q", last)
+		}
+		replies = replies[:len(replies)-1]
+		if len(replies) != len(wants) {
+			t.Fatalf("%d replies for %d non-blank lines: %q", len(replies), len(wants), out.Bytes())
+		}
+		oks := 0
+		for i, b := range replies {
+			var got map[string]any
+			if err := json.Unmarshal(b, &got); err != nil {
+				t.Fatalf("reply %d %q is not JSON: %v", i, b, err)
+			}
+			ok, isBool := got["ok"].(bool)
+			if !isBool {
+				t.Fatalf("reply %d %q: ok is not a bool", i, b)
+			}
+			msg, _ := got["error"].(string)
+			if !ok && msg == "" {
+				t.Fatalf("reply %d %q: ok:false without an error", i, b)
+			}
+			if ok && len(got) != 1 {
+				t.Fatalf("reply %d %q: ok:true with more than ok", i, b)
+			}
+			if ok != wants[i].ok || msg != wants[i].err {
+				t.Fatalf("reply %d = %q, want ok:%v error %q", i, b, wants[i].ok, wants[i].err)
+			}
+			if ok {
+				oks++
+			}
+		}
+		if oks != len(applied) {
+			t.Fatalf("%d ok replies, %d reports applied", oks, len(applied))
+		}
+
+		for _, r := range applied {
+			line, err := r.Marshal()
+			if err != nil {
+				t.Fatalf("Marshal(%+v): %v", r, err)
+			}
+			again, err := wire.ParseReport(line)
+			if err != nil {
+				t.Fatalf("accepted report marshals to %s, which ParseReport refuses: %v", line, err)
+			}
+			if r.Task != nil && utf8.Valid(line) && !utf8.ValidString(*r.Task) {
+				t.Fatalf("ParseReport cut a valid task into invalid UTF-8: %q", *r.Task)
+			}
+			if !reflect.DeepEqual(derefReport(again), derefReport(r)) {
+				t.Fatalf("report %+v marshals to %s and parses back as %+v", derefReport(r), line, derefReport(again))
+			}
+		}
+	})
+}
+
+// derefReport makes a Report printable and comparable by value.
+func derefReport(r wire.Report) map[string]any {
+	m := map[string]any{}
+	if r.Task != nil {
+		m["task"] = *r.Task
+	}
+	if r.Progress != nil {
+		m["progress"] = *r.Progress
+	}
+	if r.ActiveTasks != nil {
+		m["activeTasks"] = *r.ActiveTasks
+	}
+	if r.QueueDepth != nil {
+		m["queueDepth"] = *r.QueueDepth
+	}
+	if r.Tokens != nil {
+		m["tokens"] = *r.Tokens
+	}
+	if r.Error != nil {
+		m["error"] = *r.Error
+	}
+	if r.Idle != nil {
+		m["idle"] = *r.Idle
+	}
+	if r.QuietFor != nil {
+		m["quietFor"] = *r.QuietFor
+	}
+	return m
+}

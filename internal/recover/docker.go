@@ -1,0 +1,421 @@
+package recover
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/moby/moby/api/types/container"
+)
+
+// Default labels: the one a container needs before recovery touches it, and
+// the one that names the agent it runs.
+const (
+	DefaultRecoverLabel = "beatwatch.recover=true"
+	AgentLabel          = "beatwatch.agent"
+)
+
+// Errors of the ladder, matched with errors.Is.
+var (
+	// ErrNotEligible: the container lacks the recover label; it is never
+	// touched.
+	ErrNotEligible = errors.New("container does not carry the recover label")
+	// ErrAmbiguous: more than one container carries the agent's label, so
+	// none of them is touched.
+	ErrAmbiguous = errors.New("more than one container carries the agent label")
+)
+
+// ParseLabel splits a --recover-label value "key=value". The key must not be
+// empty; the value may be.
+func ParseLabel(s string) (key, value string, err error) {
+	key, value, ok := strings.Cut(s, "=")
+	key = strings.TrimSpace(key)
+	if !ok || key == "" {
+		return "", "", fmt.Errorf("--recover-label must be key=value, got %q", s)
+	}
+	return key, value, nil
+}
+
+// Config tunes a Docker. The zero value works: the default recover label,
+// a 30s wait for a restarting container, logs to slog.Default.
+type Config struct {
+	// RecoverLabel is "key=value"; only containers carrying it are acted on.
+	RecoverLabel string
+	// RestartingWait bounds how long Check waits for a container that the
+	// engine is restarting on its own.
+	RestartingWait time.Duration
+	// PollInterval is how often Check looks at a restarting container.
+	PollInterval time.Duration
+	// OnStep, if set, is called with every step's result, so that the
+	// caller can count beatwatch_recoveries_total{step,result}. It must not
+	// block.
+	OnStep func(agent string, s StepResult)
+	// Logger receives one line per step; nil means slog.Default().
+	Logger *slog.Logger
+	// Now is the clock for step times; nil means time.Now.
+	Now func() time.Time
+}
+
+// Docker recovers agents that run in Docker containers, through an Engine.
+type Docker struct {
+	engine               Engine
+	labelKey, labelValue string
+	restartingWait       time.Duration
+	poll                 time.Duration
+	onStep               func(string, StepResult)
+	log                  *slog.Logger
+	now                  func() time.Time
+}
+
+// New returns a Docker that acts through engine. It fails only on a bad
+// RecoverLabel.
+func New(engine Engine, cfg Config) (*Docker, error) {
+	if cfg.RecoverLabel == "" {
+		cfg.RecoverLabel = DefaultRecoverLabel
+	}
+	key, value, err := ParseLabel(cfg.RecoverLabel)
+	if err != nil {
+		return nil, err
+	}
+	d := &Docker{
+		engine: engine, labelKey: key, labelValue: value,
+		restartingWait: cfg.RestartingWait, poll: cfg.PollInterval,
+		onStep: cfg.OnStep, log: cfg.Logger, now: cfg.Now,
+	}
+	if d.restartingWait <= 0 {
+		d.restartingWait = 30 * time.Second
+	}
+	if d.poll <= 0 {
+		d.poll = 500 * time.Millisecond
+	}
+	if d.log == nil {
+		d.log = slog.Default()
+	}
+	if d.now == nil {
+		d.now = time.Now
+	}
+	return d, nil
+}
+
+// Container is what recovery knows about an agent's container.
+type Container struct {
+	ID    string
+	Name  string // without the leading slash
+	Image string // as the operator named it
+	// Agent is the agent the container was found for.
+	Agent  string
+	Labels map[string]string
+	// State is the engine's: created, running, paused, restarting,
+	// removing, exited or dead.
+	State    string
+	ExitCode int
+	// RestartPolicy is the engine's restart policy: no, always,
+	// on-failure or unless-stopped.
+	RestartPolicy string
+	// Eligible is set when the container carries the recover label. A
+	// container that is not eligible gets an alert and nothing else.
+	Eligible bool
+}
+
+// ShortID is the 12-character form of the container's id.
+func (c Container) ShortID() string {
+	if len(c.ID) > 12 {
+		return c.ID[:12]
+	}
+	return c.ID
+}
+
+var containerIDPattern = regexp.MustCompile(`^[0-9a-f]{12,64}$`)
+
+// Find locates the container of agent. A containerID from the agent's beats
+// (64 hex characters, or a prefix of at least 12) is tried first; when it is
+// empty or gone, the container labelled beatwatch.agent=<agent> is. It
+// returns ErrNotFound when there is none and ErrAmbiguous when more than one
+// carries the label. A container found without the recover label is
+// returned with Eligible false.
+func (d *Docker) Find(ctx context.Context, agent, containerID string) (Container, error) {
+	if containerID != "" {
+		if !containerIDPattern.MatchString(containerID) {
+			return Container{}, fmt.Errorf("container id %q is not 12 to 64 hex characters", containerID)
+		}
+		info, err := d.engine.Inspect(ctx, containerID)
+		if err == nil {
+			return d.container(agent, info), nil
+		}
+		if !errors.Is(err, ErrNotFound) {
+			return Container{}, fmt.Errorf("inspect container %s: %w", containerID, err)
+		}
+		// The container of the beats is gone; one that was created in its
+		// place (by us, or by compose) still carries the agent's label.
+	}
+	list, err := d.engine.List(ctx, AgentLabel, agent)
+	if err != nil {
+		return Container{}, fmt.Errorf("list containers of agent %s: %w", agent, err)
+	}
+	switch len(list) {
+	case 0:
+		return Container{}, fmt.Errorf("container of agent %s: %w", agent, ErrNotFound)
+	case 1:
+	default:
+		return Container{}, fmt.Errorf("agent %s: %d containers: %w", agent, len(list), ErrAmbiguous)
+	}
+	info, err := d.engine.Inspect(ctx, list[0].ID)
+	if err != nil {
+		return Container{}, fmt.Errorf("inspect container %s: %w", list[0].ID, err)
+	}
+	return d.container(agent, info), nil
+}
+
+// container turns an inspection into a Container.
+func (d *Docker) container(agent string, info container.InspectResponse) Container {
+	c := Container{ID: info.ID, Name: strings.TrimPrefix(info.Name, "/"), Agent: agent}
+	if info.Config != nil {
+		c.Image = info.Config.Image
+		c.Labels = info.Config.Labels
+	}
+	if info.State != nil {
+		c.State = string(info.State.Status)
+		c.ExitCode = info.State.ExitCode
+	}
+	if info.HostConfig != nil {
+		c.RestartPolicy = string(info.HostConfig.RestartPolicy.Name)
+	}
+	v, ok := c.Labels[d.labelKey]
+	c.Eligible = ok && v == d.labelValue
+	return c
+}
+
+// Verdict is what Check concludes about a container.
+type Verdict string
+
+// The verdicts of Check. Only Running and Crashed call for a restart.
+const (
+	// VerdictRunning: the container runs but its agent has failed or
+	// stalled: restart it.
+	VerdictRunning Verdict = "running"
+	// VerdictCrashed: the container exited or died on its own: restart it.
+	VerdictCrashed Verdict = "crashed"
+	// VerdictOperatorStopped: someone stopped it on purpose; leave it.
+	VerdictOperatorStopped Verdict = "operator-stopped"
+	// VerdictPaused: someone paused it; leave it.
+	VerdictPaused Verdict = "paused"
+	// VerdictRemoved: the container is gone (or being removed).
+	VerdictRemoved Verdict = "removed"
+	// VerdictRestarting: the engine's restart policy is still restarting it
+	// after Check waited; leave it to the engine.
+	VerdictRestarting Verdict = "restarting"
+	// VerdictRestartedByEngine: the engine's restart policy brought it back
+	// while Check waited; give the agent time to beat.
+	VerdictRestartedByEngine Verdict = "restarted-by-engine"
+	// VerdictNotEligible: the container lacks the recover label.
+	VerdictNotEligible Verdict = "not-eligible"
+)
+
+// Actionable reports whether the verdict calls for Restart (and, failing
+// that, Replace).
+func (v Verdict) Actionable() bool { return v == VerdictRunning || v == VerdictCrashed }
+
+// Check inspects c afresh and judges whether recovery should act on it.
+// finalStopped says the agent's last beat was a final "stopped": together
+// with a stopped container, that is an operator's stop. A container that the
+// engine is restarting is waited for, up to Config.RestartingWait. The
+// returned Container is the fresh one; the StepResult is ok when the verdict
+// is actionable, skipped (Detail is the verdict) when it is not, and error
+// when the engine could not be asked.
+func (d *Docker) Check(ctx context.Context, c Container, finalStopped bool) (Container, Verdict, StepResult) {
+	start := d.now()
+	rec := func(v Verdict, err error) StepResult {
+		r := StepResult{Step: StepInspect, Result: ResultOK, Container: c.ID, Detail: string(v), At: start, Duration: d.now().Sub(start)}
+		if err != nil {
+			r.Result, r.Error = ResultError, err.Error()
+		} else if !v.Actionable() {
+			r.Result = ResultSkipped
+		}
+		return d.report(c, r)
+	}
+	info, err := d.engine.Inspect(ctx, c.ID)
+	if errors.Is(err, ErrNotFound) {
+		return c, VerdictRemoved, rec(VerdictRemoved, nil)
+	}
+	if err != nil {
+		return c, "", rec("", fmt.Errorf("inspect container %s: %w", c.ShortID(), err))
+	}
+	fresh := d.container(c.Agent, info)
+	if !fresh.Eligible {
+		return fresh, VerdictNotEligible, rec(VerdictNotEligible, nil)
+	}
+	if fresh.State == string(container.StateRestarting) {
+		fresh, err = d.waitRestarting(ctx, fresh)
+		if errors.Is(err, ErrNotFound) {
+			return c, VerdictRemoved, rec(VerdictRemoved, nil)
+		}
+		if err != nil {
+			return fresh, "", rec("", err)
+		}
+		if fresh.State == string(container.StateRunning) {
+			return fresh, VerdictRestartedByEngine, rec(VerdictRestartedByEngine, nil)
+		}
+	}
+	v := judge(fresh, finalStopped)
+	return fresh, v, rec(v, nil)
+}
+
+// judge decides on a container that is not being restarted by Check's wait.
+func judge(c Container, finalStopped bool) Verdict {
+	switch container.ContainerState(c.State) {
+	case container.StateRunning:
+		return VerdictRunning
+	case container.StatePaused:
+		return VerdictPaused
+	case container.StateRestarting:
+		return VerdictRestarting
+	case container.StateRemoving:
+		return VerdictRemoved
+	case container.StateExited, container.StateCreated:
+		if finalStopped {
+			return VerdictOperatorStopped
+		}
+		// Under "always" or "unless-stopped" the engine restarts whatever
+		// exits, unless someone ran docker stop: an exited container with
+		// such a policy was stopped on purpose.
+		if c.State == string(container.StateExited) &&
+			(c.RestartPolicy == string(container.RestartPolicyAlways) || c.RestartPolicy == string(container.RestartPolicyUnlessStopped)) {
+			return VerdictOperatorStopped
+		}
+		return VerdictCrashed
+	}
+	// dead, or a state this engine version made up: the process is gone.
+	return VerdictCrashed
+}
+
+// waitRestarting polls a container the engine is restarting until it is
+// not, or RestartingWait has passed.
+func (d *Docker) waitRestarting(ctx context.Context, c Container) (Container, error) {
+	deadline := time.NewTimer(d.restartingWait)
+	defer deadline.Stop()
+	tick := time.NewTicker(d.poll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return c, ctx.Err()
+		case <-deadline.C:
+			return c, nil
+		case <-tick.C:
+		}
+		info, err := d.engine.Inspect(ctx, c.ID)
+		if err != nil {
+			return c, fmt.Errorf("inspect container %s: %w", c.ShortID(), err)
+		}
+		c = d.container(c.Agent, info)
+		if c.State != string(container.StateRestarting) {
+			return c, nil
+		}
+	}
+}
+
+// Restart restarts c through the engine, giving its process grace to stop
+// before it is killed (the agent's --grace; 0 means the container's own stop
+// timeout). It refuses, with ErrNotEligible, a container that does not carry
+// the recover label when looked at now. The container must be running after
+// the restart for the step to be ok.
+func (d *Docker) Restart(ctx context.Context, c Container, grace time.Duration) (StepResult, error) {
+	start := d.now()
+	err := d.restart(ctx, c, grace)
+	r := StepResult{Step: StepRestart, Result: ResultOK, Container: c.ID, At: start, Duration: d.now().Sub(start)}
+	if errors.Is(err, ErrNotEligible) {
+		r.Result, r.Detail = ResultSkipped, string(VerdictNotEligible)
+	} else if err != nil {
+		r.Result, r.Error = ResultError, err.Error()
+	}
+	return d.report(c, r), err
+}
+
+func (d *Docker) restart(ctx context.Context, c Container, grace time.Duration) error {
+	info, err := d.eligible(ctx, c)
+	if err != nil {
+		return err
+	}
+	if err := d.engine.Restart(ctx, info.ID, stopTimeout(grace)); err != nil {
+		return fmt.Errorf("restart container %s: %w", c.ShortID(), err)
+	}
+	return d.running(ctx, info.ID)
+}
+
+// eligible inspects c and returns it only if it carries the recover label:
+// the label is checked on every action, not trusted from an earlier look.
+func (d *Docker) eligible(ctx context.Context, c Container) (container.InspectResponse, error) {
+	info, err := d.engine.Inspect(ctx, c.ID)
+	if err != nil {
+		return info, fmt.Errorf("inspect container %s: %w", c.ShortID(), err)
+	}
+	if !d.container(c.Agent, info).Eligible {
+		return info, fmt.Errorf("container %s: %w %s=%s", c.ShortID(), ErrNotEligible, d.labelKey, d.labelValue)
+	}
+	if info.Config == nil || info.HostConfig == nil || info.State == nil {
+		return info, fmt.Errorf("inspect container %s: incomplete answer from the engine", c.ShortID())
+	}
+	return info, nil
+}
+
+// running checks that a container that was just started still runs.
+func (d *Docker) running(ctx context.Context, id string) error {
+	info, err := d.engine.Inspect(ctx, id)
+	if err != nil {
+		return fmt.Errorf("inspect container %s: %w", short(id), err)
+	}
+	if info.State == nil || !info.State.Running {
+		st := container.State{}
+		if info.State != nil {
+			st = *info.State
+		}
+		return fmt.Errorf("container %s is %s after start (exit code %d%s)", short(id), st.Status, st.ExitCode, errSuffix(st.Error))
+	}
+	return nil
+}
+
+func errSuffix(s string) string {
+	if s == "" {
+		return ""
+	}
+	return ": " + s
+}
+
+// stopTimeout turns a grace period into the engine's whole seconds, rounded
+// up so that an agent never gets less than its grace.
+func stopTimeout(grace time.Duration) *int {
+	if grace <= 0 {
+		return nil
+	}
+	s := int(math.Ceil(grace.Seconds()))
+	return &s
+}
+
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+// report logs a step and hands it to OnStep.
+func (d *Docker) report(c Container, r StepResult) StepResult {
+	msg := fmt.Sprintf("recovery %s %s", r.Step, r.Result)
+	if r.Detail != "" {
+		msg += ": " + r.Detail
+	}
+	if r.Error != "" {
+		d.log.Warn(msg, "agent", c.Agent, "container", short(r.Container), "error", r.Error)
+	} else {
+		d.log.Info(msg, "agent", c.Agent, "container", short(r.Container))
+	}
+	if d.onStep != nil {
+		d.onStep(c.Agent, r)
+	}
+	return r
+}

@@ -1,0 +1,159 @@
+package recover
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
+)
+
+// Engine is the part of the Docker Engine API that recovery uses. The ladder
+// depends on it alone; Dial provides the real one, and a test may pass a
+// fake.
+type Engine interface {
+	// Inspect returns a container's full configuration and state.
+	Inspect(ctx context.Context, id string) (container.InspectResponse, error)
+	// List returns all containers, running or not, that carry the label
+	// key=value.
+	List(ctx context.Context, key, value string) ([]container.Summary, error)
+	// ImageID resolves an image reference to its id.
+	ImageID(ctx context.Context, ref string) (string, error)
+	// Restart stops the container (SIGTERM, then SIGKILL after timeout
+	// seconds; nil for the container's own default) and starts it again.
+	Restart(ctx context.Context, id string, timeout *int) error
+	// Stop stops the container like Restart does, without starting it.
+	Stop(ctx context.Context, id string, timeout *int) error
+	// Create creates a container and returns its id.
+	Create(ctx context.Context, name string, cfg *container.Config, host *container.HostConfig, net *network.NetworkingConfig) (string, error)
+	// Connect attaches a container to one more network.
+	Connect(ctx context.Context, networkID, id string, ep *network.EndpointSettings) error
+	// Start starts a created or stopped container.
+	Start(ctx context.Context, id string) error
+	// Rename gives a container a new name.
+	Rename(ctx context.Context, id, name string) error
+	// Remove removes a container even when it runs, and keeps its volumes.
+	Remove(ctx context.Context, id string) error
+}
+
+// ErrNotFound is what an Engine returns for a container or image that does
+// not exist.
+var ErrNotFound = errors.New("not found")
+
+// DockerEngine is the Engine of a real Docker daemon, a thin layer over the
+// Docker client.
+type DockerEngine struct {
+	c *client.Client
+}
+
+// DialEngine connects to the Docker Engine at host (a DOCKER_HOST style
+// address such as unix:///var/run/docker.sock or tcp://host:2375), or, when
+// host is empty, where the DOCKER_* environment variables say (the local
+// socket by default). The API version is negotiated on first use, so an
+// engine as old as API 1.40 is spoken to in its own version. No connection is
+// made until the first call; use Ping to check that the engine is there.
+func DialEngine(host string) (*DockerEngine, error) {
+	opts := []client.Opt{client.FromEnv}
+	if host != "" {
+		opts = append(opts, client.WithHost(host))
+	}
+	c, err := client.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("docker client for %q: %w", host, err)
+	}
+	return &DockerEngine{c: c}, nil
+}
+
+// Ping checks that the engine answers.
+func (e *DockerEngine) Ping(ctx context.Context) error {
+	if _, err := e.c.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
+		return fmt.Errorf("ping docker engine at %s: %w", e.c.DaemonHost(), err)
+	}
+	return nil
+}
+
+// Close releases the client's connections.
+func (e *DockerEngine) Close() error { return e.c.Close() }
+
+// Inspect implements Engine.
+func (e *DockerEngine) Inspect(ctx context.Context, id string) (container.InspectResponse, error) {
+	res, err := e.c.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	return res.Container, mapErr(err)
+}
+
+// List implements Engine.
+func (e *DockerEngine) List(ctx context.Context, key, value string) ([]container.Summary, error) {
+	f := client.Filters{}
+	f.Add("label", key+"="+value)
+	res, err := e.c.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
+	return res.Items, mapErr(err)
+}
+
+// ImageID implements Engine.
+func (e *DockerEngine) ImageID(ctx context.Context, ref string) (string, error) {
+	res, err := e.c.ImageInspect(ctx, ref)
+	return res.ID, mapErr(err)
+}
+
+// Restart implements Engine.
+func (e *DockerEngine) Restart(ctx context.Context, id string, timeout *int) error {
+	_, err := e.c.ContainerRestart(ctx, id, client.ContainerRestartOptions{Timeout: timeout})
+	return mapErr(err)
+}
+
+// Stop implements Engine.
+func (e *DockerEngine) Stop(ctx context.Context, id string, timeout *int) error {
+	_, err := e.c.ContainerStop(ctx, id, client.ContainerStopOptions{Timeout: timeout})
+	return mapErr(err)
+}
+
+// Create implements Engine.
+func (e *DockerEngine) Create(ctx context.Context, name string, cfg *container.Config, host *container.HostConfig, net *network.NetworkingConfig) (string, error) {
+	res, err := e.c.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Name: name, Config: cfg, HostConfig: host, NetworkingConfig: net,
+	})
+	return res.ID, mapErr(err)
+}
+
+// Connect implements Engine.
+func (e *DockerEngine) Connect(ctx context.Context, networkID, id string, ep *network.EndpointSettings) error {
+	_, err := e.c.NetworkConnect(ctx, networkID, client.NetworkConnectOptions{Container: id, EndpointConfig: ep})
+	return mapErr(err)
+}
+
+// Start implements Engine.
+func (e *DockerEngine) Start(ctx context.Context, id string) error {
+	_, err := e.c.ContainerStart(ctx, id, client.ContainerStartOptions{})
+	return mapErr(err)
+}
+
+// Rename implements Engine.
+func (e *DockerEngine) Rename(ctx context.Context, id, name string) error {
+	_, err := e.c.ContainerRename(ctx, id, client.ContainerRenameOptions{NewName: name})
+	return mapErr(err)
+}
+
+// Remove implements Engine.
+func (e *DockerEngine) Remove(ctx context.Context, id string) error {
+	_, err := e.c.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true})
+	return mapErr(err)
+}
+
+// mapErr keeps the engine's message and makes a missing object match
+// ErrNotFound, so that nothing outside this file needs the client's error
+// types.
+func mapErr(err error) error {
+	if err != nil && cerrdefs.IsNotFound(err) {
+		return notFoundError{err}
+	}
+	return err
+}
+
+type notFoundError struct{ err error }
+
+func (e notFoundError) Error() string        { return e.err.Error() }
+func (e notFoundError) Unwrap() error        { return e.err }
+func (e notFoundError) Is(target error) bool { return target == ErrNotFound }

@@ -1,0 +1,15 @@
+// Package supervise runs the agent as beatwrap's child the way an init
+// process would, and starts it again in place when the restart policy says so.
+//
+// The child runs in its own process group with beatwrap's stdin, stdout and
+// stderr. Signals that beatwrap receives are handed to Supervisor.Signal, which
+// forwards them to the child; SIGTERM and SIGINT run the stop sequence instead
+// (the signal, a grace period, then SIGKILL to the whole group; a second one
+// skips the wait). As PID 1, or as a child subreaper, one reaper loop collects
+// every orphan that the kernel re-parents to us, and the child's own exit
+// status with them, so the two never race for a wait.
+//
+// The package installs no signal handler for the caller: the caller passes
+// ForwardedSignals to signal.Notify and calls Signal for each one. SIGCHLD is
+// the only signal the package listens to itself.
+package supervise

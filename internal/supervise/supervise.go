@@ -1,0 +1,354 @@
+package supervise
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"os/signal"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// DefaultGrace is the default of --grace: how long the child has to stop after
+// SIGTERM before its process group gets SIGKILL. Docker's stop timeout is 10s
+// (Kubernetes gives 30s): finishing inside Docker's window means `docker stop`
+// never SIGKILLs beatwrap itself while it is still sending the final beat and
+// deregistering. Containers should run with a stop timeout longer than
+// --grace.
+const DefaultGrace = 10 * time.Second
+
+// maxPendingSignals bounds the signals queued for the child between two turns
+// of the supervision loop; a flood beyond it is dropped.
+const maxPendingSignals = 64
+
+// ForwardedSignals lists the signals the caller should pass to signal.Notify
+// and then hand to Supervisor.Signal. SIGCHLD is not among them: the reaper
+// listens to it on its own.
+func ForwardedSignals() []os.Signal {
+	return []os.Signal{
+		syscall.SIGHUP, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGTERM,
+		syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGWINCH,
+	}
+}
+
+// Config says what to run and how to look after it.
+type Config struct {
+	// Argv is the command and its arguments; Argv[0] is looked up in $PATH
+	// unless it has a slash.
+	Argv []string
+	// Env is the child's environment; nil is beatwrap's own.
+	Env []string
+	// Dir is the child's working directory; empty is beatwrap's own.
+	Dir string
+	// Stdin is passed to the child as it is; nil is /dev/null.
+	Stdin *os.File
+	// Stdout and Stderr receive the child's output: *os.File descriptors are
+	// handed over directly unless OnOutput is set; anything else is copied
+	// through a pipe. nil discards.
+	Stdout, Stderr io.Writer
+
+	// Grace is how long the child has between the stop signal and SIGKILL
+	// to its process group; 0 kills at once. Callers use DefaultGrace.
+	Grace time.Duration
+	// Restart says when a child that ended on its own starts again.
+	Restart Policy
+	// Subreaper makes beatwrap the reaper of orphans below it
+	// (PR_SET_CHILD_SUBREAPER). It is automatic when running as PID 1.
+	Subreaper bool
+
+	// OnOutput, when set, is called after each chunk the child writes on
+	// stdout or stderr, from the goroutines that copy them (it may be called
+	// concurrently). Its use is to count output as progress; the output is
+	// then piped and copied unchanged, and PYTHONUNBUFFERED=1 is added to the
+	// child's environment unless already set.
+	OnOutput func()
+	// OnStart is called after each start with the child's pid and the
+	// number of restarts before it. It and OnExit run on Run's goroutine and
+	// must return promptly: the child is not looked after meanwhile.
+	OnStart func(pid, restarts int)
+	// OnExit is called each time the child ends, saying whether it will be
+	// started again (a stop that comes during the backoff still cancels
+	// that restart; Run's result is the final word).
+	OnExit func(e Exit, willRestart bool)
+
+	// Logger receives state changes; nil discards them.
+	Logger *slog.Logger
+	// Now is the clock for backoff and the restart window; nil is time.Now.
+	Now func() time.Time
+	// After is the timer for the grace period and the backoff; nil is
+	// time.After. Tests pass one that records the delay and fires at once.
+	After func(time.Duration) <-chan time.Time
+}
+
+// StopCause says what made beatwrap stop the child.
+type StopCause string
+
+// The causes of a stop sequence; StopNone when the child ended on its own.
+const (
+	StopNone    StopCause = ""
+	StopSignal  StopCause = "signal"  // beatwrap got SIGTERM or SIGINT
+	StopContext StopCause = "context" // Run's context was cancelled
+	StopRequest StopCause = "request" // StopChild, e.g. --on-stall exit
+)
+
+// Exit is how one run of the child ended.
+type Exit struct {
+	// Code is the child's exit status when it exited (Signal is 0).
+	Code int
+	// Signal is the signal that killed the child, 0 if it exited.
+	Signal syscall.Signal
+	// StartErr says why the child could not be started; it wraps
+	// ErrNotFound or ErrNotExecutable.
+	StartErr error
+	// Stopped is set when our stop sequence ended the run rather than the
+	// child on its own; Reason says why. A caller that stopped a stalled
+	// agent with StopChild should exit non-zero even when the child
+	// honoured SIGTERM with 0.
+	Stopped StopCause
+	Reason  string
+	// Killed says the child's process group got SIGKILL because the grace
+	// period ran out or a second stop signal came.
+	Killed bool
+}
+
+// ExitCode is the code beatwrap exits with for e: the child's own, 128+N for
+// a death by signal N, 127 when the command was not found and 126 when it
+// could not be executed.
+func (e Exit) ExitCode() int {
+	switch {
+	case e.StartErr != nil && errors.Is(e.StartErr, ErrNotFound):
+		return 127
+	case e.StartErr != nil:
+		return 126
+	case e.Signal != 0:
+		return 128 + int(e.Signal)
+	}
+	return e.Code
+}
+
+// Supervisor runs one command as a child, forwards signals to it, reaps and
+// restarts it. Its methods are safe to call from any goroutine.
+type Supervisor struct {
+	cfg    Config
+	log    *slog.Logger
+	now    func() time.Time
+	after  func(time.Duration) <-chan time.Time
+	jitter func() float64 // in [0,1); replaced by tests
+	ran    atomic.Bool
+	wake   chan struct{} // a request is waiting for the loop
+
+	mu       sync.Mutex
+	pid      int
+	restarts int
+	// A stop request is sticky: the first cause and signal win. stopSignals
+	// counts TERM/INT received; the second one escalates to SIGKILL.
+	stopCause   StopCause
+	stopSig     syscall.Signal
+	stopReason  string
+	stopSignals int
+	restartReq  string // why RestartChild was called; empty when it was not
+	forward     []syscall.Signal
+}
+
+// New checks cfg and returns a Supervisor ready to Run.
+func New(cfg Config) (*Supervisor, error) {
+	if len(cfg.Argv) == 0 || cfg.Argv[0] == "" {
+		return nil, errors.New("no command to run")
+	}
+	if cfg.Grace < 0 {
+		return nil, fmt.Errorf("--grace must not be negative, got %q", cfg.Grace.String())
+	}
+	if err := cfg.Restart.validate(); err != nil {
+		return nil, err
+	}
+	s := &Supervisor{
+		cfg:    cfg,
+		log:    cfg.Logger,
+		now:    cfg.Now,
+		after:  cfg.After,
+		jitter: rand.Float64,
+		wake:   make(chan struct{}, 1),
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.after == nil {
+		s.after = time.After
+	}
+	return s, nil
+}
+
+// Run starts the child and blocks until it has ended and will not be
+// restarted. It returns how the last run ended; the error is non-nil when the
+// child could not be started (then Exit.StartErr is the same error).
+// Cancelling ctx runs the stop sequence, like a first SIGTERM; it never
+// escalates to an immediate SIGKILL, so a caller may both forward the signal
+// and cancel ctx. Run can be called once.
+func (s *Supervisor) Run(ctx context.Context) (Exit, error) {
+	if !s.ran.CompareAndSwap(false, true) {
+		return Exit{}, errors.New("supervisor already ran")
+	}
+	reapAny := s.becomeReaper()
+	// Registered before the first fork so that no child's exit goes unheard.
+	chld := make(chan os.Signal, 1)
+	signal.Notify(chld, syscall.SIGCHLD)
+	defer signal.Stop(chld)
+
+	cio, err := openIO(&s.cfg, s.log)
+	if err != nil {
+		e := Exit{StartErr: err}
+		return e, err
+	}
+	defer cio.close()
+
+	l := &loop{s: s, reapAny: reapAny, chld: chld, done: ctx.Done(), ctx: ctx, io: cio}
+	return l.run()
+}
+
+// becomeReaper reports whether every child, not only ours, is to be reaped:
+// as PID 1 the kernel hands us all orphans; otherwise only if Subreaper asks
+// for them.
+func (s *Supervisor) becomeReaper() bool {
+	if os.Getpid() == 1 {
+		return true
+	}
+	if !s.cfg.Subreaper {
+		return false
+	}
+	const prSetChildSubreaper = 36 // linux/prctl.h
+	if _, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, prSetChildSubreaper, 1, 0); errno != 0 {
+		// The agent still runs; orphans go to init as they would without us.
+		s.log.Warn("cannot become a child subreaper", "error", errno)
+		return false
+	}
+	return true
+}
+
+// Signal is what the caller's signal handler calls for every signal beatwrap
+// receives. SIGTERM and SIGINT run the stop sequence (the signal to the child,
+// the grace period, SIGKILL to its group), and a second one of them kills the
+// group at once; any other signal is forwarded to the child.
+func (s *Supervisor) Signal(sig os.Signal) {
+	ss, ok := sig.(syscall.Signal)
+	if !ok || ss == syscall.SIGCHLD {
+		return
+	}
+	if ss == syscall.SIGTERM || ss == syscall.SIGINT {
+		s.requestStop(StopSignal, ss, "received "+signalName(ss), true)
+		return
+	}
+	s.mu.Lock()
+	if len(s.forward) < maxPendingSignals {
+		s.forward = append(s.forward, ss)
+	}
+	s.mu.Unlock()
+	s.poke()
+}
+
+// RestartChild runs the stop sequence on the current child and then starts it
+// again at once, whatever the policy. It counts as a restart and against the
+// policy's limit, so an agent that stalls over and over is given up on: Run
+// then returns an Exit with StopRequest, as after StopChild. It is what
+// --on-stall restart calls; it does nothing while no child runs.
+func (s *Supervisor) RestartChild(reason string) {
+	if reason == "" {
+		reason = "restart requested"
+	}
+	s.mu.Lock()
+	if s.restartReq == "" {
+		s.restartReq = reason
+	}
+	s.mu.Unlock()
+	s.poke()
+}
+
+// StopChild runs the stop sequence on the current child and makes Run return
+// without a restart; the Exit carries StopRequest and reason. It is what
+// --on-stall exit calls.
+func (s *Supervisor) StopChild(reason string) {
+	s.requestStop(StopRequest, syscall.SIGTERM, reason, false)
+}
+
+// PID is the current child's process id, 0 when none is running.
+func (s *Supervisor) PID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pid
+}
+
+// Restarts is how many times the child has been started again.
+func (s *Supervisor) Restarts() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.restarts
+}
+
+func (s *Supervisor) requestStop(cause StopCause, sig syscall.Signal, reason string, isSignal bool) {
+	s.mu.Lock()
+	if s.stopCause == StopNone {
+		s.stopCause, s.stopSig, s.stopReason = cause, sig, reason
+	}
+	if isSignal {
+		s.stopSignals++
+	}
+	s.mu.Unlock()
+	s.poke()
+}
+
+// poke wakes the loop without ever blocking the caller.
+func (s *Supervisor) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// requests is what callers asked for since the loop last looked.
+type requests struct {
+	stopCause   StopCause
+	stopSig     syscall.Signal
+	stopReason  string
+	stopSignals int
+	restart     string
+	forward     []syscall.Signal
+}
+
+// take returns the pending requests and clears the ones that are consumed
+// (forwarded signals and a restart); a stop stays.
+func (s *Supervisor) take() requests {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := requests{
+		stopCause: s.stopCause, stopSig: s.stopSig, stopReason: s.stopReason,
+		stopSignals: s.stopSignals, restart: s.restartReq, forward: s.forward,
+	}
+	s.restartReq, s.forward = "", nil
+	return r
+}
+
+// signalName names sig for logs; "" for none.
+func signalName(sig syscall.Signal) string {
+	if sig == 0 {
+		return ""
+	}
+	if name, ok := signalNames[sig]; ok {
+		return name
+	}
+	return fmt.Sprintf("signal %d", int(sig))
+}
+
+var signalNames = map[syscall.Signal]string{
+	syscall.SIGHUP: "SIGHUP", syscall.SIGINT: "SIGINT", syscall.SIGQUIT: "SIGQUIT",
+	syscall.SIGKILL: "SIGKILL", syscall.SIGTERM: "SIGTERM", syscall.SIGUSR1: "SIGUSR1",
+	syscall.SIGUSR2: "SIGUSR2", syscall.SIGWINCH: "SIGWINCH", syscall.SIGPIPE: "SIGPIPE",
+	syscall.SIGSEGV: "SIGSEGV", syscall.SIGABRT: "SIGABRT",
+}
