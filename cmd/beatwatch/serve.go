@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"io"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/beatwrap/beatwrap/internal/cli"
+	"github.com/beatwrap/beatwrap/internal/store"
+	"github.com/beatwrap/beatwrap/internal/watch"
+)
+
+type serveOptions struct {
+	redisURL, namespace, listen, token string
+	checkInterval, defaultInterval     time.Duration
+	missedBeats                        int
+	recover, dockerHost, recoverLabel  string
+	alertWebhook, alertFormat          string
+	log                                cli.LogOptions
+}
+
+func newServe(ctx context.Context, stderr io.Writer) *cobra.Command {
+	var o serveOptions
+	cmd := &cobra.Command{
+		Use:           "serve [flags]",
+		Short:         "Run the watcher (the default command)",
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := cli.BindEnv(cmd.Flags(), envPrefix, os.Getenv); err != nil {
+				return err
+			}
+			cfg, err := o.config(stderr)
+			if err != nil {
+				return err
+			}
+			w, err := watch.New(cfg)
+			if err != nil {
+				return err
+			}
+			return w.Run(ctx)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.redisURL, "redis", "", "Redis to watch (default $REDIS_URL); none: single-node mode, state in memory, beats over HTTP")
+	f.StringVar(&o.namespace, "namespace", "", "prefix of every Redis key and channel, as given to beatwrap")
+	f.StringVar(&o.listen, "listen", "127.0.0.1:7070", "HTTP address of the API, dashboard and metrics")
+	f.DurationVar(&o.checkInterval, "check-interval", time.Second, "how often overdue agents are looked for")
+	f.IntVar(&o.missedBeats, "missed-beats", 3, "missed beats before failure, for beats that do not carry their own")
+	f.DurationVar(&o.defaultInterval, "default-interval", 30*time.Second, "interval assumed for beats without intervalMs, until their arrival gaps show the real one")
+	f.StringVar(&o.recover, "recover", "", "docker or none (default: docker when the Docker Engine is reachable, else none with a warning)")
+	f.StringVar(&o.dockerHost, "docker-host", "", "Docker Engine API address (default $DOCKER_HOST, else the local socket)")
+	f.StringVar(&o.recoverLabel, "recover-label", "beatwatch.recover=true", "only containers with this label are ever touched")
+	f.StringVar(&o.alertWebhook, "alert-webhook", "", "URL that alerts are POSTed to")
+	f.StringVar(&o.alertFormat, "alert-format", "slack", "slack, pagerduty (Events API v2) or json")
+	f.StringVar(&o.token, "token", "", "when set, every endpoint but /healthz needs Authorization: Bearer <token>")
+	o.log.AddFlags(f)
+	cli.AnnotateEnv(f, envPrefix)
+	return cmd
+}
+
+func (o *serveOptions) config(stderr io.Writer) (watch.Config, error) {
+	log, err := o.log.Logger(stderr)
+	if err != nil {
+		return watch.Config{}, err
+	}
+	if o.redisURL == "" {
+		o.redisURL = os.Getenv("REDIS_URL")
+	}
+	if o.redisURL != "" {
+		if _, err := store.ParseRedisURL(o.redisURL, store.Options{}); err != nil {
+			return watch.Config{}, cli.Usagef("--redis: %v", err)
+		}
+	}
+	if o.checkInterval < 10*time.Millisecond {
+		return watch.Config{}, cli.Usagef("--check-interval must be at least 10ms, got %q", o.checkInterval)
+	}
+	if o.defaultInterval < 100*time.Millisecond {
+		return watch.Config{}, cli.Usagef("--default-interval must be at least 100ms, got %q", o.defaultInterval)
+	}
+	if o.missedBeats < 1 {
+		return watch.Config{}, cli.Usagef("--missed-beats must be at least 1, got %d", o.missedBeats)
+	}
+	switch o.alertFormat {
+	case "slack", "pagerduty", "json":
+	default:
+		return watch.Config{}, cli.Usagef("--alert-format must be slack, pagerduty or json, got %q", o.alertFormat)
+	}
+	switch o.recover {
+	case "", "docker", "none":
+	default:
+		return watch.Config{}, cli.Usagef("--recover must be docker or none, got %q", o.recover)
+	}
+	return watch.Config{
+		RedisURL: o.redisURL, Namespace: o.namespace, Listen: o.listen,
+		CheckInterval: o.checkInterval, DefaultInterval: o.defaultInterval, MissedBeats: o.missedBeats,
+		Token: o.token, Log: log,
+	}, nil
+}

@@ -1,0 +1,412 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/beatwrap/beatwrap/internal/testutil"
+	"github.com/beatwrap/beatwrap/internal/wire"
+)
+
+// These tests build the real beatwrap binary and drive it against small real
+// programs and a real Redis.
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testutil.CleanupBinaries()
+	os.Exit(code)
+}
+
+// agentRun is one beatwrap process under test.
+type agentRun struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	stderr *bytes.Buffer
+	stdout *bytes.Buffer
+	done   chan struct{}
+}
+
+func startBeatwrap(t *testing.T, env []string, args ...string) *agentRun {
+	t.Helper()
+	bin := testutil.Binary(t, "cmd/beatwrap")
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(append(os.Environ(), "XDG_RUNTIME_DIR="+t.TempDir()), env...)
+	r := &agentRun{t: t, cmd: cmd, stderr: &bytes.Buffer{}, stdout: &bytes.Buffer{}, done: make(chan struct{})}
+	cmd.Stdout = r.stdout
+	cmd.Stderr = r.stderr
+	// A child that outlives a killed beatwrap keeps the output pipes open;
+	// do not wait for it.
+	cmd.WaitDelay = 2 * time.Second
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start beatwrap: %v", err)
+	}
+	go func() { _ = cmd.Wait(); close(r.done) }()
+	t.Cleanup(func() {
+		select {
+		case <-r.done:
+			return
+		default:
+		}
+		// Stop it the way an operator would, so the child goes too.
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-r.done:
+		case <-time.After(15 * time.Second):
+			_ = cmd.Process.Kill()
+			<-r.done
+		}
+	})
+	return r
+}
+
+// wait returns beatwrap's exit code, failing the test after timeout.
+func (r *agentRun) wait(timeout time.Duration) int {
+	r.t.Helper()
+	select {
+	case <-r.done:
+		return r.cmd.ProcessState.ExitCode()
+	case <-time.After(timeout):
+		r.t.Fatalf("beatwrap still running after %v; stderr:\n%s", timeout, r.stderr)
+		return -1
+	}
+}
+
+func (r *agentRun) signal(sig syscall.Signal) {
+	r.t.Helper()
+	if err := r.cmd.Process.Signal(sig); err != nil {
+		r.t.Fatalf("signal beatwrap: %v", err)
+	}
+}
+
+// beats subscribes to the namespace's heartbeats channel.
+type beats struct {
+	t   *testing.T
+	sub *redis.PubSub
+	raw *redis.Client
+	ns  string
+}
+
+func subscribe(t *testing.T, url string) *beats {
+	t.Helper()
+	return subscribeNS(t, url, testutil.Namespace(t))
+}
+
+func subscribeNS(t *testing.T, url, ns string) *beats {
+	t.Helper()
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := redis.NewClient(opt)
+	sub := raw.Subscribe(context.Background(), ns+":heartbeats")
+	if _, err := sub.Receive(context.Background()); err != nil {
+		t.Fatalf("subscribe: %v", err)
+	}
+	t.Cleanup(func() { sub.Close(); raw.Close() })
+	return &beats{t: t, sub: sub, raw: raw, ns: ns}
+}
+
+// next returns the next beat that satisfies ok, failing after timeout.
+func (b *beats) next(timeout time.Duration, ok func(wire.Beat) bool) wire.Beat {
+	b.t.Helper()
+	deadline := time.After(timeout)
+	for {
+		select {
+		case msg := <-b.sub.Channel():
+			beat, err := wire.ParseBeat([]byte(msg.Payload))
+			if err != nil {
+				b.t.Fatalf("beat on the channel does not parse: %v: %s", err, msg.Payload)
+			}
+			if ok == nil || ok(beat) {
+				return beat
+			}
+		case <-deadline:
+			b.t.Fatalf("no matching beat within %v", timeout)
+			return wire.Beat{}
+		}
+	}
+}
+
+func (b *beats) hash(id string) map[string]string {
+	return b.raw.HGetAll(context.Background(), b.ns+":agent:"+id).Val()
+}
+
+func TestBeatsArriveWithContractFields(t *testing.T) {
+	url := testutil.RedisURL(t)
+	bs := subscribe(t, url)
+	r := startBeatwrap(t, nil, "--redis", url, "--namespace", bs.ns, "--id", "summariser-1",
+		"--interval", "200ms", "--", "sh", "-c", "sleep 30")
+
+	first := bs.next(10*time.Second, nil)
+	var last uint64 = first.Sequence
+	for i := 0; i < 3; i++ {
+		b := bs.next(5*time.Second, func(b wire.Beat) bool { return b.Status != wire.StatusStarting })
+		if b.Sequence <= last {
+			t.Fatalf("sequence went from %d to %d", last, b.Sequence)
+		}
+		last = b.Sequence
+		if b.AgentID != "summariser-1" || b.AgentType != "sh" || b.IntervalMs != 200 || b.MissedBeats != 3 ||
+			b.PID == 0 || b.Host == "" || b.Status != wire.StatusHealthy {
+			t.Fatalf("beat lacks contract fields: %+v", b)
+		}
+		if d := time.Since(time.UnixMilli(b.Timestamp)); d < 0 || d > 5*time.Second {
+			t.Fatalf("timestamp %d is %v from now", b.Timestamp, d)
+		}
+	}
+	h := bs.hash("summariser-1")
+	for _, f := range []string{"registeredAt", "type", "host", "pid", "status", "lastHeartbeat", "sequence", "cpuPercent", "memoryMB"} {
+		if h[f] == "" {
+			t.Errorf("hash field %s missing: %v", f, h)
+		}
+	}
+	ttl := bs.raw.PTTL(context.Background(), bs.ns+":agent:summariser-1").Val()
+	if ttl <= 0 || ttl > 800*time.Millisecond {
+		t.Errorf("hash TTL = %v, want at most 4 × 200ms", ttl)
+	}
+
+	r.signal(syscall.SIGTERM)
+	if code := r.wait(10 * time.Second); code != 143 {
+		t.Errorf("exit code after SIGTERM to a child that dies of it = %d, want 143", code)
+	}
+	final := bs.next(5*time.Second, func(b wire.Beat) bool { return b.Status.Final() })
+	if final.Status != wire.StatusStopped {
+		t.Errorf("final beat after SIGTERM = %q, want stopped", final.Status)
+	}
+	h = bs.hash("summariser-1")
+	if h["status"] != "stopped" || h["stoppedAt"] == "" {
+		t.Errorf("hash after stop = %v, want status stopped and stoppedAt", h)
+	}
+}
+
+func TestExitCodes(t *testing.T) {
+	notExec := filepath.Join(t.TempDir(), "not-executable")
+	if err := os.WriteFile(notExec, []byte("#!/bin/sh\nexit 0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		argv  []string
+		want  int
+		final wire.Status
+	}{
+		{"exit 0", []string{"sh", "-c", "exit 0"}, 0, wire.StatusStopped},
+		{"exit 7", []string{"sh", "-c", "exit 7"}, 7, wire.StatusExited},
+		{"SIGKILL", []string{"sh", "-c", "kill -9 $$"}, 137, wire.StatusExited},
+		{"not found", []string{"no-such-command-here"}, 127, wire.StatusExited},
+		{"not executable", []string{notExec}, 126, wire.StatusExited},
+	}
+	url := testutil.RedisURL(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			bs := subscribe(t, url)
+			r := startBeatwrap(t, nil, append([]string{"--redis", url, "--namespace", bs.ns, "--id", "x", "--interval", "1s", "--"}, tt.argv...)...)
+			if got := r.wait(10 * time.Second); got != tt.want {
+				t.Fatalf("exit code = %d, want %d; stderr:\n%s", got, tt.want, r.stderr)
+			}
+			final := bs.next(5*time.Second, func(b wire.Beat) bool { return b.Status.Final() })
+			if final.Status != tt.final {
+				t.Errorf("final status = %q, want %q", final.Status, tt.final)
+			}
+			if tt.final == wire.StatusExited && (final.ExitCode == nil || *final.ExitCode != tt.want) {
+				t.Errorf("final beat exitCode = %v, want %d", final.ExitCode, tt.want)
+			}
+		})
+	}
+}
+
+func TestTermForwardedAndHonoured(t *testing.T) {
+	dir := t.TempDir()
+	mark := filepath.Join(dir, "got-term")
+	script := fmt.Sprintf(`trap 'echo yes > %s; exit 0' TERM; while :; do sleep 0.05; done`, mark)
+	r := startBeatwrap(t, nil, "--interval", "1s", "--", "sh", "-c", script)
+	time.Sleep(300 * time.Millisecond)
+	start := time.Now()
+	r.signal(syscall.SIGTERM)
+	if code := r.wait(5 * time.Second); code != 0 {
+		t.Fatalf("exit code = %d, want 0 (the child handled TERM); stderr:\n%s", code, r.stderr)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("stop took %v; a child that honours TERM should not wait out the grace", d)
+	}
+	if _, err := os.Stat(mark); err != nil {
+		t.Errorf("child did not see SIGTERM: %v", err)
+	}
+}
+
+func TestTermIgnoredKilledAfterGraceWithGrandchildren(t *testing.T) {
+	pidFile := filepath.Join(t.TempDir(), "grandchild.pid")
+	script := fmt.Sprintf(`trap '' TERM; sh -c 'trap "" TERM; echo $$ > %s; exec sleep 60' & while :; do sleep 0.05; done`, pidFile)
+	r := startBeatwrap(t, nil, "--grace", "500ms", "--interval", "1s", "--", "sh", "-c", script)
+	gpid := waitPIDFile(t, pidFile)
+	start := time.Now()
+	r.signal(syscall.SIGTERM)
+	code := r.wait(10 * time.Second)
+	took := time.Since(start)
+	if code != 137 {
+		t.Errorf("exit code = %d, want 137 (killed after grace)", code)
+	}
+	if took < 400*time.Millisecond {
+		t.Errorf("killed after %v, before the 500ms grace", took)
+	}
+	if alive(gpid, 2*time.Second) {
+		t.Errorf("grandchild %d still alive after the group was killed", gpid)
+	}
+}
+
+func TestSecondTermSkipsGrace(t *testing.T) {
+	r := startBeatwrap(t, nil, "--grace", "30s", "--interval", "1s", "--", "sh", "-c", `trap '' TERM; while :; do sleep 0.05; done`)
+	time.Sleep(300 * time.Millisecond)
+	start := time.Now()
+	r.signal(syscall.SIGTERM)
+	time.Sleep(200 * time.Millisecond)
+	r.signal(syscall.SIGTERM)
+	if code := r.wait(5 * time.Second); code != 137 {
+		t.Errorf("exit code = %d, want 137", code)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("second SIGTERM did not skip the 30s grace: stop took %v", d)
+	}
+}
+
+// alive reports whether pid is still a live process (not a zombie) after
+// waiting up to d for it to go.
+func alive(pid int, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return false
+		}
+		if i := strings.LastIndexByte(string(stat), ')'); i > 0 && strings.HasPrefix(string(stat[i+1:]), " Z") {
+			return false
+		}
+		if time.Now().After(deadline) {
+			return true
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func waitPIDFile(t *testing.T, path string) int {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		data, err := os.ReadFile(path)
+		if err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && pid > 0 {
+				return pid
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s not written within 5s", path)
+	return 0
+}
+
+func TestGrandchildMemoryCounts(t *testing.T) {
+	if _, err := exec.LookPath("python3"); err != nil {
+		testutil.Unavailable(t, "python3 not found")
+	}
+	url := testutil.RedisURL(t)
+	bs := subscribe(t, url)
+	// sh -> sh -> python3: the allocation is two levels below beatwrap's child.
+	script := `sh -c 'python3 -c "import time; b = b\"x\" * (200 * 1024 * 1024); time.sleep(60)"'`
+	startBeatwrap(t, nil, "--redis", url, "--namespace", bs.ns, "--id", "mem", "--interval", "200ms", "--", "sh", "-c", script)
+	b := bs.next(20*time.Second, func(b wire.Beat) bool { return b.Metrics.MemoryMB >= 190 })
+	if b.Metrics.Processes < 3 {
+		t.Errorf("processes = %d, want the whole tree (>= 3)", b.Metrics.Processes)
+	}
+}
+
+// TestRedisOutage stops Redis mid-run: the child runs on undisturbed, and
+// beats resume when Redis is back.
+func TestRedisOutage(t *testing.T) {
+	srv := testutil.StartRedis(t)
+	bs := subscribe(t, srv.URL())
+	ticks := filepath.Join(t.TempDir(), "ticks")
+	script := fmt.Sprintf(`i=0; while :; do i=$((i+1)); echo $i > %s; sleep 0.1; done`, ticks)
+	r := startBeatwrap(t, nil, "--redis", srv.URL(), "--namespace", bs.ns, "--id", "out", "--interval", "200ms", "--", "sh", "-c", script)
+	before := bs.next(10*time.Second, func(b wire.Beat) bool { return b.Status == wire.StatusHealthy })
+	childPID := before.PID
+
+	srv.Stop()
+	n1 := readInt(t, ticks)
+	time.Sleep(2 * time.Second)
+	n2 := readInt(t, ticks)
+	if n2-n1 < 10 {
+		t.Errorf("child made %d ticks in 2s during the outage, want about 20: it was disturbed", n2-n1)
+	}
+	srv.Start()
+	bs = subscribeNS(t, srv.URL(), bs.ns)
+	after := bs.next(15*time.Second, func(b wire.Beat) bool { return b.Sequence > before.Sequence })
+	if after.PID != childPID || after.Restarts != 0 {
+		t.Errorf("after the outage pid=%d restarts=%d, want the same child %d, 0 restarts", after.PID, after.Restarts, childPID)
+	}
+	if n := strings.Count(r.stderr.String(), "cannot deliver beats"); n != 1 {
+		t.Errorf("outage logged %d times, want once; stderr:\n%s", n, r.stderr)
+	}
+}
+
+func readInt(t *testing.T, path string) int {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+	return n
+}
+
+func TestBadFlagsExit2NamingTheFlag(t *testing.T) {
+	tests := []struct {
+		args []string
+		env  []string
+		want string
+	}{
+		{[]string{"--interval", "10ms", "--", "true"}, nil, "--interval"},
+		{[]string{"--interval", "soon", "--", "true"}, nil, "--interval"},
+		{[]string{"--id", "bad id!", "--", "true"}, nil, "--id"},
+		{[]string{"--on-stall", "panic", "--", "true"}, nil, "--on-stall"},
+		{[]string{"--restart", "sometimes", "--", "true"}, nil, "--restart"},
+		{[]string{"--redis", "http://x", "--", "true"}, nil, "--redis"},
+		{[]string{"--no-such-flag", "--", "true"}, nil, "--no-such-flag"},
+		{[]string{"--", "true"}, []string{"BEATWRAP_INTERVAL=fast"}, "BEATWRAP_INTERVAL"},
+		{[]string{}, nil, "COMMAND"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(append(tt.env, tt.args...), " "), func(t *testing.T) {
+			r := startBeatwrap(t, tt.env, tt.args...)
+			if code := r.wait(10 * time.Second); code != 2 {
+				t.Fatalf("exit code = %d, want 2; stderr:\n%s", code, r.stderr)
+			}
+			msg := strings.TrimSpace(r.stderr.String())
+			if !strings.Contains(msg, tt.want) {
+				t.Errorf("stderr %q does not name %s", msg, tt.want)
+			}
+			if strings.Count(msg, "\n") > 0 {
+				t.Errorf("want a one-line message, got:\n%s", msg)
+			}
+		})
+	}
+}
+
+func TestVersion(t *testing.T) {
+	r := startBeatwrap(t, nil, "version")
+	if code := r.wait(5 * time.Second); code != 0 {
+		t.Fatalf("version exit code = %d", code)
+	}
+	if !strings.HasPrefix(r.stdout.String(), "beatwrap ") {
+		t.Errorf("version printed %q", r.stdout.String())
+	}
+}

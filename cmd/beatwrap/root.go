@@ -1,0 +1,207 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/beatwrap/beatwrap/internal/cli"
+	"github.com/beatwrap/beatwrap/internal/probe"
+	"github.com/beatwrap/beatwrap/internal/progress"
+	"github.com/beatwrap/beatwrap/internal/store"
+	"github.com/beatwrap/beatwrap/internal/supervise"
+	"github.com/beatwrap/beatwrap/internal/wire"
+	"github.com/beatwrap/beatwrap/internal/wrap"
+)
+
+// envPrefix is the prefix of every variable that sets a flag.
+const envPrefix = "BEATWRAP"
+
+// run is the whole program; main only exits with what it returns.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	root := newRoot(ctx, stdout, stderr)
+	root.SetArgs(args)
+	return cli.ExitCode(root.Execute(), "beatwrap", stderr)
+}
+
+type options struct {
+	id, typ, redisURL, watcher, token, namespace string
+	interval, grace, stallTimeout, restartWindow time.Duration
+	missedBeats, restartLimit                    int
+	socket, onStall, restart, containerID        string
+	degradedMemoryMB                             float64
+	busyQueue, recoveringErrors                  int
+	subreaper                                    bool
+	log                                          cli.LogOptions
+}
+
+func newRoot(ctx context.Context, stdout, stderr io.Writer) *cobra.Command {
+	var o options
+	root := &cobra.Command{
+		Use:   "beatwrap [flags] -- COMMAND [ARG...]",
+		Short: "Run an AI agent under supervision and beat for it",
+		Long: `beatwrap runs COMMAND as its child like a proper init (signals, zombies, exit
+codes), samples the child's whole process tree, listens on a unix socket for task
+progress, tells a stuck agent from a working one, and beats to Redis (or a
+single-node beatwatch) on the agent's behalf.
+
+Every flag can also be set by the variable named after it.`,
+		Example: `  beatwrap --redis redis://127.0.0.1:6379 -- python agent.py
+  beatwrap --watcher http://127.0.0.1:7070 --stall-timeout 5m -- node agent.js`,
+		Args:          cobra.ArbitraryArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := cli.BindEnv(cmd.Flags(), envPrefix, os.Getenv); err != nil {
+				return err
+			}
+			if len(args) == 0 {
+				return cli.Usagef("no COMMAND given: usage: beatwrap [flags] -- COMMAND [ARG...]")
+			}
+			cfg, err := o.config(args, stderr)
+			if err != nil {
+				return err
+			}
+			res, err := wrap.Run(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			return &cli.ExitError{Code: res.ExitCode}
+		},
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	f := root.Flags()
+	f.SetInterspersed(false) // flags after COMMAND belong to COMMAND
+	f.StringVar(&o.id, "id", "", "agent id: 1-128 of A-Z a-z 0-9 . _ : - (default: derived from host name and command, printed at start)")
+	f.StringVar(&o.typ, "type", "", "agent type (default: base name of COMMAND)")
+	f.StringVar(&o.redisURL, "redis", "", "redis:// or rediss:// URL to beat to (default $REDIS_URL)")
+	f.StringVar(&o.watcher, "watcher", "", "URL of a single-node beatwatch to send beats to instead of Redis, e.g. http://127.0.0.1:7070")
+	f.StringVar(&o.token, "token", "", "bearer token for --watcher")
+	f.StringVar(&o.namespace, "namespace", "", "prefix for every Redis key and channel (NS:agent:<id>, NS:heartbeats)")
+	f.DurationVar(&o.interval, "interval", 30*time.Second, "time between beats (minimum 100ms)")
+	f.IntVar(&o.missedBeats, "missed-beats", 3, "beats missed before the watcher declares failure; sent in each beat")
+	f.StringVar(&o.socket, "socket", "", "progress socket path (default $XDG_RUNTIME_DIR/beatwrap/<id>.sock, else /tmp/beatwrap-<uid>/<id>.sock)")
+	f.DurationVar(&o.stallTimeout, "stall-timeout", 0, "no sign of progress for this long while the agent has work: status stalled (0 = off)")
+	f.StringVar(&o.onStall, "on-stall", wrap.StallReport, "what to do when the agent stalls: report, restart or exit")
+	f.StringVar(&o.restart, "restart", "never", "restart the child in place: never, on-failure or always")
+	f.IntVar(&o.restartLimit, "restart-limit", 5, "more restarts than this inside --restart-window: stop restarting, exit with the child's code")
+	f.DurationVar(&o.restartWindow, "restart-window", 10*time.Minute, "window for --restart-limit")
+	f.DurationVar(&o.grace, "grace", 10*time.Second, "on stop: SIGTERM to the child, then this long, then SIGKILL to its process group")
+	f.StringVar(&o.containerID, "container-id", "", "the container this agent runs in (default: detected from /proc/self)")
+	f.Float64Var(&o.degradedMemoryMB, "degraded-memory-mb", 1000, "status degraded above this resident memory (MB)")
+	f.IntVar(&o.busyQueue, "busy-queue", 50, "status busy above this queue depth")
+	f.IntVar(&o.recoveringErrors, "recovering-errors", 10, "status recovering above this many errors in 5 minutes")
+	f.BoolVar(&o.subreaper, "subreaper", false, "reap orphaned descendants even when not PID 1 (PR_SET_CHILD_SUBREAPER)")
+	o.log.AddFlags(f)
+	cli.AnnotateEnv(f, envPrefix)
+
+	root.AddCommand(newReport(ctx), newVersion(), cli.Completion(root))
+	return root
+}
+
+// config validates the options and builds the runtime's configuration.
+func (o *options) config(argv []string, stderr io.Writer) (wrap.Config, error) {
+	log, err := o.log.Logger(stderr)
+	if err != nil {
+		return wrap.Config{}, err
+	}
+	if o.interval < 100*time.Millisecond {
+		return wrap.Config{}, cli.Usagef("--interval must be at least 100ms, got %q", o.interval)
+	}
+	if o.missedBeats < 1 {
+		return wrap.Config{}, cli.Usagef("--missed-beats must be at least 1, got %d", o.missedBeats)
+	}
+	if o.grace < 0 {
+		return wrap.Config{}, cli.Usagef("--grace must not be negative, got %q", o.grace)
+	}
+	if o.stallTimeout < 0 {
+		return wrap.Config{}, cli.Usagef("--stall-timeout must not be negative, got %q", o.stallTimeout)
+	}
+	switch o.onStall {
+	case wrap.StallReport, wrap.StallRestart, wrap.StallExit:
+	default:
+		return wrap.Config{}, cli.Usagef("--on-stall must be report, restart or exit, got %q", o.onStall)
+	}
+	policy, err := supervise.ParsePolicy(o.restart, o.restartLimit, o.restartWindow)
+	if err != nil {
+		return wrap.Config{}, cli.Usagef("%v", err)
+	}
+	if o.degradedMemoryMB < 0 || o.busyQueue < 0 || o.recoveringErrors < 0 {
+		return wrap.Config{}, cli.Usagef("--degraded-memory-mb, --busy-queue and --recovering-errors must not be negative")
+	}
+	host, _ := os.Hostname()
+	if o.id == "" {
+		o.id = deriveID(host, argv)
+	} else if err := wire.ValidateID(o.id); err != nil {
+		return wrap.Config{}, cli.Usagef("--id: %v", err)
+	}
+	if o.typ == "" {
+		o.typ = wire.SanitizeID(filepath.Base(argv[0]))
+	}
+	if o.socket == "" {
+		o.socket = progress.DefaultSocketPath(o.id)
+	}
+	if o.containerID == "" {
+		o.containerID = probe.ContainerID("/proc")
+	}
+
+	var pub store.Publisher
+	redisURL := o.redisURL
+	if redisURL == "" && o.watcher == "" {
+		redisURL = os.Getenv("REDIS_URL")
+	}
+	switch {
+	case o.watcher != "" && o.redisURL != "":
+		return wrap.Config{}, cli.Usagef("--redis and --watcher are exclusive: beats go to one of them, got both")
+	case o.watcher != "":
+		h, err := store.NewHTTP(o.watcher, o.token, 0)
+		if err != nil {
+			return wrap.Config{}, cli.Usagef("--watcher: %v", err)
+		}
+		pub = h
+	case redisURL != "":
+		r, err := store.NewRedis(redisURL, store.Options{Namespace: o.namespace})
+		if err != nil {
+			return wrap.Config{}, cli.Usagef("--redis: %v", err)
+		}
+		pub = r
+	}
+	fmt.Fprintf(stderr, "beatwrap: agent id %s\n", o.id)
+	return wrap.Config{
+		ID: o.id, Type: o.typ, Argv: argv, Host: host, ContainerID: o.containerID,
+		Interval: o.interval, MissedBeats: o.missedBeats, Grace: o.grace,
+		Thresholds: wire.Thresholds{
+			DegradedMemoryMB: o.degradedMemoryMB, BusyQueue: o.busyQueue, RecoveringErrors: o.recoveringErrors,
+		},
+		SocketPath: o.socket, StallTimeout: o.stallTimeout, OnStall: o.onStall,
+		Restart: policy, Subreaper: o.subreaper || os.Getpid() == 1,
+		Publisher: pub, ProcRoot: "/proc", Log: log,
+	}, nil
+}
+
+// deriveID names an agent after its host and command, the same on every
+// start of the same command on the same host (a container keeps its host
+// name across restarts).
+func deriveID(host string, argv []string) string {
+	h := fnv.New32a()
+	for _, a := range argv {
+		h.Write([]byte(a))
+		h.Write([]byte{0})
+	}
+	base := wire.SanitizeID(host + "-" + filepath.Base(argv[0]))
+	suffix := fmt.Sprintf("-%06x", h.Sum32()&0xffffff)
+	if len(base)+len(suffix) > wire.MaxIDLength {
+		base = base[:wire.MaxIDLength-len(suffix)]
+	}
+	return base + suffix
+}
+
+var errNoSocket = errors.New("no progress socket: set BEATWRAP_SOCKET or --socket (beatwrap sets it for the agent it runs)")

@@ -1,0 +1,12 @@
+// Package wrap is beatwrap's runtime: it runs the agent under a supervisor,
+// listens on the progress socket, samples the process tree, decides the
+// agent's status and hands beats to the store, as one group of actors that
+// start and stop together.
+//
+//	signals ─▶ supervise (child) ─▶ exit code
+//	socket  ─▶ progress.Tracker ─┐
+//	probe (every interval) ──────┴─▶ beat ─▶ store.Sender ─▶ Redis | beatwatch
+//
+// Nothing here waits on the network: a beat is offered to the Sender and the
+// loop goes on, so monitoring trouble never slows, stops or restarts the agent.
+package wrap

@@ -1,0 +1,375 @@
+package wrap
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sync"
+	"time"
+
+	"github.com/beatwrap/beatwrap/internal/probe"
+	"github.com/beatwrap/beatwrap/internal/progress"
+	"github.com/beatwrap/beatwrap/internal/run"
+	"github.com/beatwrap/beatwrap/internal/store"
+	"github.com/beatwrap/beatwrap/internal/supervise"
+	"github.com/beatwrap/beatwrap/internal/wire"
+)
+
+// Config is everything beatwrap was told on its command line, validated.
+type Config struct {
+	ID, Type    string
+	Argv        []string
+	Host        string
+	ContainerID string
+
+	Interval    time.Duration
+	MissedBeats int
+	Grace       time.Duration
+	Thresholds  wire.Thresholds
+
+	SocketPath   string
+	StallTimeout time.Duration
+	OnStall      string // report, restart or exit
+	Restart      supervise.Policy
+	Subreaper    bool
+
+	// Publisher delivers beats; nil runs standalone.
+	Publisher store.Publisher
+
+	ProcRoot string // "/proc"
+	Log      *slog.Logger
+}
+
+// OnStall actions.
+const (
+	StallReport  = "report"
+	StallRestart = "restart"
+	StallExit    = "exit"
+)
+
+// Result is how the agent ended.
+type Result struct {
+	ExitCode int
+	// Stalled is set when beatwrap stopped the agent because it stalled
+	// (--on-stall exit).
+	Stalled bool
+}
+
+// Run supervises the agent until it ends for good and returns its exit code.
+// Canceling ctx stops the agent like SIGTERM does.
+func Run(ctx context.Context, cfg Config) (Result, error) {
+	log := cfg.Log.With("agent", cfg.ID)
+	w := &wrapper{cfg: cfg, log: log, start: time.Now()}
+	w.tracker = progress.NewTracker(progress.TrackerConfig{StallTimeout: cfg.StallTimeout})
+
+	sampler, err := probe.NewSampler(cfg.ProcRoot)
+	if err != nil {
+		return Result{}, fmt.Errorf("open %s: %w", cfg.ProcRoot, err)
+	}
+	w.sampler = sampler
+
+	srv, err := progress.Listen(cfg.SocketPath)
+	if err != nil {
+		return Result{}, fmt.Errorf("progress socket: %w", err)
+	}
+	defer srv.Close()
+
+	env := append(os.Environ(),
+		"BEATWRAP_SOCKET="+srv.Path(),
+		"BEATWRAP_AGENT_ID="+cfg.ID,
+	)
+	scfg := supervise.Config{
+		Argv:      cfg.Argv,
+		Env:       env,
+		Stdin:     os.Stdin,
+		Stdout:    os.Stdout,
+		Stderr:    os.Stderr,
+		Grace:     cfg.Grace,
+		Restart:   cfg.Restart,
+		Subreaper: cfg.Subreaper,
+		Logger:    log,
+		OnStart:   w.childStarted,
+	}
+	if cfg.StallTimeout > 0 {
+		// Output counts as progress only when beatwrap can see it.
+		scfg.OnOutput = w.tracker.Output
+	}
+	sup, err := supervise.New(scfg)
+	if err != nil {
+		return Result{}, err
+	}
+	w.sup = sup
+
+	if cfg.Publisher != nil {
+		w.sender = store.NewSender(cfg.Publisher, min(cfg.Interval, 5*time.Second), log)
+		defer cfg.Publisher.Close()
+	}
+	log.Info("beatwrap starting", "id", cfg.ID, "type", cfg.Type, "socket", srv.Path(),
+		"to", w.destination(), "interval", cfg.Interval.String(), "container", cfg.ContainerID)
+
+	var exit supervise.Exit
+	var g run.Group
+	{ // the child: the first actor whose return ends the group
+		ctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error {
+			// A child that cannot be started (126, 127) ends like one that
+			// exited: with its code and a final beat; the supervisor has
+			// logged why.
+			exit, _ = sup.Run(ctx)
+			return nil
+		}, func(error) { cancel() })
+	}
+	{ // signals beatwrap receives go to the supervisor
+		sigs := make(chan os.Signal, 8)
+		signal.Notify(sigs, supervise.ForwardedSignals()...)
+		done := make(chan struct{})
+		g.Add(func() error {
+			for {
+				select {
+				case sig := <-sigs:
+					log.Info("signal received", "signal", sig.String())
+					sup.Signal(sig)
+				case <-done:
+					return nil
+				}
+			}
+		}, func(error) { signal.Stop(sigs); close(done) })
+	}
+	{ // the progress socket
+		ctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error {
+			err := srv.Serve(ctx, w.tracker.Apply)
+			if ctx.Err() != nil {
+				return nil
+			}
+			// The socket is a convenience for the agent: losing it must
+			// not stop the agent, so wait for the group to end.
+			log.Error("progress socket stopped; reports are no longer read", "error", err)
+			<-ctx.Done()
+			return nil
+		}, func(error) { cancel() })
+	}
+	{ // the beat loop
+		ctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error { w.beatLoop(ctx); return nil }, func(error) { cancel() })
+	}
+	if w.sender != nil {
+		ctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error { return w.sender.Run(ctx) }, func(error) { cancel() })
+	}
+	if err := g.Run(); err != nil {
+		return Result{}, err
+	}
+
+	res := Result{ExitCode: exit.ExitCode(), Stalled: w.stallExit()}
+	if res.Stalled && res.ExitCode == 0 {
+		res.ExitCode = 1
+	}
+	w.final(exit, res)
+	return res, nil
+}
+
+type wrapper struct {
+	cfg     Config
+	log     *slog.Logger
+	start   time.Time
+	tracker *progress.Tracker
+	sampler *probe.Sampler
+	sup     *supervise.Supervisor
+	sender  *store.Sender
+
+	mu        sync.Mutex
+	seq       uint64
+	pid       int
+	restarts  int
+	last      probe.Sample
+	sampled   bool
+	stalled   bool
+	stallStop bool // beatwrap stopped the child for stalling
+}
+
+func (w *wrapper) destination() string {
+	if w.cfg.Publisher == nil {
+		return "none (standalone)"
+	}
+	return w.cfg.Publisher.String()
+}
+
+func (w *wrapper) childStarted(pid, restarts int) {
+	w.tracker.ChildStarted()
+	w.mu.Lock()
+	w.pid, w.restarts = pid, restarts
+	w.sampled = false
+	w.stalled = false
+	w.mu.Unlock()
+	w.log.Info("agent started", "pid", pid, "restarts", restarts)
+	if restarts == 0 && w.sender != nil {
+		w.sender.Offer(w.beat(wire.StatusStarting))
+	}
+}
+
+func (w *wrapper) stallExit() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.stallStop && w.cfg.OnStall == StallExit
+}
+
+// beatLoop samples and beats every interval, and watches for stalls more
+// often than that so a stall is acted on within a second of the timeout.
+func (w *wrapper) beatLoop(ctx context.Context) {
+	beat := time.NewTicker(w.cfg.Interval)
+	defer beat.Stop()
+	check := time.NewTicker(min(w.cfg.Interval, time.Second))
+	defer check.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-beat.C:
+			w.sample()
+			w.send(w.beat(""))
+		case <-check.C:
+			if w.checkStall() {
+				// A change of stall state goes out at once, not at the
+				// next interval.
+				w.sample()
+				w.send(w.beat(""))
+			}
+		}
+	}
+}
+
+func (w *wrapper) send(b wire.Beat) {
+	if w.sender != nil {
+		w.sender.Offer(b)
+	}
+}
+
+func (w *wrapper) sample() {
+	w.mu.Lock()
+	pid := w.pid
+	w.mu.Unlock()
+	if pid == 0 {
+		return
+	}
+	s, err := w.sampler.Sample(pid, time.Now())
+	if err != nil {
+		// The child is between runs or just ended: keep the last sample.
+		w.log.Debug("sample", "pid", pid, "error", err)
+		return
+	}
+	w.mu.Lock()
+	if w.pid == pid {
+		w.last, w.sampled = s, true
+	}
+	w.mu.Unlock()
+}
+
+// checkStall acts on a change of stall state and reports whether there was one.
+func (w *wrapper) checkStall() bool {
+	st := w.tracker.Snapshot()
+	w.mu.Lock()
+	changed := st.Stalled != w.stalled
+	w.stalled = st.Stalled
+	w.mu.Unlock()
+	if !changed {
+		return false
+	}
+	if !st.Stalled {
+		w.log.Info("agent making progress again", "state", "healthy")
+		return true
+	}
+	w.log.Warn("agent stalled", "state", "stalled", "reason", st.StallReason, "action", w.cfg.OnStall)
+	switch w.cfg.OnStall {
+	case StallRestart:
+		w.sup.RestartChild("stalled: " + st.StallReason)
+	case StallExit:
+		w.mu.Lock()
+		w.stallStop = true
+		w.mu.Unlock()
+		w.sup.StopChild("stalled: " + st.StallReason)
+	}
+	return true
+}
+
+// beat builds a beat from the latest sample and reports. An empty status is
+// derived from them.
+func (w *wrapper) beat(status wire.Status) wire.Beat {
+	st := w.tracker.Snapshot()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.seq++
+	m := wire.Metrics{
+		CPUPercent:         round1(w.last.CPUPercent),
+		MemoryMB:           round1(w.last.MemoryMB()),
+		ActiveTasks:        st.ActiveTasks,
+		QueueDepth:         st.QueueDepth,
+		TokensUsedThisHour: st.TokensLastHour,
+		ErrorsLast5Min:     st.ErrorsLast5Min,
+		Processes:          w.last.Processes,
+		Threads:            w.last.Threads,
+		ReadBytes:          w.last.ReadBytes,
+		WriteBytes:         w.last.WriteBytes,
+	}
+	if status == "" {
+		if !w.sampled {
+			status = wire.StatusStarting
+		} else {
+			status = wire.DeriveStatus(m, st.Stalled, w.cfg.Thresholds)
+		}
+	}
+	b := wire.Beat{
+		AgentID:      w.cfg.ID,
+		AgentType:    w.cfg.Type,
+		Timestamp:    time.Now().UnixMilli(),
+		Sequence:     w.seq,
+		Status:       status,
+		Metrics:      m,
+		CurrentTask:  st.Task,
+		TaskProgress: st.Progress,
+		IntervalMs:   w.cfg.Interval.Milliseconds(),
+		MissedBeats:  w.cfg.MissedBeats,
+		Host:         w.cfg.Host,
+		PID:          w.pid,
+		ContainerID:  w.cfg.ContainerID,
+		Restarts:     w.restarts,
+		GraceMs:      w.cfg.Grace.Milliseconds(),
+	}
+	if st.Stalled {
+		b.StallReason = st.StallReason
+	}
+	return b
+}
+
+// final sends the last beat: stopped for a graceful stop or exit 0, exited
+// with the code otherwise.
+func (w *wrapper) final(exit supervise.Exit, res Result) {
+	// A stop beatwrap was asked for (a signal, or ctx) is graceful whatever
+	// code the child died with; a stop for stalling or for too many
+	// restarts is a failure the watcher must see.
+	graceful := exit.Stopped == supervise.StopSignal || exit.Stopped == supervise.StopContext
+	status := wire.StatusStopped
+	if res.ExitCode != 0 && !graceful || res.Stalled {
+		status = wire.StatusExited
+	}
+	b := w.beat(status)
+	if status == wire.StatusExited {
+		code := res.ExitCode
+		b.ExitCode = &code
+	}
+	w.log.Info("agent ended", "state", string(status), "exit_code", res.ExitCode, "restarts", b.Restarts)
+	if w.sender == nil {
+		return
+	}
+	// Bounded: a stop must not hang on an unreachable Redis. Docker's stop
+	// timeout is 10s and the grace period has used part of it.
+	if err := w.sender.Flush(b, time.Now(), 2*time.Second); err != nil {
+		w.log.Warn("final beat not delivered", "to", w.destination(), "error", err)
+	}
+}
+
+func round1(f float64) float64 {
+	return float64(int64(f*10+0.5)) / 10
+}
