@@ -17,8 +17,7 @@ type serveOptions struct {
 	redisURL, namespace, listen, token string
 	checkInterval, defaultInterval     time.Duration
 	missedBeats                        int
-	recover, dockerHost, recoverLabel  string
-	alertWebhook, alertFormat          string
+	recover                            recoverOptions
 	log                                cli.LogOptions
 }
 
@@ -42,6 +41,11 @@ func newServe(ctx context.Context, stderr io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			cleanup, err := o.recover.attach(ctx, w, cfg.Log)
+			defer cleanup()
+			if err != nil {
+				return err
+			}
 			return w.Run(ctx)
 		},
 	}
@@ -52,11 +56,17 @@ func newServe(ctx context.Context, stderr io.Writer) *cobra.Command {
 	f.DurationVar(&o.checkInterval, "check-interval", time.Second, "how often overdue agents are looked for")
 	f.IntVar(&o.missedBeats, "missed-beats", 3, "missed beats before failure, for beats that do not carry their own")
 	f.DurationVar(&o.defaultInterval, "default-interval", 30*time.Second, "interval assumed for beats without intervalMs, until their arrival gaps show the real one")
-	f.StringVar(&o.recover, "recover", "", "docker or none (default: docker when the Docker Engine is reachable, else none with a warning)")
-	f.StringVar(&o.dockerHost, "docker-host", "", "Docker Engine API address (default $DOCKER_HOST, else the local socket)")
-	f.StringVar(&o.recoverLabel, "recover-label", "beatwatch.recover=true", "only containers with this label are ever touched")
-	f.StringVar(&o.alertWebhook, "alert-webhook", "", "URL that alerts are POSTed to")
-	f.StringVar(&o.alertFormat, "alert-format", "slack", "slack, pagerduty (Events API v2) or json")
+	f.StringVar(&o.recover.mode, "recover", "", "docker or none (default: docker when the Docker Engine is reachable, else none with a warning)")
+	f.StringVar(&o.recover.dockerHost, "docker-host", "", "Docker Engine API address (default $DOCKER_HOST, else the local socket)")
+	f.StringVar(&o.recover.label, "recover-label", "beatwatch.recover=true", "only containers with this label are ever touched")
+	f.StringVar(&o.recover.webhook, "alert-webhook", "", "URL that alerts are POSTed to")
+	f.StringVar(&o.recover.format, "alert-format", "slack", "slack, pagerduty (Events API v2) or json")
+	f.DurationVar(&o.recover.repeat, "alert-repeat", time.Hour, "repeat an alert for a still-failed agent at most this often")
+	f.IntVar(&o.recover.budget, "recover-budget", 5, "recoveries of one agent per hour; past it the agent stays failed and alerted")
+	f.Float64Var(&o.recover.brakeFraction, "brake-fraction", 0.55, "pause all recovery when more than this fraction of the fleet is down at once")
+	f.IntVar(&o.recover.brakeMin, "brake-min-agents", 4, "the brake needs a fleet of at least this many agents")
+	f.IntVar(&o.recover.maxBusy, "max-recoveries", 4, "recoveries under way at once, at most")
+	f.DurationVar(&o.recover.beatWait, "recover-wait", 0, "how long a recovery step waits for the agent to beat again (default: its timeout, at least 15s)")
 	f.StringVar(&o.token, "token", "", "when set, every endpoint but /healthz needs Authorization: Bearer <token>")
 	o.log.AddFlags(f)
 	cli.AnnotateEnv(f, envPrefix)
@@ -85,15 +95,8 @@ func (o *serveOptions) config(stderr io.Writer) (watch.Config, error) {
 	if o.missedBeats < 1 {
 		return watch.Config{}, cli.Usagef("--missed-beats must be at least 1, got %d", o.missedBeats)
 	}
-	switch o.alertFormat {
-	case "slack", "pagerduty", "json":
-	default:
-		return watch.Config{}, cli.Usagef("--alert-format must be slack, pagerduty or json, got %q", o.alertFormat)
-	}
-	switch o.recover {
-	case "", "docker", "none":
-	default:
-		return watch.Config{}, cli.Usagef("--recover must be docker or none, got %q", o.recover)
+	if err := o.recover.validate(); err != nil {
+		return watch.Config{}, err
 	}
 	return watch.Config{
 		RedisURL: o.redisURL, Namespace: o.namespace, Listen: o.listen,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"time"
 
@@ -49,26 +50,39 @@ func (w *Watcher) Ping(ctx context.Context) error {
 }
 
 // Subscribe delivers every message on the heartbeats channel to handle, in
-// order, until ctx is done. onState is called when the subscription is
-// established, lost and established again (up false carries the error), so
-// the caller knows when it is blind. The subscription is restored by itself.
+// order, until ctx is done. onState is called with the first outcome (up, or
+// down with the error when the first subscribe fails) and then each time the
+// subscription is lost and established again, so the caller knows when it is
+// blind. The subscription is restored by itself.
+//
+// Redis cuts off a subscriber that falls behind once its output buffer passes
+// client-output-buffer-limit pubsub (32 MB by default): the beats published
+// meanwhile are lost, and Subscribe reports it down and resubscribes.
 func (w *Watcher) Subscribe(ctx context.Context, handle func(payload []byte), onState func(up bool, err error)) error {
 	ps := w.client.Subscribe(ctx)
 	defer ps.Close()
-	up := false
-	setState := func(now bool, err error) {
-		if now != up {
-			up = now
-			onState(now, err)
+	const (
+		unknown = iota
+		up
+		down
+	)
+	state := unknown
+	setState := func(now int, err error) {
+		if now != state {
+			state = now
+			onState(now == up, err)
 		}
 	}
 	wait := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		if !up {
+		if state != up {
 			// Subscribe (again): go-redis resubscribes on reconnect, but a
 			// first subscribe that failed must be repeated.
 			if err := ps.Subscribe(ctx, w.keys.Channel()); err != nil {
-				setState(false, err)
+				if ctx.Err() != nil {
+					return nil
+				}
+				setState(down, fmt.Errorf("subscribe to %s on redis %s: %w", w.keys.Channel(), w.addr, err))
 				sleep(ctx, wait)
 				wait = min(wait*2, 2*time.Second)
 				continue
@@ -83,11 +97,16 @@ func (w *Watcher) Subscribe(ctx context.Context, handle func(payload []byte), on
 			if errors.As(err, &ne) && ne.Timeout() {
 				// Quiet channel: check the connection is still there.
 				if perr := ps.Ping(ctx); perr != nil {
-					setState(false, perr)
+					setState(down, fmt.Errorf("ping redis %s: %w", w.addr, perr))
 				}
 				continue
 			}
-			setState(false, err)
+			if errors.Is(err, io.EOF) {
+				err = fmt.Errorf("redis %s closed the subscription (it cuts off a subscriber that falls behind at client-output-buffer-limit pubsub): %w", w.addr, err)
+			} else {
+				err = fmt.Errorf("receive from redis %s: %w", w.addr, err)
+			}
+			setState(down, err)
 			sleep(ctx, wait)
 			wait = min(wait*2, 2*time.Second)
 			continue
@@ -95,12 +114,12 @@ func (w *Watcher) Subscribe(ctx context.Context, handle func(payload []byte), on
 		wait = 100 * time.Millisecond
 		switch m := msg.(type) {
 		case *redis.Subscription:
-			setState(true, nil)
+			setState(up, nil)
 		case *redis.Message:
-			setState(true, nil)
+			setState(up, nil)
 			handle([]byte(m.Payload))
 		case *redis.Pong:
-			setState(true, nil)
+			setState(up, nil)
 		}
 	}
 	return nil
@@ -236,13 +255,26 @@ func (w *Watcher) ReleaseLease(ctx context.Context, holder string) error {
 	return nil
 }
 
+// claimScript takes a claim that is free or already the caller's.
+var claimScript = redis.NewScript(`
+local v = redis.call("GET", KEYS[1])
+if v == false then
+  redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2])
+  return 1
+end
+if v == ARGV[1] then
+  return 1
+end
+return 0`)
+
 // Claim marks one failure of one agent as being recovered by holder. Only
-// the first claim succeeds, so a failure is never recovered twice, even when
-// the lease changes hands in the middle.
+// the first holder wins (asking again as the same holder still wins), so a
+// failure is never recovered by two replicas, even when the lease changes
+// hands in the middle.
 func (w *Watcher) Claim(ctx context.Context, id, failure, holder string, ttl time.Duration) (bool, error) {
-	ok, err := w.client.SetNX(ctx, w.keys.RecoveryClaim(id, failure), holder, ttl).Result()
+	ok, err := claimScript.Run(ctx, w.client, []string{w.keys.RecoveryClaim(id, failure)}, holder, ttl.Milliseconds()).Int()
 	if err != nil {
 		return false, fmt.Errorf("claim recovery of %s in redis %s: %w", id, w.addr, err)
 	}
-	return ok, nil
+	return ok == 1, nil
 }

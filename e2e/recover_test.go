@@ -1,0 +1,443 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/beatwrap/beatwrap/internal/monitor"
+	"github.com/beatwrap/beatwrap/internal/testutil"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testutil.RemoveTestContainers()
+	if imageTag != "" {
+		testutil.RemoveImage(imageTag)
+	}
+	testutil.CleanupBinaries()
+	os.Exit(code)
+}
+
+// fixture is one test's world: a Redis namespace, an image with beatwrap
+// and the test agent, a beatwatch (or several) and an alert receiver.
+type fixture struct {
+	t       *testing.T
+	redis   string
+	ns      string
+	image   string
+	alerts  *receiver
+	watches []*watcher
+}
+
+// The image every test shares, built by the first and removed by TestMain.
+var (
+	imageMu  sync.Mutex
+	imageTag string
+)
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	testutil.RequireDocker(t)
+	f := &fixture{t: t, redis: testutil.RedisURL(t), ns: testutil.Namespace(t)}
+	imageMu.Lock()
+	if imageTag == "" {
+		tag := "beatwrap-e2e/agent:" + strconv.Itoa(os.Getpid())
+		testutil.BuildImage(t, tag, map[string]string{
+			"/beatwrap":  testutil.Binary(t, "cmd/beatwrap"),
+			"/testagent": testutil.Binary(t, "internal/testutil/testagent"),
+		}, "/beatwrap")
+		imageTag = tag
+	}
+	imageMu.Unlock()
+	f.image = imageTag
+	f.alerts = newReceiver(t)
+	return f
+}
+
+// agent starts a labelled container running the test agent under beatwrap.
+func (f *fixture) agent(id string, recoverLabel bool, extra ...string) string {
+	f.t.Helper()
+	args := []string{"run", "-d", "--network", "host", "--name", f.ns + "-" + id,
+		"--label", testutil.TestLabel(), "--label", "beatwatch.agent=" + id}
+	if recoverLabel {
+		args = append(args, "--label", "beatwatch.recover=true")
+	}
+	args = append(args, extra...)
+	args = append(args, f.image, "--redis", f.redis, "--namespace", f.ns, "--id", id,
+		"--interval", "200ms", "--grace", "1s", "--", "/testagent")
+	cid := testutil.Docker(f.t, args...)
+	f.t.Cleanup(func() { _, _ = testutil.DockerTry("rm", "-f", cid) })
+	return cid
+}
+
+type watcher struct {
+	proc *testutil.Proc
+	base string
+}
+
+// watch starts a beatwatch on the fixture's namespace.
+func (f *fixture) watch(extra ...string) *watcher {
+	f.t.Helper()
+	port := testutil.FreePort(f.t)
+	args := append([]string{"--redis", f.redis, "--namespace", f.ns, "--listen", fmt.Sprintf("127.0.0.1:%d", port),
+		"--check-interval", "50ms", "--recover", "docker", "--recover-wait", "5s", "--log-format", "json",
+		"--alert-webhook", f.alerts.url(), "--alert-format", "json"}, extra...)
+	w := &watcher{proc: testutil.StartProc(f.t, testutil.Binary(f.t, "cmd/beatwatch"), nil, args...), base: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	testutil.Eventually(f.t, 10*time.Second, "beatwatch answers /healthz", func() bool {
+		resp, err := http.Get(w.base + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	f.watches = append(f.watches, w)
+	return w
+}
+
+func (w *watcher) agent(t *testing.T, id string) (monitor.Agent, bool) {
+	t.Helper()
+	resp, err := http.Get(w.base + "/health/agents/" + id)
+	if err != nil {
+		return monitor.Agent{}, false
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return monitor.Agent{}, false
+	}
+	var a monitor.Agent
+	if err := json.NewDecoder(resp.Body).Decode(&a); err != nil {
+		t.Fatalf("decode agent %s: %v", id, err)
+	}
+	return a, true
+}
+
+// waitState waits until the agent is in state and returns it.
+func (w *watcher) waitState(t *testing.T, id string, state monitor.State, timeout time.Duration) monitor.Agent {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		a, ok := w.agent(t, id)
+		if ok && a.State == state {
+			return a
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("agent %s not %s within %v: %+v\nbeatwatch log:\n%s", id, state, timeout, a, tail(w.proc.Stderr.String()))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func tail(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > 25 {
+		lines = lines[len(lines)-25:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+var metricLine = regexp.MustCompile(`^beatwatch_recoveries_total\{result="([^"]+)",step="([^"]+)"\} (\d+)`)
+
+// recoveries returns beatwatch_recoveries_total by "step/result".
+func (w *watcher) recoveries(t *testing.T) map[string]int {
+	t.Helper()
+	resp, err := http.Get(w.base + "/metrics")
+	if err != nil {
+		t.Fatalf("get metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	out := map[string]int{}
+	for _, line := range strings.Split(string(body), "\n") {
+		if m := metricLine.FindStringSubmatch(line); m != nil {
+			n, _ := strconv.Atoi(m[3])
+			out[m[2]+"/"+m[1]] = n
+		}
+	}
+	return out
+}
+
+// killAgent SIGKILLs the test agent inside the container: beatwrap (the
+// container's PID 1) sees its child die.
+func killAgent(t *testing.T, cid string) {
+	t.Helper()
+	pid := testutil.Docker(t, "inspect", "-f", "{{.State.Pid}}", cid)
+	// A child hangs off the thread that forked it.
+	files, _ := filepath.Glob(filepath.Join("/proc", pid, "task", "*", "children"))
+	var children []byte
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		children = append(children, b...)
+		children = append(children, ' ')
+	}
+	for _, c := range strings.Fields(string(children)) {
+		n, _ := strconv.Atoi(c)
+		if err := syscall.Kill(n, syscall.SIGKILL); err != nil {
+			t.Fatalf("kill agent %d: %v", n, err)
+		}
+	}
+	if len(strings.Fields(string(children))) == 0 {
+		t.Fatalf("beatwrap %s has no child to kill", pid)
+	}
+}
+
+// receiver is the alert webhook: it keeps every alert POSTed to it.
+type receiver struct {
+	srv *httptest.Server
+	mu  sync.Mutex
+	got []map[string]any
+}
+
+func newReceiver(t *testing.T) *receiver {
+	r := &receiver{}
+	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		var doc map[string]any
+		if err := json.NewDecoder(req.Body).Decode(&doc); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		r.mu.Lock()
+		r.got = append(r.got, doc)
+		r.mu.Unlock()
+	}))
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+func (r *receiver) url() string { return r.srv.URL + "/hook" }
+
+// events returns the alerts for agent as "trigger"/"resolve" in order.
+func (r *receiver) events(agent string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, d := range r.got {
+		if d["agentId"] == agent {
+			out = append(out, fmt.Sprint(d["event"]))
+		}
+	}
+	return out
+}
+
+func startedAt(t *testing.T, cid string) time.Time {
+	t.Helper()
+	s := testutil.Docker(t, "inspect", "-f", "{{.State.StartedAt}}", cid)
+	at, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		t.Fatalf("parse StartedAt %q: %v", s, err)
+	}
+	return at
+}
+
+// (1) The agent process dies inside its container: beatwatch restarts the
+// container and the agent is healthy again.
+func TestRestartBringsKilledAgentBack(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	w := f.watch()
+	cid := f.agent("restart-1", true)
+	w.waitState(t, "restart-1", monitor.Healthy, 20*time.Second)
+	firstStart := startedAt(t, cid)
+
+	killAgent(t, cid)
+	failed := w.waitState(t, "restart-1", monitor.Failed, 10*time.Second)
+	back := w.waitState(t, "restart-1", monitor.Healthy, 30*time.Second)
+	restartedAt := startedAt(t, cid)
+	if !restartedAt.After(firstStart) {
+		t.Fatalf("container was not restarted: StartedAt %v, before %v", restartedAt, firstStart)
+	}
+	declared := time.UnixMilli(failed.StateSince)
+	t.Logf("failure declared to container running again: %v (settle 2s + restart)", restartedAt.Sub(declared).Round(time.Millisecond))
+	if got := w.recoveries(t)["restart/ok"]; got != 1 {
+		t.Errorf("restart/ok = %d, want 1", got)
+	}
+	if n := len(back.Recoveries); n == 0 {
+		t.Errorf("recovery history is empty")
+	}
+	if ev := f.alerts.events("restart-1"); len(ev) != 0 {
+		t.Errorf("alerts for a failure the restart fixed: %v", ev)
+	}
+}
+
+// (2) The agent left a poison file in the container's filesystem: restarts
+// cannot fix it, a new container from the image can.
+func TestReplaceFixesWhatRestartCannot(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	w := f.watch()
+	cid := f.agent("poison-1", true)
+	w.waitState(t, "poison-1", monitor.Healthy, 20*time.Second)
+
+	poison := filepath.Join(t.TempDir(), "poison")
+	if err := os.WriteFile(poison, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Docker(t, "cp", poison, cid+":/poison")
+	killAgent(t, cid)
+	w.waitState(t, "poison-1", monitor.Failed, 10*time.Second)
+	a := w.waitState(t, "poison-1", monitor.Healthy, 60*time.Second)
+	if a.ContainerID == cid {
+		t.Errorf("agent still runs in the poisoned container %s", cid[:12])
+	}
+	m := w.recoveries(t)
+	if m["restart/ok"] < 1 || m["replace/ok"] != 1 {
+		t.Errorf("recoveries = %v, want a restart then one replace", m)
+	}
+	if _, err := testutil.DockerTry("inspect", cid); err == nil {
+		t.Errorf("the poisoned container %s was not removed", cid[:12])
+	}
+	newID := testutil.Docker(t, "ps", "-q", "--no-trunc", "--filter", "label=beatwatch.agent=poison-1")
+	if newID == "" {
+		t.Fatal("no running replacement carries the agent label")
+	}
+	t.Cleanup(func() { _, _ = testutil.DockerTry("rm", "-f", newID) })
+}
+
+// (3) Neither restart nor replace can work (the bind mount's source is
+// gone): a human gets one alert, and a resolve once the agent is back.
+func TestAlertWhenNothingWorksAndResolveWhenBack(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	w := f.watch()
+	src := t.TempDir()
+	cid := f.agent("broken-1", true, "--mount", "type=bind,source="+src+",target=/data")
+	w.waitState(t, "broken-1", monitor.Healthy, 20*time.Second)
+
+	if err := os.RemoveAll(src); err != nil {
+		t.Fatal(err)
+	}
+	killAgent(t, cid)
+	testutil.Eventually(t, 60*time.Second, "a trigger alert for broken-1", func() bool {
+		ev := f.alerts.events("broken-1")
+		return len(ev) > 0 && ev[0] == "trigger"
+	})
+	a, _ := w.agent(t, "broken-1")
+	if a.State != monitor.Failed && a.State != monitor.Recovering {
+		t.Errorf("after the alert the agent is %s, want failed", a.State)
+	}
+	// The operator fixes the cause and starts the container.
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Docker(t, "start", cid)
+	w.waitState(t, "broken-1", monitor.Healthy, 30*time.Second)
+	testutil.Eventually(t, 15*time.Second, "a resolve alert for broken-1", func() bool {
+		ev := f.alerts.events("broken-1")
+		return len(ev) >= 2 && ev[len(ev)-1] == "resolve"
+	})
+	if ev := f.alerts.events("broken-1"); strings.Count(strings.Join(ev, ","), "trigger") != 1 {
+		t.Errorf("alerts = %v, want exactly one trigger", ev)
+	}
+}
+
+// (4) An operator's docker stop: the agent is stopped and never restarted.
+func TestOperatorStopIsNeverRecovered(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	w := f.watch()
+	cid := f.agent("opstop-1", true)
+	w.waitState(t, "opstop-1", monitor.Healthy, 20*time.Second)
+	testutil.Docker(t, "stop", "-t", "5", cid)
+	w.waitState(t, "opstop-1", monitor.Stopped, 10*time.Second)
+	time.Sleep(3 * time.Second) // several timeouts of 600ms
+	a, _ := w.agent(t, "opstop-1")
+	if a.State != monitor.Stopped {
+		t.Errorf("3s after docker stop the agent is %s, want stopped", a.State)
+	}
+	if running := testutil.Docker(t, "inspect", "-f", "{{.State.Running}}", cid); running != "false" {
+		t.Errorf("container running = %s after an operator stop", running)
+	}
+	if m := w.recoveries(t); m["restart/ok"] != 0 || m["replace/ok"] != 0 {
+		t.Errorf("recoveries after an operator stop: %v", m)
+	}
+}
+
+// (5) A container without the recover label is never touched: alert only.
+func TestUnlabelledContainerGetsAlertOnly(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	w := f.watch()
+	cid := f.agent("nolabel-1", false)
+	w.waitState(t, "nolabel-1", monitor.Healthy, 20*time.Second)
+	killAgent(t, cid)
+	testutil.Eventually(t, 20*time.Second, "an alert for nolabel-1", func() bool {
+		return len(f.alerts.events("nolabel-1")) > 0
+	})
+	if running := testutil.Docker(t, "inspect", "-f", "{{.State.Running}}", cid); running != "false" {
+		t.Errorf("unlabelled container was started again")
+	}
+	if m := w.recoveries(t); m["restart/ok"] != 0 || m["replace/ok"] != 0 {
+		t.Errorf("recoveries of an unlabelled container: %v", m)
+	}
+}
+
+// (6) Three replicas on one Redis: exactly one restart per failure.
+func TestReplicasRecoverOnce(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ws := []*watcher{f.watch(), f.watch(), f.watch()}
+	cid := f.agent("replica-1", true)
+	for _, w := range ws {
+		w.waitState(t, "replica-1", monitor.Healthy, 20*time.Second)
+	}
+	time.Sleep(2 * time.Second) // the lease settles on one replica
+	killAgent(t, cid)
+	ws[0].waitState(t, "replica-1", monitor.Failed, 10*time.Second)
+	for _, w := range ws {
+		w.waitState(t, "replica-1", monitor.Healthy, 30*time.Second)
+	}
+	time.Sleep(2 * time.Second)
+	total := 0
+	for _, w := range ws {
+		total += w.recoveries(t)["restart/ok"] + w.recoveries(t)["restart/error"]
+	}
+	if total != 1 {
+		t.Errorf("restarts across three replicas = %d, want exactly 1", total)
+	}
+}
+
+// (7) More than half the fleet dies at once: the brake holds recovery,
+// one alert says why, and nothing is restarted.
+func TestBrakeOnMassFailure(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	w := f.watch()
+	var cids []string
+	for i := 0; i < 5; i++ {
+		id := fmt.Sprintf("mass-%d", i)
+		cids = append(cids, f.agent(id, true))
+	}
+	for i := 0; i < 5; i++ {
+		w.waitState(t, fmt.Sprintf("mass-%d", i), monitor.Healthy, 20*time.Second)
+	}
+	for _, cid := range cids[:3] {
+		killAgent(t, cid)
+	}
+	testutil.Eventually(t, 20*time.Second, "a brake alert", func() bool {
+		return len(f.alerts.events("*")) > 0
+	})
+	time.Sleep(4 * time.Second)
+	if ev := f.alerts.events("*"); len(ev) != 1 || ev[0] != "trigger" {
+		t.Errorf("brake alerts = %v, want exactly one trigger", ev)
+	}
+	if m := w.recoveries(t); m["restart/ok"] != 0 || m["replace/ok"] != 0 {
+		t.Errorf("recoveries under the brake: %v", m)
+	}
+	for i := 0; i < 3; i++ {
+		if a, _ := w.agent(t, fmt.Sprintf("mass-%d", i)); a.State != monitor.Failed {
+			t.Errorf("mass-%d is %s under the brake, want failed", i, a.State)
+		}
+	}
+}

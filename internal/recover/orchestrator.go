@@ -1,0 +1,498 @@
+package recover
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/beatwrap/beatwrap/internal/monitor"
+	"github.com/beatwrap/beatwrap/internal/wire"
+)
+
+// Fleet is what the Orchestrator needs of the watcher's state machine.
+type Fleet interface {
+	Get(id string) (monitor.Agent, bool)
+	Counts() map[monitor.State]int
+	MarkRecovering(id string, now time.Time) (monitor.Transition, bool)
+	AddRecoveryStep(id string, s monitor.Step) bool
+	RecoveryDone(id string, ok bool, now time.Time) (monitor.Transition, bool)
+	SetState(id string, s monitor.State, reason string) (monitor.Transition, bool)
+}
+
+// Coordinator lets several beatwatch replicas share one Redis: only the
+// holder of the lease recovers, and each failure is claimed once. Nil means
+// a single replica, which always leads.
+type Coordinator interface {
+	Lease(ctx context.Context, holder string, ttl time.Duration) (bool, error)
+	ReleaseLease(ctx context.Context, holder string) error
+	Claim(ctx context.Context, id, failure, holder string, ttl time.Duration) (bool, error)
+}
+
+// OrchestratorConfig wires the ladder's parts. Docker and Alerter may be
+// nil: without Docker every failure is alerted only; without an Alerter
+// nothing is sent, and the history still says what happened.
+type OrchestratorConfig struct {
+	Fleet       Fleet
+	Docker      *Docker
+	Alerter     *Alerter
+	Guard       *Guard
+	Coordinator Coordinator
+	// Settle is how long a failure waits before its ladder starts, so
+	// that agents failing together are judged together by the brake (2s).
+	Settle time.Duration
+	// Holder names this replica in the lease; default host-pid.
+	Holder string
+	// LeaseTTL is how long a dead leader blocks the others (5s).
+	LeaseTTL time.Duration
+	// BeatWait bounds how long the ladder waits for an agent to beat again
+	// after a step; 0 derives it from the agent: its timeout, at least 15s,
+	// since a restarted container must start and beat.
+	BeatWait time.Duration
+	// Changed is told of every state change the Orchestrator makes, so the
+	// watcher logs and counts it like its own.
+	Changed func(monitor.Transition)
+	// OnStep is told of the steps the Orchestrator takes itself (skips,
+	// alerts); Docker's Config.OnStep is told of the engine steps.
+	OnStep func(agent string, s StepResult)
+	Logger  *slog.Logger
+	Now     func() time.Time
+}
+
+// Orchestrator runs the recovery ladder for failed and stalled agents:
+// inspect, restart, replace, alert, under the Guard's rules.
+type Orchestrator struct {
+	cfg OrchestratorConfig
+	log *slog.Logger
+
+	mu      sync.Mutex
+	pending map[string]time.Time // agents to look at, and since when
+	open    map[string]string // agent -> failure id of an alert that may need resolving
+	held    map[string]bool   // failed agents the brake kept from recovery
+	leading bool
+	wake    chan struct{}
+}
+
+// NewOrchestrator checks the configuration.
+func NewOrchestrator(cfg OrchestratorConfig) (*Orchestrator, error) {
+	if cfg.Fleet == nil || cfg.Guard == nil {
+		return nil, errors.New("orchestrator needs a fleet and a guard")
+	}
+	if cfg.Holder == "" {
+		host, _ := os.Hostname()
+		cfg.Holder = host + "-" + strconv.Itoa(os.Getpid())
+	}
+	if cfg.Settle <= 0 {
+		cfg.Settle = 2 * time.Second
+	}
+	if cfg.LeaseTTL <= 0 {
+		cfg.LeaseTTL = 5 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Changed == nil {
+		cfg.Changed = func(monitor.Transition) {}
+	}
+	if cfg.OnStep == nil {
+		cfg.OnStep = func(string, StepResult) {}
+	}
+	return &Orchestrator{
+		cfg: cfg, log: cfg.Logger,
+		pending: map[string]time.Time{}, open: map[string]string{}, held: map[string]bool{},
+		leading: cfg.Coordinator == nil,
+		wake:    make(chan struct{}, 1),
+	}, nil
+}
+
+// Leading reports whether this replica recovers.
+func (o *Orchestrator) Leading() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.leading
+}
+
+// Changed is told every state change; it never blocks.
+func (o *Orchestrator) Changed(tr monitor.Transition, a monitor.Agent) {
+	switch {
+	case tr.To == monitor.Failed || tr.To == monitor.Stalled:
+		o.queue(tr.AgentID, o.cfg.Now().Add(o.cfg.Settle))
+	case tr.Recovered && tr.To == monitor.Healthy:
+		o.recovered(tr.AgentID)
+	case tr.To == monitor.Stopped:
+		o.cfg.Guard.Forget(tr.AgentID)
+		o.mu.Lock()
+		delete(o.held, tr.AgentID)
+		o.mu.Unlock()
+		o.recovered(tr.AgentID)
+	}
+}
+
+// queue has the agent looked at no earlier than at.
+func (o *Orchestrator) queue(id string, at time.Time) {
+	o.mu.Lock()
+	if old, ok := o.pending[id]; !ok || at.Before(old) {
+		o.pending[id] = at
+	}
+	o.mu.Unlock()
+	o.poke()
+}
+
+func (o *Orchestrator) poke() {
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+}
+
+// recovered resolves an open alert and restarts the agent's backoff.
+func (o *Orchestrator) recovered(id string) {
+	o.cfg.Guard.Reset(id, o.cfg.Now())
+	o.mu.Lock()
+	failure, ok := o.open[id]
+	delete(o.open, id)
+	o.mu.Unlock()
+	if ok && o.cfg.Alerter != nil {
+		o.cfg.Alerter.Send(Alert{AgentID: id, FailureID: failure, Resolve: true, State: string(monitor.Healthy),
+			Summary: "agent " + id + " beats again"})
+	}
+}
+
+// Run keeps the lease (with several replicas) and starts ladders until ctx
+// is done, then waits for the ladders under way.
+func (o *Orchestrator) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	if o.cfg.Alerter != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = o.cfg.Alerter.Run(ctx)
+		}()
+	}
+	// Pending failures are looked at four times a second; the lease is
+	// renewed every second.
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	var renewed time.Time
+	if o.cfg.Coordinator != nil {
+		o.lease(ctx)
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			_ = o.cfg.Coordinator.ReleaseLease(ctx, o.cfg.Holder)
+		}()
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+			if o.cfg.Coordinator != nil && time.Since(renewed) >= time.Second {
+				o.lease(ctx)
+				renewed = time.Now()
+			}
+			o.checkBrake()
+		case <-o.wake:
+		}
+		for _, id := range o.takePending() {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				o.handle(ctx, id)
+			}()
+		}
+	}
+}
+
+// lease takes or renews the lease; renewing every second with a 5s TTL
+// means a dead leader is replaced within about five seconds.
+func (o *Orchestrator) lease(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	held, err := o.cfg.Coordinator.Lease(ctx, o.cfg.Holder, o.cfg.LeaseTTL)
+	if err != nil {
+		held = false
+	}
+	o.mu.Lock()
+	changed := held != o.leading
+	o.leading = held
+	o.mu.Unlock()
+	if changed {
+		if held {
+			o.log.Info("recovery lease taken: this replica recovers failed agents", "holder", o.cfg.Holder)
+		} else {
+			o.log.Info("recovery lease lost: another replica recovers", "holder", o.cfg.Holder, "error", err)
+		}
+	}
+}
+
+func (o *Orchestrator) takePending() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !o.leading || len(o.pending) == 0 {
+		return nil
+	}
+	now := o.cfg.Now()
+	var ids []string
+	for id, at := range o.pending {
+		if !at.After(now) {
+			ids = append(ids, id)
+			delete(o.pending, id)
+		}
+	}
+	return ids
+}
+
+// down counts the agents that are silent or failed, out of those that
+// should be running, for the brake. Missing agents count: a fleet that
+// died at once is missing together before any of it is failed.
+func (o *Orchestrator) down() (down, total int) {
+	c := o.cfg.Fleet.Counts()
+	for s, n := range c {
+		if s != monitor.Stopped {
+			total += n
+		}
+	}
+	return c[monitor.Missing] + c[monitor.Failed] + c[monitor.Recovering], total
+}
+
+// checkBrake engages or releases the mass-failure brake, alerting once each
+// way; agents it held back are looked at again when it lets go.
+func (o *Orchestrator) checkBrake() bool {
+	down, total := o.down()
+	now := o.cfg.Now()
+	engaged, changed := o.cfg.Guard.Brake(down, total, now)
+	if !changed {
+		return engaged
+	}
+	_, since := o.cfg.Guard.Braking()
+	if engaged {
+		o.log.Error("recovery paused: too much of the fleet failed at once; the cause is likely shared",
+			"failed", down, "total", total)
+	} else {
+		o.log.Info("recovery resumed: the failed fraction fell back", "failed", down, "total", total)
+		o.mu.Lock()
+		held := make([]string, 0, len(o.held))
+		for id := range o.held {
+			held = append(held, id)
+		}
+		clear(o.held)
+		o.mu.Unlock()
+		for _, id := range held {
+			o.queue(id, now)
+		}
+	}
+	if o.cfg.Alerter != nil {
+		o.cfg.Alerter.Send(BrakeAlert(engaged, down, total, since))
+	}
+	return engaged
+}
+
+// failureID names one failure of one agent the same way on every replica:
+// by the incarnation (pid) and the last beat seen before it.
+func failureID(a monitor.Agent) string {
+	return strconv.Itoa(a.PID) + "-" + strconv.FormatUint(a.Sequence, 10)
+}
+
+// handle runs the ladder for one agent, if it still needs it.
+func (o *Orchestrator) handle(ctx context.Context, id string) {
+	a, ok := o.cfg.Fleet.Get(id)
+	if !ok || (a.State != monitor.Failed && a.State != monitor.Stalled) {
+		return
+	}
+	now := o.cfg.Now()
+	if o.checkBrake() {
+		o.mu.Lock()
+		o.held[id] = true
+		o.mu.Unlock()
+		o.step(id, StepResult{Step: StepRestart, Result: ResultSkipped, Detail: ReasonBrake, At: now})
+		return
+	}
+	failure := failureID(a)
+	if o.cfg.Coordinator != nil {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		won, err := o.cfg.Coordinator.Claim(cctx, id, failure, o.cfg.Holder, time.Hour)
+		cancel()
+		if err != nil {
+			// Redis cannot say who recovers: ask again soon rather than
+			// risk two replicas recovering the same failure.
+			o.log.Warn("cannot claim the recovery; trying again", "agent", id, "error", err)
+			o.queue(id, now.Add(time.Second))
+			return
+		}
+		if !won {
+			return // another replica recovers this failure
+		}
+	}
+	d := o.cfg.Guard.Begin(id, now)
+	if !d.OK {
+		switch d.Reason {
+		case ReasonBackoff, ReasonBusy:
+			// Look again when the wait is over.
+			at := d.RetryAt
+			if at.IsZero() {
+				at = now.Add(time.Second)
+			}
+			o.queue(id, at)
+		case ReasonBudget:
+			o.step(id, StepResult{Step: StepRestart, Result: ResultSkipped, Detail: d.String(), At: now})
+			o.alert(a, failure, "automatic recovery stopped: "+d.String(), nil)
+		}
+		return
+	}
+	defer o.cfg.Guard.End(id, o.cfg.Now())
+	if tr, ok := o.cfg.Fleet.MarkRecovering(id, o.cfg.Now()); ok {
+		o.cfg.Changed(tr)
+	}
+	back := o.ladder(ctx, a, failure)
+	if tr, ok := o.cfg.Fleet.RecoveryDone(id, back, o.cfg.Now()); ok {
+		o.cfg.Changed(tr)
+	}
+}
+
+// ladder tries restart, then replace, then alerts. It reports whether the
+// agent beats again.
+func (o *Orchestrator) ladder(ctx context.Context, a monitor.Agent, failure string) bool {
+	reason := a.StateReason
+	if a.State == monitor.Stalled && a.StallReason != "" {
+		reason = "stalled: " + a.StallReason
+	}
+	if o.cfg.Docker == nil {
+		o.alert(a, failure, "agent "+a.AgentID+" is "+string(a.State)+" ("+reason+"); automatic recovery is off", nil)
+		return false
+	}
+	c, err := o.cfg.Docker.Find(ctx, a.AgentID, a.ContainerID)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		o.step(a.AgentID, StepResult{Step: StepInspect, Result: ResultSkipped, Detail: "no container", At: o.cfg.Now()})
+		o.alert(a, failure, "agent "+a.AgentID+" is "+string(a.State)+" ("+reason+") and runs in no container beatwatch can find", nil)
+		return false
+	case err != nil:
+		o.step(a.AgentID, StepResult{Step: StepInspect, Result: ResultError, Error: err.Error(), At: o.cfg.Now()})
+		o.alert(a, failure, "agent "+a.AgentID+" is "+string(a.State)+" ("+reason+"); its container cannot be inspected: "+err.Error(), nil)
+		return false
+	case !c.Eligible:
+		o.step(a.AgentID, StepResult{Step: StepInspect, Result: ResultSkipped, Container: c.ID, Detail: string(VerdictNotEligible), At: o.cfg.Now()})
+		o.alert(a, failure, "agent "+a.AgentID+" is "+string(a.State)+" ("+reason+"); its container "+c.ShortID()+" lacks the recover label, so it is not touched", nil)
+		return false
+	}
+	c, verdict, res := o.cfg.Docker.Check(ctx, c, a.Status == wire.StatusStopped)
+	o.history(a.AgentID, res)
+	switch verdict {
+	case VerdictOperatorStopped, VerdictPaused, VerdictRemoved:
+		// The operator acted: leave the container alone and say so.
+		if tr, ok := o.cfg.Fleet.SetState(a.AgentID, monitor.Stopped, "container "+string(verdict)); ok {
+			o.cfg.Changed(tr)
+		}
+		return false
+	case VerdictRestartedByEngine:
+		if o.waitBeat(ctx, a) {
+			return true
+		}
+	case "":
+		o.alert(a, failure, "agent "+a.AgentID+" is "+string(a.State)+"; the Docker Engine cannot be asked: "+res.Error, []StepResult{res})
+		return false
+	}
+	var steps []StepResult
+	grace := time.Duration(a.GraceMs) * time.Millisecond
+	if grace <= 0 {
+		grace = 10 * time.Second
+	}
+	res, err = o.cfg.Docker.Restart(ctx, c, grace)
+	o.history(a.AgentID, res)
+	steps = append(steps, res)
+	if err == nil && o.waitBeat(ctx, a) {
+		return true
+	}
+	if ctx.Err() != nil {
+		return false
+	}
+	res, err = o.cfg.Docker.Replace(ctx, c, grace)
+	o.history(a.AgentID, res)
+	steps = append(steps, res)
+	if err == nil && o.waitBeat(ctx, a) {
+		return true
+	}
+	if ctx.Err() != nil {
+		return false
+	}
+	o.alert(a, failure, "agent "+a.AgentID+" is "+string(a.State)+" ("+reason+"); restart and replace did not bring it back", steps)
+	return false
+}
+
+// waitBeat waits until the agent beats again (it leaves recovering).
+func (o *Orchestrator) waitBeat(ctx context.Context, a monitor.Agent) bool {
+	wait := o.cfg.BeatWait
+	if wait <= 0 {
+		wait = max(time.Duration(a.IntervalMs)*time.Millisecond*time.Duration(max(a.MissedBeatsLimit, 1)), 15*time.Second)
+	}
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	poll := time.NewTicker(100 * time.Millisecond)
+	defer poll.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-deadline.C:
+			return false
+		case <-poll.C:
+			now, ok := o.cfg.Fleet.Get(a.AgentID)
+			if !ok {
+				return false
+			}
+			if now.State == monitor.Healthy || now.State == monitor.Stopped {
+				return true
+			}
+		}
+	}
+}
+
+// step records a step the Orchestrator took itself in the agent's history,
+// and has it counted.
+func (o *Orchestrator) step(id string, r StepResult) {
+	o.history(id, r)
+	o.cfg.OnStep(id, r)
+}
+
+// history records a step of the engine's, which Docker has already logged
+// and counted.
+func (o *Orchestrator) history(id string, r StepResult) {
+	o.cfg.Fleet.AddRecoveryStep(id, monitor.Step{At: r.At, Step: string(r.Step), Result: string(r.Result), Error: firstNonEmpty(r.Error, r.Detail)})
+}
+
+func firstNonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// alert tells a human, once per failure (the Alerter suppresses repeats).
+func (o *Orchestrator) alert(a monitor.Agent, failure, summary string, steps []StepResult) {
+	o.log.Error("alerting a human", "agent", a.AgentID, "reason", summary)
+	now := o.cfg.Now()
+	res := StepResult{Step: StepAlert, Result: ResultSkipped, Detail: "no --alert-webhook", At: now}
+	if o.cfg.Alerter != nil {
+		if o.cfg.Alerter.Send(Alert{
+			AgentID: a.AgentID, FailureID: failure, Summary: summary, Reason: a.StateReason,
+			State: string(a.State), Steps: steps, At: now,
+			Details: map[string]any{"host": a.Host, "pid": a.PID, "containerId": a.ContainerID, "lastHeartbeat": a.LastHeartbeat},
+		}) {
+			res = StepResult{Step: StepAlert, Result: ResultOK, Detail: "queued", At: now}
+		} else {
+			res = StepResult{Step: StepAlert, Result: ResultSkipped, Detail: "already alerted", At: now}
+		}
+		o.mu.Lock()
+		o.open[a.AgentID] = failure
+		o.mu.Unlock()
+	}
+	o.step(a.AgentID, res)
+}
