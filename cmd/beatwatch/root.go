@@ -46,6 +46,6 @@ Every flag can also be set by the variable named after it.`,
 	root.SetErr(stderr)
 	// `beatwatch [flags]` is `beatwatch serve [flags]`.
 	root.Flags().AddFlagSet(serve.Flags())
-	root.AddCommand(serve, newStatus(ctx), newVersion(), cli.Completion(root))
+	root.AddCommand(serve, newStatus(ctx), newDemo(ctx), newVersion(), cli.Completion(root))
 	return root
 }
