@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/beatwrap/beatwrap/internal/cli"
 	"github.com/beatwrap/beatwrap/internal/watch"
 )
 
@@ -31,6 +32,9 @@ the dashboard is and every state change as it happens. Ctrl-C stops it all.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := cli.BindEnv(cmd.Flags(), envPrefix, os.Getenv); err != nil {
+				return err
+			}
 			bin, err := findBeatwrap(beatwrapPath)
 			if err != nil {
 				return err
@@ -40,6 +44,7 @@ the dashboard is and every state change as it happens. Ctrl-C stops it all.`,
 	}
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:7070", "HTTP address of the demo's watcher")
 	cmd.Flags().StringVar(&beatwrapPath, "beatwrap", "", "the beatwrap binary (default: next to beatwatch, else on $PATH)")
+	cli.AnnotateEnv(cmd.Flags(), envPrefix)
 	return cmd
 }
 
