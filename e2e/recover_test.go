@@ -33,7 +33,7 @@ func TestMain(m *testing.M) {
 // fixture is one test's world: a Redis namespace, an image with beatwrap
 // and the test agent, a beatwatch (or several) and an alert receiver.
 type fixture struct {
-	t       *testing.T
+	t       testing.TB
 	redis   string
 	ns      string
 	image   string
@@ -47,7 +47,7 @@ var (
 	imageTag string
 )
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	testutil.RequireDocker(t)
 	f := &fixture{t: t, redis: testutil.RedisURL(t), ns: testutil.Namespace(t)}
@@ -107,7 +107,7 @@ func (f *fixture) watch(extra ...string) *watcher {
 	return w
 }
 
-func (w *watcher) agent(t *testing.T, id string) (monitor.Agent, bool) {
+func (w *watcher) agent(t testing.TB, id string) (monitor.Agent, bool) {
 	t.Helper()
 	resp, err := http.Get(w.base + "/health/agents/" + id)
 	if err != nil {
@@ -125,7 +125,7 @@ func (w *watcher) agent(t *testing.T, id string) (monitor.Agent, bool) {
 }
 
 // waitState waits until the agent is in state and returns it.
-func (w *watcher) waitState(t *testing.T, id string, state monitor.State, timeout time.Duration) monitor.Agent {
+func (w *watcher) waitState(t testing.TB, id string, state monitor.State, timeout time.Duration) monitor.Agent {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -151,7 +151,7 @@ func tail(s string) string {
 var metricLine = regexp.MustCompile(`^beatwatch_recoveries_total\{result="([^"]+)",step="([^"]+)"\} (\d+)`)
 
 // recoveries returns beatwatch_recoveries_total by "step/result".
-func (w *watcher) recoveries(t *testing.T) map[string]int {
+func (w *watcher) recoveries(t testing.TB) map[string]int {
 	t.Helper()
 	resp, err := http.Get(w.base + "/metrics")
 	if err != nil {
@@ -171,7 +171,7 @@ func (w *watcher) recoveries(t *testing.T) map[string]int {
 
 // killAgent SIGKILLs the test agent inside the container: beatwrap (the
 // container's PID 1) sees its child die.
-func killAgent(t *testing.T, cid string) {
+func killAgent(t testing.TB, cid string) {
 	t.Helper()
 	pid := testutil.Docker(t, "inspect", "-f", "{{.State.Pid}}", cid)
 	// A child hangs off the thread that forked it.
@@ -200,7 +200,7 @@ type receiver struct {
 	got []map[string]any
 }
 
-func newReceiver(t *testing.T) *receiver {
+func newReceiver(t testing.TB) *receiver {
 	r := &receiver{}
 	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		var doc map[string]any
@@ -231,7 +231,7 @@ func (r *receiver) events(agent string) []string {
 	return out
 }
 
-func startedAt(t *testing.T, cid string) time.Time {
+func startedAt(t testing.TB, cid string) time.Time {
 	t.Helper()
 	s := testutil.Docker(t, "inspect", "-f", "{{.State.StartedAt}}", cid)
 	at, err := time.Parse(time.RFC3339Nano, s)
