@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -114,6 +115,8 @@ func fromRedis(ctx context.Context, url, namespace string) (dashboard.Summary, e
 	}
 	now := time.Now()
 	sum := dashboard.Summary{Agents: []monitor.Agent{}}
+	// SCAN returns keys in no order; the watcher lists agents by id.
+	slices.SortFunc(hashes, func(a, b store.AgentHash) int { return strings.Compare(a.ID, b.ID) })
 	for _, h := range hashes {
 		a := agentFromHash(h, now)
 		sum.Agents = append(sum.Agents, a)
@@ -156,13 +159,16 @@ func agentFromHash(h store.AgentHash, now time.Time) monitor.Agent {
 	if missed <= 0 {
 		missed = 3
 	}
+	a.MissedBeatsLimit = int(missed)
+	a.Sequence = uint64(i64("sequence"))
+	a.Restarts = int(i64("restarts"))
 	age := now.UnixMilli() - a.LastHeartbeat
 	switch {
 	case a.Status == wire.StatusStopped:
 		a.State = monitor.Stopped
 	case a.Status == wire.StatusExited || age > missed*iv:
 		a.State = monitor.Failed
-	case age > iv+iv/2:
+	case age > iv+monitor.Slack(time.Duration(iv)*time.Millisecond).Milliseconds():
 		a.State = monitor.Missing
 	case a.Status == wire.StatusStalled:
 		a.State = monitor.Stalled

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -101,8 +102,8 @@ func (w *Watcher) Subscribe(ctx context.Context, handle func(payload []byte), on
 				}
 				continue
 			}
-			if errors.Is(err, io.EOF) {
-				err = fmt.Errorf("redis %s closed the subscription (it cuts off a subscriber that falls behind at client-output-buffer-limit pubsub): %w", w.addr, err)
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) {
+				err = fmt.Errorf("redis %s closed the subscription (restarted, or cut off a subscriber that fell behind: see client-output-buffer-limit pubsub): %w", w.addr, err)
 			} else {
 				err = fmt.Errorf("receive from redis %s: %w", w.addr, err)
 			}

@@ -1,12 +1,14 @@
 package watch
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -58,11 +60,24 @@ type Watcher struct {
 	redis   *store.Watcher
 
 	malformedLogged atomic.Int64
-	blindSince      atomic.Int64 // unix ms; 0 while the watcher can see
+
+	blindMu    sync.Mutex   // orders setBlind calls, so an outage is logged once
+	outage     bool         // an outage was logged and its end was not
+	blindSince atomic.Int64 // unix ms; 0 while the watcher can see
+	// judgedFrom is when the watcher last regained sight or rebuilt its
+	// view (unix ms): deadlines before it were extended by a grace, so they
+	// say nothing about detection lag.
+	judgedFrom atomic.Int64
 }
 
 // New builds a watcher; it connects to nothing until Run.
 func New(cfg Config) (*Watcher, error) {
+	if cfg.CheckInterval <= 0 {
+		cfg.CheckInterval = time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
 	w := &Watcher{cfg: cfg, log: cfg.Log}
 	w.mon = monitor.New(monitor.Config{DefaultInterval: cfg.DefaultInterval, MissedBeats: cfg.MissedBeats})
 	w.metrics = dashboard.NewMetrics(w.mon)
@@ -111,6 +126,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 	if w.cfg.Ready != nil {
 		w.cfg.Ready(ln.Addr().String())
 	}
+	w.judgedFrom.Store(time.Now().UnixMilli())
 
 	var g run.Group
 	g.Add(func() error {
@@ -154,27 +170,41 @@ func (w *Watcher) Run(ctx context.Context) error {
 
 func (w *Watcher) healthy() error {
 	if since := w.blindSince.Load(); since != 0 {
-		return fmt.Errorf("redis unreachable since %s", time.UnixMilli(since).UTC().Format(time.RFC3339))
+		return fmt.Errorf("not watching beats: redis subscription down since %s", time.UnixMilli(since).UTC().Format(time.RFC3339))
 	}
 	return nil
 }
 
-// consume rebuilds the view from Redis, then feeds every beat on the channel
-// into the monitor until ctx is done.
+// consume subscribes to the beats, rebuilds the view from Redis once the
+// subscription is up, and feeds every beat into the monitor until ctx is
+// done.
 func (w *Watcher) consume(ctx context.Context) error {
 	// Blind until the subscription is up: nobody is failed for beats the
 	// watcher could not have seen.
-	w.setBlind(true, errors.New("not subscribed yet"), false)
+	w.setBlind(true, nil)
+	subscribed := make(chan struct{})
+	var once sync.Once
 	restored := make(chan struct{})
 	go func() {
 		defer close(restored)
+		// The hashes are read after the subscription is up, so that no beat
+		// falls between what they say and what the channel brings; an agent
+		// that beat meanwhile keeps what its beat said.
+		select {
+		case <-ctx.Done():
+			return
+		case <-subscribed:
+		}
 		w.restore(ctx)
 	}()
-	err := w.redis.Subscribe(ctx, func(payload []byte) {
-		_ = w.Ingest(payload, time.Now())
-	}, func(up bool, err error) {
-		w.setBlind(!up, err, true)
+	q := newQueue(runtime.GOMAXPROCS(0), w.Ingest)
+	err := w.redis.Subscribe(ctx, q.add, func(up bool, err error) {
+		w.setBlind(!up, err)
+		if up {
+			once.Do(func() { close(subscribed) })
+		}
 	})
+	q.close()
 	<-restored
 	return err
 }
@@ -189,7 +219,9 @@ func (w *Watcher) restore(ctx context.Context) {
 			for _, h := range hashes {
 				recs = append(recs, recordOf(h))
 			}
-			w.mon.Restore(recs, time.Now())
+			now := time.Now()
+			w.mon.Restore(recs, now)
+			w.judgedFrom.Store(now.UnixMilli())
 			w.log.Info("view rebuilt from redis", "agents", len(recs))
 			return
 		}
@@ -221,31 +253,39 @@ func recordOf(h store.AgentHash) monitor.Record {
 	}
 }
 
-var blindMu sync.Mutex
-
-// setBlind tells the monitor whether the watcher can see beats, and logs an
-// outage once when it starts and once when it ends.
-func (w *Watcher) setBlind(blind bool, err error, logIt bool) {
-	blindMu.Lock()
-	defer blindMu.Unlock()
+// setBlind tells the monitor whether the watcher can see beats. An outage is
+// logged once when it starts (err says why; nil is the start-up, before the
+// first subscription, which is not an outage) and once when it ends.
+func (w *Watcher) setBlind(blind bool, err error) {
+	w.blindMu.Lock()
+	defer w.blindMu.Unlock()
 	now := time.Now()
-	if !w.mon.SetBlind(blind, now) {
-		return
-	}
-	w.metrics.RedisUp(!blind)
+	changed := w.mon.SetBlind(blind, now)
 	if blind {
-		w.blindSince.Store(now.UnixMilli())
-		if logIt {
+		if changed {
+			w.blindSince.Store(now.UnixMilli())
+			w.metrics.RedisUp(false)
+		}
+		if err != nil && !w.outage {
+			w.outage = true
 			w.log.Error("redis unreachable: no agent is declared failed until it is back and one timeout has passed",
 				"redis", w.redis.String(), "error", err)
 		}
 		return
 	}
-	since := w.blindSince.Swap(0)
-	if logIt || since != 0 {
-		w.log.Info("subscribed to beats", "redis", w.redis.String(),
-			"blind_for", now.Sub(time.UnixMilli(since)).Round(time.Millisecond).String())
+	if !changed {
+		return
 	}
+	w.metrics.RedisUp(true)
+	w.judgedFrom.Store(max(w.judgedFrom.Load(), now.UnixMilli()))
+	blindFor := now.Sub(time.UnixMilli(w.blindSince.Swap(0))).Round(time.Millisecond).String()
+	if w.outage {
+		w.outage = false
+		w.log.Info("redis reachable again: every agent has one timeout to beat before it can be failed",
+			"redis", w.redis.String(), "blind_for", blindFor)
+		return
+	}
+	w.log.Info("subscribed to beats", "redis", w.redis.String(), "channel", w.redis.Keys().Channel())
 }
 
 // Ingest takes one beat payload: it is counted, parsed and observed. A beat
@@ -307,14 +347,16 @@ func (w *Watcher) changed(tr monitor.Transition) {
 	case monitor.Failed:
 		level = slog.LevelError
 	}
-	if tr.To == monitor.Missing || tr.To == monitor.Failed {
-		// How late the sweep saw the deadline pass.
-		limit := time.Duration(a.IntervalMs) * time.Millisecond
+	if (tr.To == monitor.Missing || tr.To == monitor.Failed) && tr.From != "" && a.LastHeartbeat > 0 {
+		// How late the sweep saw the deadline pass. A deadline that a
+		// restart or an outage moved is not a measure of the sweep.
+		iv := time.Duration(a.IntervalMs) * time.Millisecond
+		limit := iv + monitor.Slack(iv)
 		if tr.To == monitor.Failed {
-			limit *= time.Duration(max(a.MissedBeatsLimit, 1))
+			limit = iv * time.Duration(max(a.MissedBeatsLimit, 1))
 		}
-		if tr.From != "" && a.LastHeartbeat > 0 {
-			w.metrics.DetectionLag(tr.At.Sub(time.UnixMilli(a.LastHeartbeat).Add(limit)))
+		if due := time.UnixMilli(a.LastHeartbeat).Add(limit); due.UnixMilli() >= w.judgedFrom.Load() {
+			w.metrics.DetectionLag(tr.At.Sub(due))
 		}
 	}
 	from := string(tr.From)
@@ -326,4 +368,85 @@ func (w *Watcher) changed(tr monitor.Transition) {
 	if w.cfg.Recovery != nil {
 		w.cfg.Recovery.Changed(tr, a)
 	}
+}
+
+// queue fans beats out to workers, so that decoding, the bulk of a beat's
+// cost, runs on every core while each agent's beats are still observed in
+// the order they arrived: a beat goes to the worker its agent id hashes to.
+// A worker that falls behind blocks add, which leaves the backlog in Redis.
+type queue struct {
+	shards []chan job
+	done   sync.WaitGroup
+}
+
+type job struct {
+	payload []byte
+	recv    time.Time // when the beat was read, not when it was decoded
+}
+
+// queueDepth bounds the beats waiting per worker: enough to ride out a
+// short stall of one worker, small next to what Redis buffers.
+const queueDepth = 1024
+
+func newQueue(workers int, ingest func([]byte, time.Time) error) *queue {
+	workers = min(max(workers, 1), 16)
+	q := &queue{shards: make([]chan job, workers)}
+	for i := range q.shards {
+		ch := make(chan job, queueDepth)
+		q.shards[i] = ch
+		q.done.Add(1)
+		go func() {
+			defer q.done.Done()
+			// Runs until close: add never blocks on a worker that is gone.
+			for j := range ch {
+				_ = ingest(j.payload, j.recv)
+			}
+		}()
+	}
+	return q
+}
+
+// add hands one payload to its agent's worker. It is called from one
+// goroutine only (the subscription).
+func (q *queue) add(payload []byte) {
+	j := job{payload: payload, recv: time.Now()}
+	if len(q.shards) == 1 {
+		q.shards[0] <- j
+		return
+	}
+	q.shards[shardOf(payload, len(q.shards))] <- j
+}
+
+// close stops the workers once they have ingested what was added.
+func (q *queue) close() {
+	for _, ch := range q.shards {
+		close(ch)
+	}
+	q.done.Wait()
+}
+
+var agentIDKey = []byte(`"agentId":"`)
+
+// shardOf picks the worker for a beat by its agent id, found without
+// decoding: the raw bytes of the first "agentId" value. A beat whose id is
+// not written that way (spaces around the colon, escapes) goes by whatever
+// is there, or to worker 0; each sender writes its beats alike, so its beats
+// still share a worker.
+func shardOf(payload []byte, n int) int {
+	if len(payload) > wire.MaxBeatSize {
+		return 0 // dropped unread
+	}
+	i := bytes.Index(payload, agentIDKey)
+	if i < 0 {
+		return 0
+	}
+	id := payload[i+len(agentIDKey):]
+	if j := bytes.IndexByte(id, '"'); j >= 0 {
+		id = id[:j]
+	}
+	h := uint32(2166136261) // FNV-1a
+	for _, c := range id {
+		h = (h ^ uint32(c)) * 16777619
+	}
+	return int(h % uint32(n))
 }

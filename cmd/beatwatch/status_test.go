@@ -1,0 +1,135 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/beatwrap/beatwrap/internal/dashboard"
+	"github.com/beatwrap/beatwrap/internal/monitor"
+	"github.com/beatwrap/beatwrap/internal/testutil"
+)
+
+func TestStatus(t *testing.T) {
+	url := testutil.RedisURL(t)
+	ns := testutil.Namespace(t)
+	w := startRedisWatcher(t, url, ns)
+	startAgent(t, "--redis", url, "--namespace", ns, "--id", "st-1", "--interval", "200ms")
+	stopper := startAgent(t, "--redis", url, "--namespace", ns, "--id", "st-2", "--interval", "200ms")
+	w.waitState("st-1", monitor.Healthy, 10*time.Second)
+	w.waitState("st-2", monitor.Healthy, 10*time.Second)
+	stopper.signal(syscall.SIGTERM)
+	stopper.wait(10 * time.Second)
+	w.waitState("st-2", monitor.Stopped, 2*time.Second)
+
+	sources := []struct {
+		name string
+		args []string
+		env  []string
+	}{
+		{"watcher", []string{"--watcher", w.base}, nil},
+		{"watcher from env", nil, []string{"BEATWATCH_WATCHER=" + w.base}},
+		{"redis", []string{"--redis", url, "--namespace", ns}, nil},
+	}
+	for _, src := range sources {
+		t.Run(src.name+" table", func(t *testing.T) {
+			p := startProc(t, "cmd/beatwatch", src.env, append([]string{"status"}, src.args...)...)
+			if code := p.wait(10 * time.Second); code != 0 {
+				t.Fatalf("exit code %d; stderr:\n%s", code, p.stderr)
+			}
+			out := p.stdout.String()
+			lines := strings.Split(strings.TrimSpace(out), "\n")
+			if len(lines) != 4 {
+				t.Fatalf("want a header, two agents and a total; got:\n%s", out)
+			}
+			for _, col := range []string{"AGENT", "STATE", "STATUS", "LAST BEAT", "TASK", "PROGRESS", "CPU %", "MEM MB"} {
+				if !strings.Contains(lines[0], col) {
+					t.Errorf("header %q lacks %s", lines[0], col)
+				}
+			}
+			if f := strings.Fields(lines[1]); f[0] != "st-1" || f[1] != "healthy" || f[2] != "healthy" || !strings.Contains(lines[1], " ago") {
+				t.Errorf("st-1 line = %q, want st-1 healthy healthy and the age of its last beat", lines[1])
+			}
+			if f := strings.Fields(lines[2]); f[0] != "st-2" || f[1] != "stopped" || f[2] != "stopped" {
+				t.Errorf("st-2 line = %q, want st-2 stopped stopped", lines[2])
+			}
+			if want := "2 agents: 1 healthy, 0 stalled, 0 missing, 0 failed, 0 recovering, 1 stopped"; lines[3] != want {
+				t.Errorf("total line = %q, want %q", lines[3], want)
+			}
+		})
+		t.Run(src.name+" json", func(t *testing.T) {
+			p := startProc(t, "cmd/beatwatch", src.env, append([]string{"status", "-o", "json"}, src.args...)...)
+			if code := p.wait(10 * time.Second); code != 0 {
+				t.Fatalf("exit code %d; stderr:\n%s", code, p.stderr)
+			}
+			var s dashboard.Summary
+			if err := json.Unmarshal([]byte(p.stdout.String()), &s); err != nil {
+				t.Fatalf("-o json is not the summary: %v\n%s", err, p.stdout)
+			}
+			if s.Total != 2 || s.Healthy != 1 || s.Stopped != 1 || len(s.Agents) != 2 ||
+				s.Agents[0].AgentID != "st-1" || s.Agents[1].AgentID != "st-2" || s.Agents[0].PID == 0 {
+				t.Errorf("summary = %+v", s)
+			}
+		})
+	}
+}
+
+func TestStatusWithToken(t *testing.T) {
+	w := startWatcher(t, "--token", "tk")
+	for _, tt := range []struct {
+		token string
+		want  int
+	}{{"tk", 0}, {"", 1}, {"nope", 1}} {
+		p := startProc(t, "cmd/beatwatch", nil, "status", "--watcher", w.base, "--token", tt.token)
+		if code := p.wait(10 * time.Second); code != tt.want {
+			t.Errorf("status with token %q: exit code %d, want %d; stderr:\n%s", tt.token, code, tt.want, p.stderr)
+		}
+		if tt.want != 0 && !strings.Contains(p.stderr.String(), "401") {
+			t.Errorf("status with token %q: stderr %q does not say 401", tt.token, p.stderr)
+		}
+	}
+}
+
+func TestBadFlagsExit2NamingTheFlag(t *testing.T) {
+	tests := []struct {
+		args []string
+		env  []string
+		want string
+	}{
+		{[]string{"serve", "--check-interval", "1ms"}, nil, "--check-interval"},
+		{[]string{"serve", "--check-interval", "often"}, nil, "--check-interval"},
+		{[]string{"serve", "--missed-beats", "0"}, nil, "--missed-beats"},
+		{[]string{"serve", "--default-interval", "50ms"}, nil, "--default-interval"},
+		{[]string{"--redis", "http://127.0.0.1:6379"}, nil, "--redis"},
+		{[]string{"serve", "--recover", "kubernetes"}, nil, "--recover"},
+		{[]string{"serve", "--alert-format", "email"}, nil, "--alert-format"},
+		{[]string{"serve", "--log-level", "loud"}, nil, "--log-level"},
+		{[]string{"serve", "--no-such-flag"}, nil, "--no-such-flag"},
+		{[]string{"serve"}, []string{"BEATWATCH_CHECK_INTERVAL=fast"}, "BEATWATCH_CHECK_INTERVAL"},
+		{[]string{"status", "-o", "yaml"}, nil, "-o"},
+		{[]string{"status", "--redis", "redis://127.0.0.1:1", "--watcher", "http://127.0.0.1:1"}, nil, "--redis"},
+		{[]string{"status", "--redis", "http://127.0.0.1:6379"}, nil, "--redis"},
+		{[]string{"status", "--watcher", "::no-scheme"}, nil, "--watcher"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(append(tt.env, tt.args...), " "), func(t *testing.T) {
+			args := tt.args
+			if args[0] != "status" {
+				args = append(args, "--listen", "127.0.0.1:0")
+			}
+			p := startProc(t, "cmd/beatwatch", tt.env, args...)
+			if code := p.wait(10 * time.Second); code != 2 {
+				t.Fatalf("exit code = %d, want 2; stderr:\n%s", code, p.stderr)
+			}
+			msg := strings.TrimSpace(p.stderr.String())
+			if !strings.Contains(msg, tt.want) {
+				t.Errorf("stderr %q does not name %s", msg, tt.want)
+			}
+			if strings.Contains(msg, "\n") {
+				t.Errorf("want a one-line message, nothing started; got:\n%s", msg)
+			}
+		})
+	}
+}

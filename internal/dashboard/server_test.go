@@ -1,0 +1,223 @@
+package dashboard
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/beatwrap/beatwrap/internal/monitor"
+	"github.com/beatwrap/beatwrap/internal/wire"
+)
+
+// fleet is a fixed set of agents.
+type fleet []monitor.Agent
+
+func (f fleet) Agents() []monitor.Agent { return f }
+
+func (f fleet) Get(id string) (monitor.Agent, bool) {
+	for _, a := range f {
+		if a.AgentID == id {
+			return a, true
+		}
+	}
+	return monitor.Agent{}, false
+}
+
+func (f fleet) Counts() map[monitor.State]int {
+	out := map[monitor.State]int{}
+	for _, a := range f {
+		out[a.State]++
+	}
+	return out
+}
+
+// intake records beats the way the watcher's Ingest judges them.
+type intake struct{ got []string }
+
+func (in *intake) Ingest(p []byte, _ time.Time) error {
+	if _, err := wire.ParseBeat(p); err != nil {
+		return err
+	}
+	in.got = append(in.got, string(p))
+	return nil
+}
+
+func testFleet() fleet {
+	return fleet{
+		{AgentID: "a-1", State: monitor.Healthy},
+		{AgentID: "a-2", State: monitor.Failed},
+		{AgentID: "a-3", State: monitor.Failed},
+		{AgentID: "a-4", State: monitor.Stopped},
+	}
+}
+
+func serve(t *testing.T, cfg Config) *httptest.Server {
+	t.Helper()
+	if cfg.Fleet == nil {
+		cfg.Fleet = testFleet()
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics(cfg.Fleet)
+	}
+	srv := httptest.NewServer(NewHandler(cfg))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func do(t *testing.T, method, url, auth, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestTokenGuardsAllButHealthz(t *testing.T) {
+	srv := serve(t, Config{Token: "tok", Intake: &intake{}})
+	tests := []struct {
+		method, path, auth string
+		want               int
+	}{
+		{"GET", "/health/agents", "", 401},
+		{"GET", "/health/agents", "Bearer nope", 401},
+		{"GET", "/health/agents", "Basic tok", 401},
+		{"GET", "/health/agents", "Bearer tok", 200},
+		{"GET", "/health/agents?access_token=tok", "", 200},
+		{"GET", "/health/agents/a-1", "", 401},
+		{"GET", "/health/agents/a-1", "Bearer tok", 200},
+		{"GET", "/metrics", "", 401},
+		{"GET", "/metrics", "Bearer tok", 200},
+		{"POST", "/v1/beats", "", 401},
+		{"GET", "/", "", 401},
+		{"GET", "/?access_token=tok", "", 200},
+		{"GET", "/healthz", "", 200},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%s %s %q", tt.method, tt.path, tt.auth), func(t *testing.T) {
+			got, body := do(t, tt.method, srv.URL+tt.path, tt.auth, `{"agentId":"x"}`)
+			if got != tt.want {
+				t.Errorf("status = %d %s, want %d", got, body, tt.want)
+			}
+		})
+	}
+}
+
+func TestAgentsAndOneAgent(t *testing.T) {
+	srv := serve(t, Config{})
+	code, body := do(t, "GET", srv.URL+"/health/agents", "", "")
+	var sum Summary
+	if code != 200 || json.Unmarshal([]byte(body), &sum) != nil {
+		t.Fatalf("GET /health/agents = %d %s", code, body)
+	}
+	if sum.Total != 4 || sum.Healthy != 1 || sum.Failed != 2 || sum.Stopped != 1 || len(sum.Agents) != 4 {
+		t.Errorf("summary = %+v", sum)
+	}
+	code, body = do(t, "GET", srv.URL+"/health/agents?state=failed", "", "")
+	if err := json.Unmarshal([]byte(body), &sum); code != 200 || err != nil || len(sum.Agents) != 2 || sum.Total != 4 {
+		t.Errorf("?state=failed = %d %s, want the two failed agents and the whole fleet's counts", code, body)
+	}
+	tests := []struct {
+		id       string
+		want     int
+		wantBody string
+	}{
+		{"a-2", 200, `"agentId":"a-2"`},
+		{"nobody", 404, `{"error":"agent not found"}`},
+	}
+	for _, tt := range tests {
+		code, body := do(t, "GET", srv.URL+"/health/agents/"+tt.id, "", "")
+		if code != tt.want || !strings.Contains(body, tt.wantBody) {
+			t.Errorf("GET /health/agents/%s = %d %s, want %d with %s", tt.id, code, body, tt.want, tt.wantBody)
+		}
+	}
+	if code, body := do(t, "GET", srv.URL+"/nothing/here", "", ""); code != 404 || !strings.Contains(body, `"error"`) {
+		t.Errorf("unknown path = %d %s, want a JSON 404", code, body)
+	}
+}
+
+func TestHealthz(t *testing.T) {
+	var err error
+	srv := serve(t, Config{Healthy: func() error { return err }})
+	if code, body := do(t, "GET", srv.URL+"/healthz", "", ""); code != 200 || !strings.Contains(body, `"ok"`) {
+		t.Errorf("healthy: %d %s", code, body)
+	}
+	err = errors.New("not watching beats")
+	if code, body := do(t, "GET", srv.URL+"/healthz", "", ""); code != 503 || !strings.Contains(body, `"degraded"`) ||
+		!strings.Contains(body, "not watching beats") {
+		t.Errorf("blind: %d %s, want 503 degraded with the reason", code, body)
+	}
+}
+
+func TestBeatIntake(t *testing.T) {
+	in := &intake{}
+	srv := serve(t, Config{Intake: in})
+	tests := []struct {
+		name, body string
+		want       int
+	}{
+		{"ok", `{"agentId":"a-9","status":"healthy"}`, 202},
+		{"bad id", `{"agentId":"a 9"}`, 400},
+		{"not json", `hello`, 400},
+		{"too large", `{"agentId":"a-9","currentTask":"` + strings.Repeat("x", wire.MaxBeatSize) + `"}`, 413},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if code, body := do(t, "POST", srv.URL+"/v1/beats", "", tt.body); code != tt.want {
+				t.Errorf("POST = %d %s, want %d", code, body, tt.want)
+			}
+		})
+	}
+	if len(in.got) != 1 {
+		t.Errorf("intake got %d beats, want 1", len(in.got))
+	}
+	_, metrics := do(t, "GET", srv.URL+"/metrics", "", "")
+	if !strings.Contains(metrics, `beatwatch_beats_malformed_total{reason="size"} 1`) {
+		t.Errorf("oversize beat not counted as malformed:\n%s", metrics)
+	}
+
+	srv = serve(t, Config{}) // beats come through Redis
+	if code, body := do(t, "POST", srv.URL+"/v1/beats", "", `{"agentId":"a-9"}`); code != 404 {
+		t.Errorf("POST without intake = %d %s, want 404", code, body)
+	}
+}
+
+func TestMetricsHaveEveryState(t *testing.T) {
+	srv := serve(t, Config{})
+	_, body := do(t, "GET", srv.URL+"/metrics", "", "")
+	want := map[monitor.State]int{monitor.Healthy: 1, monitor.Failed: 2, monitor.Stopped: 1}
+	for _, s := range monitor.States() {
+		line := fmt.Sprintf("beatwatch_agents{state=%q} %d\n", s, want[s])
+		if !strings.Contains(body, line) {
+			t.Errorf("/metrics lacks %q", strings.TrimSpace(line))
+		}
+	}
+	for _, name := range []string{"beatwatch_beats_received_total", "beatwatch_redis_up 1"} {
+		if !strings.Contains(body, name) {
+			t.Errorf("/metrics lacks %s", name)
+		}
+	}
+}
+
+func TestPage(t *testing.T) {
+	srv := serve(t, Config{Fleet: fleet{{AgentID: "a-<1>", State: monitor.Missing}}})
+	code, body := do(t, "GET", srv.URL+"/", "", "")
+	if code != 200 || !strings.Contains(body, "a-&lt;1&gt;") || !strings.Contains(body, `class="s missing"`) {
+		t.Errorf("page = %d, want the agent escaped with its state:\n%s", code, body)
+	}
+}

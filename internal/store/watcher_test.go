@@ -1,0 +1,238 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/beatwrap/beatwrap/internal/testutil"
+	"github.com/beatwrap/beatwrap/internal/wire"
+)
+
+// subscription runs Watcher.Subscribe in the background and records what it
+// delivers and reports.
+type subscription struct {
+	t        *testing.T
+	msgs     chan string
+	states   chan stateEvent
+	cancel   context.CancelFunc
+	done     chan error
+	handling sync.Mutex // held by the test to make the handler slow
+}
+
+type stateEvent struct {
+	up  bool
+	err error
+}
+
+func subscribeTest(t *testing.T, w *Watcher) *subscription {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &subscription{t: t, msgs: make(chan string, 1<<16), states: make(chan stateEvent, 64), cancel: cancel, done: make(chan error, 1)}
+	go func() {
+		s.done <- w.Subscribe(ctx, func(p []byte) {
+			s.handling.Lock()
+			s.handling.Unlock()
+			select {
+			case s.msgs <- string(p):
+			default:
+			}
+		}, func(up bool, err error) { s.states <- stateEvent{up, err} })
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-s.done:
+			if err != nil {
+				t.Errorf("Subscribe returned %v after cancel, want nil", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Errorf("Subscribe did not return within 5s of cancel")
+		}
+	})
+	return s
+}
+
+func (s *subscription) state(within time.Duration) stateEvent {
+	s.t.Helper()
+	select {
+	case e := <-s.states:
+		return e
+	case <-time.After(within):
+		s.t.Fatalf("no state change within %v", within)
+		return stateEvent{}
+	}
+}
+
+// message waits for the message want, skipping others.
+func (s *subscription) message(want string, within time.Duration) {
+	s.t.Helper()
+	deadline := time.After(within)
+	for {
+		select {
+		case got := <-s.msgs:
+			if got == want {
+				return
+			}
+		case <-deadline:
+			s.t.Fatalf("message %q not delivered within %v", want, within)
+		}
+	}
+}
+
+func TestSubscribeReportsAFirstFailure(t *testing.T) {
+	w, err := NewWatcher(fmt.Sprintf("redis://127.0.0.1:%d", testutil.FreePort(t)), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	s := subscribeTest(t, w)
+	got := s.state(5 * time.Second)
+	if got.up || got.err == nil || !strings.Contains(got.err.Error(), "subscribe to heartbeats") {
+		t.Errorf("first state = %+v, want down with the subscribe error", got)
+	}
+	select {
+	case e := <-s.states:
+		t.Errorf("a second report %+v while Redis stays unreachable, want one", e)
+	case <-time.After(500 * time.Millisecond):
+	}
+}
+
+func TestSubscribeSurvivesARedisRestart(t *testing.T) {
+	srv := testutil.StartRedis(t)
+	w, err := NewWatcher(srv.URL(), Options{Namespace: "ns"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	s := subscribeTest(t, w)
+	if got := s.state(5 * time.Second); !got.up {
+		t.Fatalf("first state = %+v, want up", got)
+	}
+	raw := rawClient(t, srv.URL())
+	publishUntil(t, s, raw, "ns:heartbeats", "before")
+
+	srv.Stop()
+	if got := s.state(5 * time.Second); got.up || got.err == nil {
+		t.Fatalf("state after Redis stopped = %+v, want down with an error", got)
+	}
+	srv.Start()
+	if got := s.state(10 * time.Second); !got.up {
+		t.Fatalf("state after Redis is back = %+v, want up", got)
+	}
+	publishUntil(t, s, rawClient(t, srv.URL()), "ns:heartbeats", "after")
+}
+
+// publishUntil publishes msg until it is delivered: a message published
+// just as the subscription comes up may be missed, which is what blind
+// means.
+func publishUntil(t *testing.T, s *subscription, c *redis.Client, channel, msg string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_ = c.Publish(context.Background(), channel, msg).Err()
+		select {
+		case got := <-s.msgs:
+			if got == msg {
+				return
+			}
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("message %q not delivered within 5s", msg)
+		}
+	}
+}
+
+// TestSubscribeResubscribesWhenCutOff makes the subscriber fall behind until
+// Redis cuts it off at its pubsub output buffer limit: Subscribe reports it
+// down, naming the limit, and resubscribes.
+func TestSubscribeResubscribesWhenCutOff(t *testing.T) {
+	srv := testutil.StartRedis(t)
+	raw := rawClient(t, srv.URL())
+	ctx := context.Background()
+	if err := raw.ConfigSet(ctx, "client-output-buffer-limit", "pubsub 256kb 0 0").Err(); err != nil {
+		t.Fatalf("set client-output-buffer-limit: %v", err)
+	}
+	w, err := NewWatcher(srv.URL(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	s := subscribeTest(t, w)
+	if got := s.state(5 * time.Second); !got.up {
+		t.Fatalf("first state = %+v, want up", got)
+	}
+	publishUntil(t, s, raw, "heartbeats", "first")
+
+	// The handler stalls while 64 MB are published: more than the socket
+	// buffers take, so Redis's output buffer passes the limit.
+	s.handling.Lock()
+	big := strings.Repeat("x", 64<<10)
+	p := raw.Pipeline()
+	for range 1024 {
+		p.Publish(ctx, "heartbeats", big)
+	}
+	if _, err := p.Exec(ctx); err != nil {
+		s.handling.Unlock()
+		t.Fatalf("publish: %v", err)
+	}
+	s.handling.Unlock()
+
+	down := s.state(10 * time.Second)
+	if down.up || down.err == nil || !strings.Contains(down.err.Error(), "client-output-buffer-limit") {
+		t.Fatalf("state after the flood = up %v, error %v; want down naming client-output-buffer-limit", down.up, down.err)
+	}
+	if got := s.state(10 * time.Second); !got.up {
+		t.Fatalf("state after the cut-off = %+v, want up again", got)
+	}
+	publishUntil(t, s, raw, "heartbeats", "after")
+}
+
+func TestAgentsReadsEveryHashOfItsNamespace(t *testing.T) {
+	url := testutil.RedisURL(t)
+	ns := testutil.Namespace(t)
+	ctx := context.Background()
+	pub, err := NewRedis(url, Options{Namespace: ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	const n = 2500 // more than one SCAN batch
+	p := rawClient(t, url).Pipeline()
+	for i := range n {
+		p.HSet(ctx, fmt.Sprintf("%s:agent:a-%04d", ns, i), "type", "t", "status", "healthy")
+	}
+	p.HSet(ctx, "other-"+ns+":agent:x", "type", "t") // another namespace
+	if _, err := p.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Beat(ctx, wire.Beat{AgentID: "beating", Status: wire.StatusHealthy, IntervalMs: 1000}); err != nil {
+		t.Fatal(err)
+	}
+
+	w, err := NewWatcher(url, Options{Namespace: ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	got, err := w.Agents(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != n+1 {
+		t.Fatalf("read %d agents, want %d", len(got), n+1)
+	}
+	seen := map[string]bool{}
+	for _, h := range got {
+		seen[h.ID] = true
+	}
+	if !seen["a-0000"] || !seen[fmt.Sprintf("a-%04d", n-1)] || !seen["beating"] || seen["x"] {
+		t.Errorf("ids read are not those of the namespace")
+	}
+}

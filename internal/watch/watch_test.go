@@ -1,0 +1,279 @@
+package watch
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/beatwrap/beatwrap/internal/monitor"
+	"github.com/beatwrap/beatwrap/internal/testutil"
+	"github.com/beatwrap/beatwrap/internal/wire"
+)
+
+func TestShardOf(t *testing.T) {
+	tests := []struct {
+		name    string
+		a, b    string
+		same    bool
+		shardA0 bool // a goes to shard 0
+	}{
+		{"same agent, other fields", `{"agentId":"a-1","sequence":1}`, `{"sequence":2,"agentId":"a-1","status":"busy"}`, true, false},
+		{"no agentId", `{"agentType":"x"}`, `not json`, true, true},
+		{"oversize", `{"agentId":"a-1","pad":"` + strings.Repeat("x", wire.MaxBeatSize) + `"}`, `{}`, true, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, b := shardOf([]byte(tt.a), 8), shardOf([]byte(tt.b), 8)
+			if got := a == b; got != tt.same {
+				t.Errorf("same shard = %v (%d, %d), want %v", got, a, b, tt.same)
+			}
+			if tt.shardA0 && a != 0 {
+				t.Errorf("shard = %d, want 0", a)
+			}
+		})
+	}
+	t.Run("spread", func(t *testing.T) {
+		const n, shards = 10000, 4
+		var count [shards]int
+		for i := range n {
+			count[shardOf([]byte(fmt.Sprintf(`{"agentId":"agent-%06d"}`, i)), shards)]++
+		}
+		for s, c := range count {
+			if c < n/shards*8/10 {
+				t.Errorf("shard %d got %d of %d agents, want about %d", s, c, n, n/shards)
+			}
+		}
+	})
+}
+
+func TestQueueKeepsEachAgentsOrder(t *testing.T) {
+	const agents, beats = 50, 200
+	var mu sync.Mutex
+	seen := map[string][]uint64{}
+	recv := map[string]time.Time{}
+	var errs []string
+	q := newQueue(4, func(p []byte, at time.Time) error {
+		var b wire.Beat
+		if err := json.Unmarshal(p, &b); err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if at.Before(recv[b.AgentID]) {
+			errs = append(errs, fmt.Sprintf("%s: receive time went back", b.AgentID))
+		}
+		recv[b.AgentID] = at
+		seen[b.AgentID] = append(seen[b.AgentID], b.Sequence)
+		return nil
+	})
+	for seq := 1; seq <= beats; seq++ {
+		for a := range agents {
+			q.add([]byte(fmt.Sprintf(`{"agentId":"a-%d","sequence":%d}`, a, seq)))
+		}
+	}
+	q.close() // waits for every beat added
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	if len(seen) != agents {
+		t.Fatalf("%d agents ingested, want %d", len(seen), agents)
+	}
+	for id, seqs := range seen {
+		if len(seqs) != beats {
+			t.Fatalf("%s: %d beats ingested, want %d", id, len(seqs), beats)
+		}
+		for i, s := range seqs {
+			if s != uint64(i+1) {
+				t.Fatalf("%s: beat %d has sequence %d: out of order", id, i, s)
+			}
+		}
+	}
+}
+
+// logLines returns the messages of the JSON log lines in buf.
+func logLines(t *testing.T, buf *bytes.Buffer) []string {
+	t.Helper()
+	var out []string
+	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		if line == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		out = append(out, m["msg"].(string))
+	}
+	return out
+}
+
+func TestSetBlindLogsEachOutageOnce(t *testing.T) {
+	const (
+		subscribed = "subscribed to beats"
+		lost       = "redis unreachable: no agent is declared failed until it is back and one timeout has passed"
+		back       = "redis reachable again: every agent has one timeout to beat before it can be failed"
+	)
+	down := errors.New("connection refused")
+	type call struct {
+		blind bool
+		err   error
+	}
+	tests := []struct {
+		name  string
+		calls []call
+		want  []string
+	}{
+		{"start, then up", []call{{true, nil}, {false, nil}}, []string{subscribed}},
+		{"unreachable at start", []call{{true, nil}, {true, down}, {true, down}, {false, nil}}, []string{lost, back}},
+		{"two outages", []call{{true, nil}, {false, nil}, {true, down}, {true, down}, {false, nil}, {false, nil}, {true, down}, {false, nil}},
+			[]string{subscribed, lost, back, lost, back}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			w, err := New(Config{RedisURL: "redis://127.0.0.1:1", Log: slog.New(slog.NewJSONHandler(&buf, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.redis.Close()
+			for _, c := range tt.calls {
+				w.setBlind(c.blind, c.err)
+				if got := w.mon.Blind(); got != c.blind {
+					t.Fatalf("monitor blind = %v after setBlind(%v)", got, c.blind)
+				}
+				if got := w.healthy() != nil; got != c.blind {
+					t.Fatalf("healthy() error = %v after setBlind(%v)", w.healthy(), c.blind)
+				}
+			}
+			got := logLines(t, &buf)
+			if strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
+				t.Errorf("logged:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
+			}
+		})
+	}
+}
+
+func TestIngestDropsMalformedBeats(t *testing.T) {
+	w, err := New(Config{Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for _, p := range []string{"", "[]", `{"agentId":""}`, `{"agentId":"a b"}`, `{"agentId":"a","intervalMs":-1}`} {
+		if err := w.Ingest([]byte(p), now); !errors.Is(err, wire.ErrMalformed) {
+			t.Errorf("Ingest(%q) = %v, want ErrMalformed", p, err)
+		}
+	}
+	if err := w.Ingest([]byte(`{"agentId":"ok"}`), now); err != nil {
+		t.Errorf("Ingest of a minimal beat = %v", err)
+	}
+	if w.mon.Len() != 1 {
+		t.Errorf("monitor knows %d agents, want 1", w.mon.Len())
+	}
+}
+
+// TestStartRestoresAfterSubscribing runs a watcher against a Redis that
+// holds an agent's hash: the view is rebuilt from it after the subscription
+// is up, so no beat falls between the two, and the agent gets a full timeout
+// from then although its last beat is long past.
+func TestStartRestoresAfterSubscribing(t *testing.T) {
+	url := testutil.RedisURL(t)
+	ns := testutil.Namespace(t)
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := redis.NewClient(opt)
+	defer rc.Close()
+	old := time.Now().Add(-time.Hour).UnixMilli()
+	if err := rc.HSet(context.Background(), ns+":agent:old-1", "type", "t", "status", "healthy",
+		"lastHeartbeat", old, "intervalMs", 200, "missedBeats", 3).Err(); err != nil {
+		t.Fatal(err)
+	}
+	var buf syncBuffer
+	w, err := New(Config{RedisURL: url, Namespace: ns, Listen: "127.0.0.1:0", CheckInterval: 20 * time.Millisecond,
+		Log: slog.New(slog.NewJSONHandler(&buf, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	defer func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("Run did not return within 10s of cancel")
+		}
+	}()
+
+	start := time.Now()
+	deadline := time.After(5 * time.Second)
+	for {
+		if a, ok := w.mon.Get("old-1"); ok {
+			if a.State != monitor.Healthy || a.StateReason != "restored" {
+				t.Fatalf("restored agent: %q (%s), want healthy (restored)", a.State, a.StateReason)
+			}
+			break
+		}
+		select {
+		case <-deadline:
+			t.Fatalf("agent not restored within 5s; log:\n%s", buf.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	for {
+		a, _ := w.mon.Get("old-1")
+		if a.State == monitor.Failed {
+			if d := time.Since(start); d < 600*time.Millisecond {
+				t.Fatalf("failed %v after start, before a full timeout (600ms)", d)
+			}
+			break
+		}
+		select {
+		case <-deadline:
+			t.Fatalf("restored agent that never beats not failed within 5s: %+v", a)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	msgs := strings.Join(logLines(t, buf.bytes()), "\n")
+	if i, j := strings.Index(msgs, "subscribed to beats"), strings.Index(msgs, "view rebuilt from redis"); i < 0 || j < i {
+		t.Errorf("want the subscription before the rebuilt view; log:\n%s", msgs)
+	}
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func (b *syncBuffer) bytes() *bytes.Buffer {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return bytes.NewBuffer(append([]byte(nil), b.buf.Bytes()...))
+}
