@@ -37,16 +37,20 @@ type Backoff struct {
 }
 
 // NewSender wraps pub. timeout bounds each attempt; it is normally the beat
-// interval, capped so that a stuck backend is noticed.
+// interval, capped so that a stuck backend is noticed. It also caps the wait
+// between attempts during an outage: retrying less often than the agent
+// beats would keep it silent after the backend is back, long enough for a
+// watcher with a short timeout to call it failed.
 func NewSender(pub Publisher, timeout time.Duration, log *slog.Logger) *Sender {
 	if timeout <= 0 || timeout > 5*time.Second {
 		timeout = 5 * time.Second
 	}
+	const minWait = 250 * time.Millisecond
 	return &Sender{
 		pub:     pub,
 		log:     log,
 		timeout: timeout,
-		backoff: Backoff{Min: 250 * time.Millisecond, Max: 10 * time.Second},
+		backoff: Backoff{Min: min(minWait, timeout), Max: max(timeout, minWait)},
 		wake:    make(chan struct{}, 1),
 	}
 }
