@@ -114,27 +114,13 @@ func fromRedis(ctx context.Context, url, namespace string) (dashboard.Summary, e
 		return dashboard.Summary{}, err
 	}
 	now := time.Now()
-	sum := dashboard.Summary{Agents: []monitor.Agent{}}
 	// SCAN returns keys in no order; the watcher lists agents by id.
 	slices.SortFunc(hashes, func(a, b store.AgentHash) int { return strings.Compare(a.ID, b.ID) })
+	agents := make([]monitor.Agent, 0, len(hashes))
 	for _, h := range hashes {
-		a := agentFromHash(h, now)
-		sum.Agents = append(sum.Agents, a)
-		sum.Total++
-		switch a.State {
-		case monitor.Healthy:
-			sum.Healthy++
-		case monitor.Stalled:
-			sum.Stalled++
-		case monitor.Missing:
-			sum.Missing++
-		case monitor.Stopped:
-			sum.Stopped++
-		case monitor.Failed:
-			sum.Failed++
-		}
+		agents = append(agents, agentFromHash(h, now))
 	}
-	return sum, nil
+	return dashboard.Summarize(agents), nil
 }
 
 func agentFromHash(h store.AgentHash, now time.Time) monitor.Agent {

@@ -111,8 +111,10 @@ func (s *server) healthz(w http.ResponseWriter, _ *http.Request) {
 
 // summary builds the fleet summary. Counts come from the same list as the
 // agents, so they always add up.
-func (s *server) summary() Summary {
-	agents := s.cfg.Fleet.Agents()
+func (s *server) summary() Summary { return Summarize(s.cfg.Fleet.Agents()) }
+
+// Summarize counts agents per state, as GET /health/agents shows them.
+func Summarize(agents []monitor.Agent) Summary {
 	sum := Summary{Total: len(agents), Agents: agents}
 	for _, a := range agents {
 		switch a.State {
