@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -32,17 +33,19 @@ func TestMain(m *testing.M) {
 type agentRun struct {
 	t      *testing.T
 	cmd    *exec.Cmd
-	stderr *bytes.Buffer
-	stdout *bytes.Buffer
+	stderr *syncBuffer
+	stdout *syncBuffer
 	done   chan struct{}
 }
 
+// startBeatwrap runs the beatwrap binary with args. env is added to the
+// test's environment; an entry without "=" (just NAME) removes NAME.
 func startBeatwrap(t *testing.T, env []string, args ...string) *agentRun {
 	t.Helper()
 	bin := testutil.Binary(t, "cmd/beatwrap")
 	cmd := exec.Command(bin, args...)
-	cmd.Env = append(append(os.Environ(), "XDG_RUNTIME_DIR="+t.TempDir()), env...)
-	r := &agentRun{t: t, cmd: cmd, stderr: &bytes.Buffer{}, stdout: &bytes.Buffer{}, done: make(chan struct{})}
+	cmd.Env = withEnv(append(os.Environ(), "XDG_RUNTIME_DIR="+t.TempDir()), env)
+	r := &agentRun{t: t, cmd: cmd, stderr: &syncBuffer{}, stdout: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout = r.stdout
 	cmd.Stderr = r.stderr
 	// A child that outlives a killed beatwrap keeps the output pipes open;
@@ -68,6 +71,44 @@ func startBeatwrap(t *testing.T, env []string, args ...string) *agentRun {
 		}
 	})
 	return r
+}
+
+// syncBuffer is beatwrap's output as it comes: a test may read it while
+// beatwrap still writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// withEnv adds env to base; an entry without "=" removes that variable.
+func withEnv(base, env []string) []string {
+	out := base[:len(base):len(base)]
+	for _, kv := range env {
+		if strings.Contains(kv, "=") {
+			out = append(out, kv)
+			continue
+		}
+		kept := out[:0:0]
+		for _, b := range out {
+			if !strings.HasPrefix(b, kv+"=") {
+				kept = append(kept, b)
+			}
+		}
+		out = kept
+	}
+	return out
 }
 
 // wait returns beatwrap's exit code, failing the test after timeout.

@@ -27,8 +27,18 @@ func newReport(ctx context.Context) *cobra.Command {
 		Use:   "report [flags]",
 		Short: "Report progress to the beatwrap that runs this agent",
 		Long: `report sends one line on the progress socket, for agents written as shell
-scripts. It exits 0 when beatwrap accepted the report, 1 with beatwrap's error
-when it was rejected or could not be delivered, and 2 for a usage error.`,
+scripts. The socket is $BEATWRAP_SOCKET, which beatwrap sets for the agent it
+runs, unless --socket says otherwise.
+
+Exit codes:
+  0  beatwrap accepted the report
+  1  beatwrap rejected it (its error is printed), or it could not be delivered:
+     nothing listens on the socket, or no reply within --timeout
+  2  usage error: a bad flag or value (--progress outside 0-100, a negative
+     count), or no socket to report to (neither --socket nor $BEATWRAP_SOCKET)
+
+A script that also runs without beatwrap can ignore the code:
+  beatwrap report --task "step 2" || true`,
 		Example: `  beatwrap report --task "summarise ticket 4312" --progress 40 --queue 7
   beatwrap report --tokens 1850
   beatwrap report --quiet-for 20m   # a long silent step is coming
@@ -43,6 +53,9 @@ when it was rejected or could not be delivered, and 2 for a usage error.`,
 			}
 			if socket == "" {
 				return cli.Usagef("%v", errNoSocket)
+			}
+			if err := checkReportFlags(prog, tokens, active, queue, quietFor, timeout); err != nil {
+				return err
 			}
 			var r wire.Report
 			if f.Changed("task") {
@@ -70,8 +83,8 @@ when it was rejected or could not be delivered, and 2 for a usage error.`,
 			if f.Changed("quiet-for") {
 				r.QuietFor = &quietFor
 			}
-			// Validate here with the same parser beatwrap uses, so a bad
-			// value is a usage error that names the flag.
+			// The flags are checked above, by name; beatwrap's own parser is
+			// the last word, so that report never sends what it would refuse.
 			line, err := r.Marshal()
 			if err != nil {
 				return err
@@ -103,4 +116,29 @@ when it was rejected or could not be delivered, and 2 for a usage error.`,
 	f.DurationVar(&quietFor, "quiet-for", 0, "a long silent step is coming: no stall before this has passed")
 	f.DurationVar(&timeout, "timeout", 5*time.Second, "give up after this long")
 	return cmd
+}
+
+// checkReportFlags validates the values of report's flags, naming the flag
+// and the value, so that a bad one is a usage error rather than a rejection.
+// Unset flags hold their zero defaults, which pass.
+func checkReportFlags(prog float64, tokens, active, queue int, quietFor, timeout time.Duration) error {
+	// Written so that NaN fails too.
+	if !(prog >= 0 && prog <= 100) {
+		return cli.Usagef("--progress must be from 0 to 100, got %v", prog)
+	}
+	for _, c := range []struct {
+		flag string
+		n    int
+	}{{"--tokens", tokens}, {"--active", active}, {"--queue", queue}} {
+		if c.n < 0 {
+			return cli.Usagef("%s must not be negative, got %d", c.flag, c.n)
+		}
+	}
+	if quietFor < 0 {
+		return cli.Usagef("--quiet-for must not be negative, got %q", quietFor)
+	}
+	if timeout <= 0 {
+		return cli.Usagef("--timeout must be more than 0, got %q", timeout)
+	}
+	return nil
 }

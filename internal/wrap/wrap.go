@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"time"
 
@@ -76,10 +77,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	defer srv.Close()
 
-	env := append(os.Environ(),
-		"BEATWRAP_SOCKET="+srv.Path(),
-		"BEATWRAP_AGENT_ID="+cfg.ID,
-	)
+	env := childEnv(os.Environ(), srv.Path(), cfg.ID)
 	scfg := supervise.Config{
 		Argv:      cfg.Argv,
 		Env:       env,
@@ -204,7 +202,7 @@ func (w *wrapper) childStarted(pid, restarts int) {
 	w.sampled = false
 	w.stalled = false
 	w.mu.Unlock()
-	w.log.Info("agent started", "pid", pid, "restarts", restarts)
+	// The supervisor has logged the start.
 	if restarts == 0 && w.sender != nil {
 		w.sender.Offer(w.beat(wire.StatusStarting))
 	}
@@ -216,21 +214,32 @@ func (w *wrapper) stallExit() bool {
 	return w.stallStop && w.cfg.OnStall == StallExit
 }
 
-// beatLoop samples and beats every interval, and watches for stalls more
-// often than that so a stall is acted on within a second of the timeout.
+// beatLoop samples and beats every interval, and acts on a stall within a
+// second of the timeout: at each beat when beats come at least that often,
+// else on a ticker of its own between beats.
 func (w *wrapper) beatLoop(ctx context.Context) {
 	beat := time.NewTicker(w.cfg.Interval)
 	defer beat.Stop()
-	check := time.NewTicker(min(w.cfg.Interval, time.Second))
-	defer check.Stop()
+	// Without a stall timeout there is nothing to watch between beats, and
+	// waking up for nothing is what an idle sidecar must not do.
+	watch := w.cfg.StallTimeout > 0
+	var checkC <-chan time.Time
+	if watch && w.cfg.Interval > time.Second {
+		check := time.NewTicker(time.Second)
+		defer check.Stop()
+		checkC = check.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-beat.C:
+			if watch {
+				w.checkStall()
+			}
 			w.sample()
 			w.send(w.beat(""))
-		case <-check.C:
+		case <-checkC:
 			if w.checkStall() {
 				// A change of stall state goes out at once, not at the
 				// next interval.
@@ -368,6 +377,22 @@ func (w *wrapper) final(exit supervise.Exit, res Result) {
 	if err := w.sender.Flush(b, time.Now(), 2*time.Second); err != nil {
 		w.log.Warn("final beat not delivered", "to", w.destination(), "error", err)
 	}
+}
+
+// childEnv is beatwrap's environment for the child, with BEATWRAP_SOCKET and
+// BEATWRAP_AGENT_ID set to this run's. Values inherited from an outer
+// beatwrap are dropped rather than shadowed: with a name twice in the
+// environment, programs disagree on which one they see (dash and Python take
+// the last, Node and C's getenv the first).
+func childEnv(env []string, socket, id string) []string {
+	out := make([]string, 0, len(env)+2)
+	for _, kv := range env {
+		if strings.HasPrefix(kv, "BEATWRAP_SOCKET=") || strings.HasPrefix(kv, "BEATWRAP_AGENT_ID=") {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return append(out, "BEATWRAP_SOCKET="+socket, "BEATWRAP_AGENT_ID="+id)
 }
 
 func round1(f float64) float64 {
