@@ -58,8 +58,8 @@ type OrchestratorConfig struct {
 	// OnStep is told of the steps the Orchestrator takes itself (skips,
 	// alerts); Docker's Config.OnStep is told of the engine steps.
 	OnStep func(agent string, s StepResult)
-	Logger  *slog.Logger
-	Now     func() time.Time
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // Orchestrator runs the recovery ladder for failed and stalled agents:
@@ -70,8 +70,8 @@ type Orchestrator struct {
 
 	mu      sync.Mutex
 	pending map[string]time.Time // agents to look at, and since when
-	open    map[string]string // agent -> failure id of an alert that may need resolving
-	held    map[string]bool   // failed agents the brake kept from recovery
+	open    map[string]string    // agent -> failure id of an alert that may need resolving
+	held    map[string]bool      // failed agents the brake kept from recovery
 	leading bool
 	wake    chan struct{}
 }
