@@ -215,8 +215,8 @@ func (w *wrapper) stallExit() bool {
 }
 
 // beatLoop samples and beats every interval, and acts on a stall within a
-// second of the timeout: at each beat when beats come at least that often,
-// else on a ticker of its own between beats.
+// twentieth of the stall timeout (at least 100ms, at most a second): at each
+// beat when beats come at least that often, else on a ticker of its own.
 func (w *wrapper) beatLoop(ctx context.Context) {
 	beat := time.NewTicker(w.cfg.Interval)
 	defer beat.Stop()
@@ -224,8 +224,9 @@ func (w *wrapper) beatLoop(ctx context.Context) {
 	// waking up for nothing is what an idle sidecar must not do.
 	watch := w.cfg.StallTimeout > 0
 	var checkC <-chan time.Time
-	if watch && w.cfg.Interval > time.Second {
-		check := time.NewTicker(time.Second)
+	every := min(max(w.cfg.StallTimeout/20, 100*time.Millisecond), time.Second)
+	if watch && w.cfg.Interval > every {
+		check := time.NewTicker(every)
 		defer check.Stop()
 		checkC = check.C
 	}
