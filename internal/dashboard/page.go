@@ -41,7 +41,7 @@ var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
 body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}
 table{border-collapse:collapse;width:100%}
 th,td{text-align:left;padding:.3em .6em;border-bottom:1px solid #ddd;white-space:nowrap}
-td.task{white-space:normal}
+td.task,td.status{white-space:normal;min-width:12em;max-width:28em}
 .s{display:inline-block;padding:.1em .5em;border-radius:.8em;font-weight:600}
 .healthy{background:#d4f4dd}.stalled{background:#ffe7a8}.missing{background:#ffd8b0}
 .failed{background:#ffc4c4}.recovering{background:#d6e4ff}.stopped{background:#e4e4e4}
@@ -56,7 +56,7 @@ td.task{white-space:normal}
 <th>task</th><th>progress</th><th>CPU %</th><th>memory MB</th><th>restarts</th><th>host</th><th>last recovery</th></tr></thead>
 <tbody>{{range .Agents}}<tr>
 <td>{{.AgentID}}</td><td>{{.AgentType}}</td><td><span class="s {{.State}}">{{.State}}</span></td>
-<td>{{.Status}}{{if .StallReason}}: {{.StallReason}}{{end}}</td><td>{{age .LastHeartbeat}} ago</td>
+<td class="status">{{.Status}}{{if .StallReason}}: {{.StallReason}}{{end}}</td><td>{{age .LastHeartbeat}} ago</td>
 <td class="task">{{.CurrentTask}}</td><td>{{progress .TaskProgress}}</td>
 <td>{{printf "%.1f" .Metrics.CPUPercent}}</td><td>{{printf "%.0f" .Metrics.MemoryMB}}</td>
 <td>{{.Restarts}}</td><td>{{.Host}}</td><td>{{last .Recoveries}}</td>
