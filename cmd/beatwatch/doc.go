@@ -1,0 +1,38 @@
+// Command beatwatch consumes the beats beatwrap sends, marks agents missing,
+// then failed (or stalled), recovers them through the Docker Engine API,
+// alerts a human when that fails, and serves the fleet as JSON, a web page
+// and Prometheus metrics.
+//
+//	beatwatch [serve] [flags]
+//	beatwatch status [--redis URL | --watcher URL] [-o table|json]
+//	beatwatch demo [--listen ADDR]
+//	beatwatch version
+//	beatwatch completion bash|zsh|fish
+//
+// Flags of serve, each also read from the variable beside it (the flag wins):
+//
+//	--redis             BEATWATCH_REDIS, REDIS_URL    Redis to watch; none: single-node mode
+//	--namespace         BEATWATCH_NAMESPACE           prefix of Redis keys and channel
+//	--listen            BEATWATCH_LISTEN              HTTP address (127.0.0.1:7070)
+//	--check-interval    BEATWATCH_CHECK_INTERVAL      how often overdue agents are looked for (1s)
+//	--missed-beats      BEATWATCH_MISSED_BEATS        for beats without their own (3)
+//	--default-interval  BEATWATCH_DEFAULT_INTERVAL    for beats without intervalMs (30s)
+//	--token             BEATWATCH_TOKEN               bearer token for all but /healthz
+//	--recover           BEATWATCH_RECOVER             docker or none
+//	--docker-host       BEATWATCH_DOCKER_HOST, DOCKER_HOST  Docker Engine API address
+//	--recover-label     BEATWATCH_RECOVER_LABEL       only containers with it are touched
+//	--recover-budget    BEATWATCH_RECOVER_BUDGET      recoveries per agent per hour (5)
+//	--recover-wait      BEATWATCH_RECOVER_WAIT        wait for a beat after a step
+//	--max-recoveries    BEATWATCH_MAX_RECOVERIES      at once (4)
+//	--brake-fraction    BEATWATCH_BRAKE_FRACTION      mass-failure brake (0.55)
+//	--brake-min-agents  BEATWATCH_BRAKE_MIN_AGENTS    (4)
+//	--alert-webhook     BEATWATCH_ALERT_WEBHOOK       where alerts are POSTed
+//	--alert-format      BEATWATCH_ALERT_FORMAT        slack, pagerduty or json
+//	--alert-repeat      BEATWATCH_ALERT_REPEAT        repeat a still-open alert at most this often (1h)
+//	--log-format        BEATWATCH_LOG_FORMAT          auto, text or json
+//	--log-level         BEATWATCH_LOG_LEVEL           debug, info, warn or error
+//
+// status takes --redis, --namespace, --watcher, --token and -o/--output;
+// demo takes --listen and --beatwrap; each reads BEATWATCH_<FLAG> too. Every
+// flag is described in full by --help and in the README's flag reference.
+package main

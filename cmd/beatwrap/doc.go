@@ -1,0 +1,41 @@
+// Command beatwrap runs an AI agent as its child like a proper init, samples
+// the child's whole process tree from /proc, listens on a unix socket for
+// task progress, tells a stuck agent from a working one, and beats to Redis
+// (or a single-node beatwatch) on the agent's behalf.
+//
+//	beatwrap [flags] -- COMMAND [ARG...]
+//	beatwrap report [--socket PATH] [--task T] [--progress 0-100] [--tokens N] [--error MSG]
+//	                [--active N] [--queue N] [--idle] [--quiet-for DURATION] [--timeout D]
+//	beatwrap version
+//	beatwrap completion bash|zsh|fish
+//
+// Flags, each also read from the variable beside it (the flag wins):
+//
+//	--id                  BEATWRAP_ID                  agent id (default: from host name and command)
+//	--type                BEATWRAP_TYPE                agent type (default: base name of COMMAND)
+//	--redis               BEATWRAP_REDIS, REDIS_URL    redis:// or rediss:// URL
+//	--watcher             BEATWRAP_WATCHER             single-node beatwatch URL, instead of Redis
+//	--token               BEATWRAP_TOKEN               bearer token for --watcher
+//	--namespace           BEATWRAP_NAMESPACE           prefix of Redis keys and channel
+//	--interval            BEATWRAP_INTERVAL            time between beats (30s, at least 100ms)
+//	--missed-beats        BEATWRAP_MISSED_BEATS        beats missed before failure (3)
+//	--socket              BEATWRAP_SOCKET              progress socket path
+//	--stall-timeout       BEATWRAP_STALL_TIMEOUT       no progress this long with work: stalled (0: off)
+//	--on-stall            BEATWRAP_ON_STALL            report, restart or exit
+//	--restart             BEATWRAP_RESTART             never, on-failure or always
+//	--restart-limit       BEATWRAP_RESTART_LIMIT       restarts allowed inside the window (5)
+//	--restart-window      BEATWRAP_RESTART_WINDOW      (10m)
+//	--grace               BEATWRAP_GRACE               SIGTERM, this long, then SIGKILL to the group (10s)
+//	--container-id        BEATWRAP_CONTAINER_ID        (default: detected from /proc/self)
+//	--degraded-memory-mb  BEATWRAP_DEGRADED_MEMORY_MB  status thresholds (1000, 50, 10)
+//	--busy-queue          BEATWRAP_BUSY_QUEUE
+//	--recovering-errors   BEATWRAP_RECOVERING_ERRORS
+//	--subreaper           BEATWRAP_SUBREAPER           reap orphans when not PID 1
+//	--log-format          BEATWRAP_LOG_FORMAT          auto, text or json
+//	--log-level           BEATWRAP_LOG_LEVEL           debug, info, warn or error
+//
+// The child gets BEATWRAP_SOCKET and BEATWRAP_AGENT_ID, and
+// PYTHONUNBUFFERED=1 (unless set) when its output is watched for progress.
+// `beatwrap report` reads BEATWRAP_SOCKET. Every flag is described in full
+// by `beatwrap --help` and in the README's flag reference.
+package main
