@@ -441,3 +441,63 @@ func TestBrakeOnMassFailure(t *testing.T) {
 		}
 	}
 }
+
+// leader reads beatwatch_recovery_leader from a watcher's metrics.
+func (w *watcher) leader(t testing.TB) bool {
+	t.Helper()
+	resp, err := http.Get(w.base + "/metrics")
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return strings.Contains(string(body), "\nbeatwatch_recovery_leader 1\n")
+}
+
+// (6b) The replica holding the lease dies: another takes over within a few
+// seconds, and the next failure is still recovered, once.
+func TestLeaseTakeover(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ws := []*watcher{f.watch(), f.watch(), f.watch()}
+	cid := f.agent("takeover-1", true)
+	for _, w := range ws {
+		w.waitState(t, "takeover-1", monitor.Healthy, 20*time.Second)
+	}
+	var leader *watcher
+	testutil.Eventually(t, 10*time.Second, "one replica holds the lease", func() bool {
+		n := 0
+		for _, w := range ws {
+			if w.leader(t) {
+				leader, n = w, n+1
+			}
+		}
+		return n == 1
+	})
+	leader.proc.Signal(syscall.SIGKILL) // no chance to release the lease
+	died := time.Now()
+	var rest []*watcher
+	for _, w := range ws {
+		if w != leader {
+			rest = append(rest, w)
+		}
+	}
+	testutil.Eventually(t, 15*time.Second, "a surviving replica takes the lease", func() bool {
+		return rest[0].leader(t) || rest[1].leader(t)
+	})
+	t.Logf("lease taken over %v after its holder was killed (lease TTL 5s)", time.Since(died).Round(100*time.Millisecond))
+
+	killAgent(t, cid)
+	rest[0].waitState(t, "takeover-1", monitor.Failed, 10*time.Second)
+	for _, w := range rest {
+		w.waitState(t, "takeover-1", monitor.Healthy, 40*time.Second)
+	}
+	total := 0
+	for _, w := range rest {
+		total += w.recoveries(t)["restart/ok"]
+	}
+	if total != 1 {
+		a, _ := rest[0].agent(t, "takeover-1")
+		t.Errorf("restarts by the surviving replicas = %d, want 1; metrics %v %v; history %+v", total, rest[0].recoveries(t), rest[1].recoveries(t), a.Recoveries)
+	}
+}

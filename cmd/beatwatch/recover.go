@@ -92,7 +92,7 @@ func (o *recoverOptions) attach(ctx context.Context, w *watch.Watcher, log *slog
 		Guard: recover.NewGuard(recover.GuardConfig{
 			Budget: o.budget, BrakeFraction: o.brakeFraction, BrakeMinAgents: o.brakeMin, MaxInFlight: o.maxBusy,
 		}),
-		BeatWait: o.beatWait, Changed: w.Report, OnStep: onStep, Logger: log,
+		BeatWait: o.beatWait, Changed: w.Report, OnStep: onStep, OnLeader: m.Leader, Logger: log,
 	}
 	if s := w.Store(); s != nil {
 		cfg.Coordinator = s

@@ -58,6 +58,9 @@ type OrchestratorConfig struct {
 	// OnStep is told of the steps the Orchestrator takes itself (skips,
 	// alerts); Docker's Config.OnStep is told of the engine steps.
 	OnStep func(agent string, s StepResult)
+	// OnLeader is told when this replica takes or loses the recovery lease
+	// (and once at start).
+	OnLeader func(leading bool)
 	Logger *slog.Logger
 	Now    func() time.Time
 }
@@ -102,6 +105,9 @@ func NewOrchestrator(cfg OrchestratorConfig) (*Orchestrator, error) {
 	}
 	if cfg.OnStep == nil {
 		cfg.OnStep = func(string, StepResult) {}
+	}
+	if cfg.OnLeader == nil {
+		cfg.OnLeader = func(bool) {}
 	}
 	return &Orchestrator{
 		cfg: cfg, log: cfg.Logger,
@@ -181,6 +187,7 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	var renewed time.Time
+	o.cfg.OnLeader(o.Leading())
 	if o.cfg.Coordinator != nil {
 		o.lease(ctx)
 		defer func() {
@@ -225,6 +232,7 @@ func (o *Orchestrator) lease(ctx context.Context) {
 	o.leading = held
 	o.mu.Unlock()
 	if changed {
+		o.cfg.OnLeader(held)
 		if held {
 			o.log.Info("recovery lease taken: this replica recovers failed agents", "holder", o.cfg.Holder)
 		} else {
