@@ -61,8 +61,8 @@ type OrchestratorConfig struct {
 	// OnLeader is told when this replica takes or loses the recovery lease
 	// (and once at start).
 	OnLeader func(leading bool)
-	Logger *slog.Logger
-	Now    func() time.Time
+	Logger   *slog.Logger
+	Now      func() time.Time
 }
 
 // Orchestrator runs the recovery ladder for failed and stalled agents:
