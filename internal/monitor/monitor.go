@@ -521,7 +521,8 @@ func (m *Monitor) RecoveryDone(id string, ok bool, now time.Time) (Transition, b
 	}
 	var tr Transition
 	switch {
-	case t <= a.seen+a.iv+int64(Slack(time.Duration(a.iv))):
+	case t <= a.seen+a.iv+int64(Slack(time.Duration(a.iv))) && !a.status.Final():
+		// A recent beat that was a goodbye (exited) says nothing good.
 		to := cHealthy
 		if a.status == wire.StatusStalled {
 			to = cStalled

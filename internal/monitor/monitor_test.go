@@ -269,6 +269,13 @@ func TestTransitions(t *testing.T) {
 			wantState: Stalled,
 		},
 		{
+			name: "recovery done right after a final exited beat: failed, not healthy",
+			ops: []op{beat(0), beat(time.Second, status(wire.StatusExited)), markRecovering(1100 * time.Millisecond),
+				recoveryDone(1200*time.Millisecond, false)},
+			wantLog:   []string{">healthy", "healthy>failed", "failed>recovering", "recovering>failed"},
+			wantState: Failed,
+		},
+		{
 			name:      "recovery done after the agent beat again does nothing",
 			ops:       []op{beat(0), sweep(time.Minute), markRecovering(61 * time.Second), beat(62*time.Second, seqNo(1)), recoveryDone(63*time.Second, true)},
 			wantLog:   []string{">healthy", "healthy>failed", "failed>recovering", "recovering>healthy+recovered"},

@@ -1,0 +1,251 @@
+package recover
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/beatwrap/beatwrap/internal/monitor"
+	"github.com/beatwrap/beatwrap/internal/wire"
+)
+
+// These tests drive the Orchestrator with the real monitor and a real
+// Alerter posting to a local server; the Docker paths are proven against the
+// real engine in e2e/. The coordinator is a fake because a Redis that fails
+// one claim on cue cannot be had.
+
+type webhook struct {
+	mu  sync.Mutex
+	got []map[string]any
+}
+
+func (h *webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var doc map[string]any
+	_ = json.NewDecoder(r.Body).Decode(&doc)
+	h.mu.Lock()
+	h.got = append(h.got, doc)
+	h.mu.Unlock()
+}
+
+func (h *webhook) events(agent string) []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []string
+	for _, d := range h.got {
+		if d["agentId"] == agent {
+			out = append(out, d["event"].(string))
+		}
+	}
+	return out
+}
+
+type fakeCoord struct {
+	mu       sync.Mutex
+	claimErr error
+	claimed  map[string]string
+	claims   int
+}
+
+func (c *fakeCoord) Lease(context.Context, string, time.Duration) (bool, error) { return true, nil }
+func (c *fakeCoord) ReleaseLease(context.Context, string) error                 { return nil }
+func (c *fakeCoord) Claim(_ context.Context, id, failure, holder string, _ time.Duration) (bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.claims++
+	if c.claimErr != nil {
+		return false, c.claimErr
+	}
+	k := id + "/" + failure
+	if h, ok := c.claimed[k]; ok && h != holder {
+		return false, nil
+	}
+	c.claimed[k] = holder
+	return true, nil
+}
+
+type rig struct {
+	mon   *monitor.Monitor
+	orch  *Orchestrator
+	hook  *webhook
+	steps chan StepResult
+	stop  func()
+}
+
+func newRig(t *testing.T, coord Coordinator) *rig {
+	t.Helper()
+	h := &webhook{}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	alerter, err := NewAlerter(AlertConfig{URL: srv.URL, Format: FormatJSON, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rig{mon: monitor.New(monitor.Config{}), hook: h, steps: make(chan StepResult, 100)}
+	cfg := OrchestratorConfig{
+		Fleet: r.mon, Alerter: alerter, Guard: NewGuard(GuardConfig{}),
+		Settle: 10 * time.Millisecond, Logger: log,
+		OnStep: func(_ string, s StepResult) { r.steps <- s },
+	}
+	if coord != nil {
+		cfg.Coordinator = coord
+	}
+	cfg.Changed = func(tr monitor.Transition) {
+		a, _ := r.mon.Get(tr.AgentID)
+		r.orch.Changed(tr, a)
+	}
+	r.orch, err = NewOrchestrator(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = r.orch.Run(ctx); close(done) }()
+	r.stop = func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Error("Orchestrator.Run did not return after cancel")
+		}
+	}
+	t.Cleanup(r.stop)
+	return r
+}
+
+// beat feeds one beat and passes any state change on, as the watcher does.
+func (r *rig) beat(id string, seq uint64, status wire.Status, code *int) {
+	b := wire.Beat{AgentID: id, AgentType: "t", Sequence: seq, Status: status, IntervalMs: 1000, MissedBeats: 3, PID: 7, ExitCode: code}
+	if tr, ok := r.mon.Observe(b, time.Now()); ok {
+		a, _ := r.mon.Get(id)
+		r.orch.Changed(tr, a)
+	}
+}
+
+func (r *rig) waitStep(t *testing.T, want Step) StepResult {
+	t.Helper()
+	timeout := time.After(5 * time.Second)
+	for {
+		select {
+		case s := <-r.steps:
+			if s.Step == want {
+				return s
+			}
+		case <-timeout:
+			t.Fatalf("no %s step within 5s", want)
+			return StepResult{}
+		}
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within 5s: %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestNoDockerAlertsAndResolves(t *testing.T) {
+	r := newRig(t, nil)
+	code := 1
+	r.beat("a1", 1, wire.StatusHealthy, nil)
+	r.beat("a1", 2, wire.StatusExited, &code)
+	if s := r.waitStep(t, StepAlert); s.Result != ResultOK {
+		t.Fatalf("alert step = %+v, want ok", s)
+	}
+	waitFor(t, "a trigger reaches the webhook", func() bool { return len(r.hook.events("a1")) == 1 })
+	a, _ := r.mon.Get("a1")
+	if a.State != monitor.Failed {
+		t.Errorf("after an alert-only recovery the agent is %s, want failed", a.State)
+	}
+	if len(a.Recoveries) == 0 || a.Recoveries[len(a.Recoveries)-1].Step != string(StepAlert) {
+		t.Errorf("history = %+v, want the alert last", a.Recoveries)
+	}
+	// The agent is started again by hand: a new incarnation beats.
+	b := wire.Beat{AgentID: "a1", AgentType: "t", Sequence: 1, Status: wire.StatusHealthy, IntervalMs: 1000, PID: 8}
+	if tr, ok := r.mon.Observe(b, time.Now()); ok {
+		a, _ := r.mon.Get("a1")
+		r.orch.Changed(tr, a)
+	}
+	waitFor(t, "a resolve reaches the webhook", func() bool {
+		ev := r.hook.events("a1")
+		return len(ev) == 2 && ev[1] == "resolve"
+	})
+}
+
+func TestBrakeHoldsThenReleases(t *testing.T) {
+	r := newRig(t, nil)
+	code := 1
+	for i, id := range []string{"b0", "b1", "b2", "b3", "b4"} {
+		r.beat(id, uint64(i+1), wire.StatusHealthy, nil)
+	}
+	for _, id := range []string{"b0", "b1", "b2"} {
+		r.beat(id, 10, wire.StatusExited, &code)
+	}
+	waitFor(t, "one brake alert", func() bool { return len(r.hook.events(FleetAgent)) == 1 })
+	time.Sleep(200 * time.Millisecond)
+	for _, id := range []string{"b0", "b1", "b2"} {
+		a, _ := r.mon.Get(id)
+		for _, s := range a.Recoveries {
+			if s.Step == string(StepAlert) {
+				t.Errorf("%s was alerted under the brake: %+v", id, a.Recoveries)
+			}
+		}
+	}
+	// Two come back: 1 of 5 down is under the brake's fraction.
+	for _, id := range []string{"b0", "b1"} {
+		b := wire.Beat{AgentID: id, AgentType: "t", Sequence: 1, Status: wire.StatusHealthy, IntervalMs: 1000, PID: 9}
+		if tr, ok := r.mon.Observe(b, time.Now()); ok {
+			a, _ := r.mon.Get(id)
+			r.orch.Changed(tr, a)
+		}
+	}
+	waitFor(t, "the brake's resolve", func() bool {
+		ev := r.hook.events(FleetAgent)
+		return len(ev) == 2 && ev[1] == "resolve"
+	})
+	// The agent the brake held is looked at again.
+	waitFor(t, "b2 alerted once the brake let go", func() bool { return len(r.hook.events("b2")) == 1 })
+}
+
+func TestClaimLostToAnotherReplica(t *testing.T) {
+	c := &fakeCoord{claimed: map[string]string{"c1/7-2": "someone-else"}}
+	r := newRig(t, c)
+	code := 1
+	r.beat("c1", 1, wire.StatusHealthy, nil)
+	r.beat("c1", 2, wire.StatusExited, &code)
+	waitFor(t, "a claim attempt", func() bool { c.mu.Lock(); defer c.mu.Unlock(); return c.claims > 0 })
+	time.Sleep(300 * time.Millisecond)
+	if a, _ := r.mon.Get("c1"); a.State != monitor.Failed || len(a.Recoveries) != 0 {
+		t.Errorf("a failure claimed by another replica was acted on: %s %+v", a.State, a.Recoveries)
+	}
+}
+
+func TestClaimErrorIsRetried(t *testing.T) {
+	c := &fakeCoord{claimed: map[string]string{}, claimErr: errors.New("redis down")}
+	r := newRig(t, c)
+	code := 1
+	r.beat("d1", 1, wire.StatusHealthy, nil)
+	r.beat("d1", 2, wire.StatusExited, &code)
+	waitFor(t, "a claim attempt", func() bool { c.mu.Lock(); defer c.mu.Unlock(); return c.claims > 0 })
+	if a, _ := r.mon.Get("d1"); len(a.Recoveries) != 0 {
+		t.Fatalf("recovered without a claim: %+v", a.Recoveries)
+	}
+	c.mu.Lock()
+	c.claimErr = nil
+	c.mu.Unlock()
+	if s := r.waitStep(t, StepAlert); s.Result != ResultOK {
+		t.Fatalf("alert after the claim went through = %+v", s)
+	}
+}
