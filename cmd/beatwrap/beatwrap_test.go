@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -9,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -33,8 +31,8 @@ func TestMain(m *testing.M) {
 type agentRun struct {
 	t      *testing.T
 	cmd    *exec.Cmd
-	stderr *syncBuffer
-	stdout *syncBuffer
+	stderr *testutil.Buffer
+	stdout *testutil.Buffer
 	done   chan struct{}
 }
 
@@ -45,7 +43,7 @@ func startBeatwrap(t *testing.T, env []string, args ...string) *agentRun {
 	bin := testutil.Binary(t, "cmd/beatwrap")
 	cmd := exec.Command(bin, args...)
 	cmd.Env = withEnv(append(os.Environ(), "XDG_RUNTIME_DIR="+t.TempDir()), env)
-	r := &agentRun{t: t, cmd: cmd, stderr: &syncBuffer{}, stdout: &syncBuffer{}, done: make(chan struct{})}
+	r := &agentRun{t: t, cmd: cmd, stderr: &testutil.Buffer{}, stdout: &testutil.Buffer{}, done: make(chan struct{})}
 	cmd.Stdout = r.stdout
 	cmd.Stderr = r.stderr
 	// A child that outlives a killed beatwrap keeps the output pipes open;
@@ -71,25 +69,6 @@ func startBeatwrap(t *testing.T, env []string, args ...string) *agentRun {
 		}
 	})
 	return r
-}
-
-// syncBuffer is beatwrap's output as it comes: a test may read it while
-// beatwrap still writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // withEnv adds env to base; an entry without "=" removes that variable.

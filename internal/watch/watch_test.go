@@ -199,7 +199,7 @@ func TestStartRestoresAfterSubscribing(t *testing.T) {
 		"lastHeartbeat", old, "intervalMs", 200, "missedBeats", 3).Err(); err != nil {
 		t.Fatal(err)
 	}
-	var buf syncBuffer
+	var buf testutil.Buffer
 	w, err := New(Config{RedisURL: url, Namespace: ns, Listen: "127.0.0.1:0", CheckInterval: 20 * time.Millisecond,
 		Log: slog.New(slog.NewJSONHandler(&buf, nil))})
 	if err != nil {
@@ -249,31 +249,8 @@ func TestStartRestoresAfterSubscribing(t *testing.T) {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	msgs := strings.Join(logLines(t, buf.bytes()), "\n")
+	msgs := strings.Join(logLines(t, bytes.NewBufferString(buf.String())), "\n")
 	if i, j := strings.Index(msgs, "subscribed to beats"), strings.Index(msgs, "view rebuilt from redis"); i < 0 || j < i {
 		t.Errorf("want the subscription before the rebuilt view; log:\n%s", msgs)
 	}
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *syncBuffer) bytes() *bytes.Buffer {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return bytes.NewBuffer(append([]byte(nil), b.buf.Bytes()...))
 }
