@@ -73,6 +73,10 @@ type Beat struct {
 	ExitCode    *int   `json:"exitCode,omitempty"`
 	// StallReason says why Status is stalled: how long since what.
 	StallReason string `json:"stallReason,omitempty"`
+	// OnStall is what beatwrap does itself about a stall (report, restart,
+	// exit). A watcher leaves a stalled agent whose beatwrap restarts it in
+	// place to beatwrap.
+	OnStall string `json:"onStall,omitempty"`
 	// GraceMs is the time beatwrap gives the agent to stop; a watcher that
 	// restarts the agent's container uses it as the stop timeout.
 	GraceMs int64 `json:"graceMs,omitempty"`
