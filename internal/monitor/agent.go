@@ -41,6 +41,7 @@ const (
 	fHasProgress                   // progress is set
 	fHasExit                       // exitCode is set
 	fRestored                      // restored from Redis, no beat since
+	fSelfHeals                     // beatwrap restarts it in place when it stalls
 )
 
 // agent is what the monitor keeps per agent: what the view needs, in few

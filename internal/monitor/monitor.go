@@ -109,10 +109,17 @@ func (m *Monitor) Observe(b wire.Beat, recv time.Time) (Transition, bool) {
 	from := a.state
 	to := cHealthy
 	switch b.Status {
-	case wire.StatusStopped:
+	case wire.StatusStopped, wire.StatusExited:
 		to = cStopped
-	case wire.StatusExited:
-		to = cFailed
+		if b.Status == wire.StatusExited {
+			to = cFailed
+		}
+		// A goodbye while the agent is being recovered is the recovery at
+		// work (a restart stops the container) or not yet done: the
+		// recovery layer decides when it is over.
+		if from == cRecovering {
+			to = cRecovering
+		}
 	case wire.StatusStalled:
 		// A stuck agent that still beats while it is being recovered stays
 		// recovering: the recovery layer decides when it is over.
@@ -174,7 +181,10 @@ func (m *Monitor) absorb(a *agent, b *wire.Beat, t int64, gap bool) {
 	a.agentTS = b.Timestamp
 	a.restarts = int32(b.Restarts)
 	a.graceMs = b.GraceMs
-	a.flags &^= fHasProgress | fHasExit | fRestored
+	a.flags &^= fHasProgress | fHasExit | fRestored | fSelfHeals
+	if b.OnStall == "restart" {
+		a.flags |= fSelfHeals
+	}
 	if b.TaskProgress != nil {
 		a.progress = *b.TaskProgress
 		a.flags |= fHasProgress
@@ -634,6 +644,7 @@ func (m *Monitor) view(a *agent) Agent {
 		Sequence:         a.seq,
 		IgnoredBeats:     int(a.ignored),
 		GraceMs:          a.graceMs,
+		SelfHeals:        a.flags&fSelfHeals != 0,
 	}
 	if a.state != cStopped && m.clock > a.seen {
 		v.MissedBeats = int((m.clock - a.seen) / a.iv)

@@ -243,8 +243,9 @@ func TestTransitions(t *testing.T) {
 			wantState: Recovering,
 		},
 		{
-			name:      "a final exited beat ends recovering as failed",
-			ops:       []op{beat(0, status(wire.StatusStalled)), markRecovering(time.Second), beat(2*time.Second, exitCode(137))},
+			name: "a final beat during a recovery leaves it to the recovery layer",
+			ops: []op{beat(0, status(wire.StatusStalled)), markRecovering(time.Second), beat(2*time.Second, exitCode(137)),
+				beat(3*time.Second, seqNo(1), status(wire.StatusStopped)), recoveryDone(4*time.Second, false)},
 			wantLog:   []string{">stalled", "stalled>recovering", "recovering>failed"},
 			wantState: Failed,
 		},

@@ -130,6 +130,9 @@ type Agent struct {
 	// IgnoredBeats counts duplicate and out-of-order beats from this agent.
 	IgnoredBeats int   `json:"ignoredBeats"`
 	GraceMs      int64 `json:"graceMs"`
+	// SelfHeals is set when the agent's beatwrap restarts it in place when
+	// it stalls (--on-stall restart): the watcher leaves such stalls to it.
+	SelfHeals bool `json:"selfHeals"`
 }
 
 // Record is an agent as a restarted watcher finds it in Redis (the

@@ -71,12 +71,13 @@ type Orchestrator struct {
 	cfg OrchestratorConfig
 	log *slog.Logger
 
-	mu      sync.Mutex
-	pending map[string]time.Time // agents to look at, and since when
-	open    map[string]string    // agent -> failure id of an alert that may need resolving
-	held    map[string]bool      // failed agents the brake kept from recovery
-	leading bool
-	wake    chan struct{}
+	mu       sync.Mutex
+	pending  map[string]time.Time // agents to look at, and since when
+	incident map[string]string    // agent -> id of its failure, from failed or stalled until it beats again
+	open     map[string]string    // agent -> failure id of an alert that may need resolving
+	held     map[string]bool      // failed agents the brake kept from recovery
+	leading  bool
+	wake     chan struct{}
 }
 
 // NewOrchestrator checks the configuration.
@@ -111,7 +112,7 @@ func NewOrchestrator(cfg OrchestratorConfig) (*Orchestrator, error) {
 	}
 	return &Orchestrator{
 		cfg: cfg, log: cfg.Logger,
-		pending: map[string]time.Time{}, open: map[string]string{}, held: map[string]bool{},
+		pending: map[string]time.Time{}, incident: map[string]string{}, open: map[string]string{}, held: map[string]bool{},
 		leading: cfg.Coordinator == nil,
 		wake:    make(chan struct{}, 1),
 	}, nil
@@ -127,7 +128,18 @@ func (o *Orchestrator) Leading() bool {
 // Changed is told every state change; it never blocks.
 func (o *Orchestrator) Changed(tr monitor.Transition, a monitor.Agent) {
 	switch {
+	case tr.To == monitor.Stalled && a.SelfHeals:
+		// beatwrap restarts it in place (--on-stall restart); recovering
+		// it from here too would restart it twice.
 	case tr.To == monitor.Failed || tr.To == monitor.Stalled:
+		o.mu.Lock()
+		if _, ok := o.incident[tr.AgentID]; !ok {
+			// Every replica sees the same beats, so this names the
+			// failure the same way on each; it stays the same through
+			// retries, so the claim and the alert stay one.
+			o.incident[tr.AgentID] = failureID(a)
+		}
+		o.mu.Unlock()
 		o.queue(tr.AgentID, o.cfg.Now().Add(o.cfg.Settle))
 	case tr.Recovered && tr.To == monitor.Healthy:
 		o.recovered(tr.AgentID)
@@ -163,6 +175,7 @@ func (o *Orchestrator) recovered(id string) {
 	o.mu.Lock()
 	failure, ok := o.open[id]
 	delete(o.open, id)
+	delete(o.incident, id)
 	o.mu.Unlock()
 	if ok && o.cfg.Alerter != nil {
 		o.cfg.Alerter.Send(Alert{AgentID: id, FailureID: failure, Resolve: true, State: string(monitor.Healthy),
@@ -323,7 +336,13 @@ func (o *Orchestrator) handle(ctx context.Context, id string) {
 		o.step(id, StepResult{Step: StepRestart, Result: ResultSkipped, Detail: ReasonBrake, At: now})
 		return
 	}
-	failure := failureID(a)
+	o.mu.Lock()
+	failure, ok := o.incident[id]
+	if !ok {
+		failure = failureID(a)
+		o.incident[id] = failure
+	}
+	o.mu.Unlock()
 	if o.cfg.Coordinator != nil {
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		won, err := o.cfg.Coordinator.Claim(cctx, id, failure, o.cfg.Holder, time.Hour)
@@ -336,19 +355,26 @@ func (o *Orchestrator) handle(ctx context.Context, id string) {
 			return
 		}
 		if !won {
-			return // another replica recovers this failure
+			// Another replica took this failure (before a change of
+			// leader, or before this one restarted): it is its to finish.
+			o.step(id, StepResult{Step: StepRestart, Result: ResultSkipped, Detail: "claimed by another replica", At: now})
+			return
 		}
 	}
 	d := o.cfg.Guard.Begin(id, now)
 	if !d.OK {
 		switch d.Reason {
-		case ReasonBackoff, ReasonBusy:
+		case ReasonBackoff, ReasonBusy, ReasonInFlight:
 			// Look again when the wait is over.
 			at := d.RetryAt
 			if at.IsZero() {
 				at = now.Add(time.Second)
 			}
 			o.queue(id, at)
+		case ReasonBrake:
+			o.mu.Lock()
+			o.held[id] = true
+			o.mu.Unlock()
 		case ReasonBudget:
 			o.step(id, StepResult{Step: StepRestart, Result: ResultSkipped, Detail: d.String(), At: now})
 			o.alert(a, failure, "automatic recovery stopped: "+d.String(), nil)
@@ -365,6 +391,14 @@ func (o *Orchestrator) handle(ctx context.Context, id string) {
 	}
 }
 
+// Bounds on the engine's calls, so that a hung Docker Engine (or a process
+// it cannot kill) never holds an agent in recovering, and a recovery slot,
+// for ever: a failed call moves the ladder to its next step.
+const (
+	engineCallTimeout = 30 * time.Second
+	maxGrace          = 5 * time.Minute
+)
+
 // ladder tries restart, then replace, then alerts. It reports whether the
 // agent beats again.
 func (o *Orchestrator) ladder(ctx context.Context, a monitor.Agent, failure string) bool {
@@ -376,7 +410,9 @@ func (o *Orchestrator) ladder(ctx context.Context, a monitor.Agent, failure stri
 		o.alert(a, failure, "agent "+a.AgentID+" is "+string(a.State)+" ("+reason+"); automatic recovery is off", nil)
 		return false
 	}
-	c, err := o.cfg.Docker.Find(ctx, a.AgentID, a.ContainerID)
+	fctx, cancel := context.WithTimeout(ctx, engineCallTimeout)
+	c, err := o.cfg.Docker.Find(fctx, a.AgentID, a.ContainerID)
+	cancel()
 	switch {
 	case errors.Is(err, ErrNotFound):
 		o.step(a.AgentID, StepResult{Step: StepInspect, Result: ResultSkipped, Detail: "no container", At: o.cfg.Now()})
@@ -391,7 +427,10 @@ func (o *Orchestrator) ladder(ctx context.Context, a monitor.Agent, failure stri
 		o.alert(a, failure, "agent "+a.AgentID+" is "+string(a.State)+" ("+reason+"); its container "+c.ShortID()+" lacks the recover label, so it is not touched", nil)
 		return false
 	}
-	c, verdict, res := o.cfg.Docker.Check(ctx, c, a.Status == wire.StatusStopped)
+	// Check may wait for a container the engine is restarting.
+	cctx, cancel := context.WithTimeout(ctx, 2*engineCallTimeout)
+	c, verdict, res := o.cfg.Docker.Check(cctx, c, a.Status == wire.StatusStopped)
+	cancel()
 	o.history(a.AgentID, res)
 	switch verdict {
 	case VerdictOperatorStopped, VerdictPaused, VerdictRemoved:
@@ -400,7 +439,8 @@ func (o *Orchestrator) ladder(ctx context.Context, a monitor.Agent, failure stri
 			o.cfg.Changed(tr)
 		}
 		return false
-	case VerdictRestartedByEngine:
+	case VerdictRestartedByEngine, VerdictRestarting:
+		// The engine is at it already: give it the time a restart gets.
 		if o.waitBeat(ctx, a) {
 			return true
 		}
@@ -413,7 +453,12 @@ func (o *Orchestrator) ladder(ctx context.Context, a monitor.Agent, failure stri
 	if grace <= 0 {
 		grace = 10 * time.Second
 	}
-	res, err = o.cfg.Docker.Restart(ctx, c, grace)
+	// The grace comes from the agent's beat: a wild one must not hold a
+	// recovery slot for hours.
+	grace = min(grace, maxGrace)
+	rctx, cancel := context.WithTimeout(ctx, grace+engineCallTimeout)
+	res, err = o.cfg.Docker.Restart(rctx, c, grace)
+	cancel()
 	o.history(a.AgentID, res)
 	steps = append(steps, res)
 	if err == nil && o.waitBeat(ctx, a) {
@@ -422,7 +467,9 @@ func (o *Orchestrator) ladder(ctx context.Context, a monitor.Agent, failure stri
 	if ctx.Err() != nil {
 		return false
 	}
-	res, err = o.cfg.Docker.Replace(ctx, c, grace)
+	rctx, cancel = context.WithTimeout(ctx, grace+3*engineCallTimeout)
+	res, err = o.cfg.Docker.Replace(rctx, c, grace)
+	cancel()
 	o.history(a.AgentID, res)
 	steps = append(steps, res)
 	if err == nil && o.waitBeat(ctx, a) {
@@ -456,7 +503,7 @@ func (o *Orchestrator) waitBeat(ctx context.Context, a monitor.Agent) bool {
 			if !ok {
 				return false
 			}
-			if now.State == monitor.Healthy || now.State == monitor.Stopped {
+			if now.State == monitor.Healthy {
 				return true
 			}
 		}

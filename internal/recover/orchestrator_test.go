@@ -90,7 +90,7 @@ func newRig(t *testing.T, coord Coordinator) *rig {
 	}
 	r := &rig{mon: monitor.New(monitor.Config{}), hook: h, steps: make(chan StepResult, 100)}
 	cfg := OrchestratorConfig{
-		Fleet: r.mon, Alerter: alerter, Guard: NewGuard(GuardConfig{}),
+		Fleet: r.mon, Alerter: alerter, Guard: NewGuard(GuardConfig{BackoffBase: 50 * time.Millisecond}),
 		Settle: 10 * time.Millisecond, Logger: log,
 		OnStep: func(_ string, s StepResult) { r.steps <- s },
 	}
@@ -227,8 +227,9 @@ func TestClaimLostToAnotherReplica(t *testing.T) {
 	r.beat("c1", 2, wire.StatusExited, &code)
 	waitFor(t, "a claim attempt", func() bool { c.mu.Lock(); defer c.mu.Unlock(); return c.claims > 0 })
 	time.Sleep(300 * time.Millisecond)
-	if a, _ := r.mon.Get("c1"); a.State != monitor.Failed || len(a.Recoveries) != 0 {
-		t.Errorf("a failure claimed by another replica was acted on: %s %+v", a.State, a.Recoveries)
+	a, _ := r.mon.Get("c1")
+	if a.State != monitor.Failed || len(a.Recoveries) != 1 || a.Recoveries[0].Error != "claimed by another replica" {
+		t.Errorf("a failure claimed by another replica: %s %+v, want failed with one skipped step saying so", a.State, a.Recoveries)
 	}
 }
 
@@ -247,5 +248,59 @@ func TestClaimErrorIsRetried(t *testing.T) {
 	c.mu.Unlock()
 	if s := r.waitStep(t, StepAlert); s.Result != ResultOK {
 		t.Fatalf("alert after the claim went through = %+v", s)
+	}
+}
+
+func stalledBeat(id string, seq uint64, onStall string) wire.Beat {
+	return wire.Beat{AgentID: id, AgentType: "t", Sequence: seq, Status: wire.StatusStalled, IntervalMs: 1000,
+		PID: 7, StallReason: "no progress for 5m0s", OnStall: onStall}
+}
+
+// A stalled agent keeps beating, so each retry sees a new sequence: the
+// failure must keep one id, one alert, and be resolved once.
+func TestStalledRetriesKeepOneIncident(t *testing.T) {
+	r := newRig(t, nil)
+	seq := uint64(0)
+	feed := func(b wire.Beat) {
+		if tr, ok := r.mon.Observe(b, time.Now()); ok {
+			a, _ := r.mon.Get(b.AgentID)
+			r.orch.Changed(tr, a)
+		}
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	alerts := 0
+	for time.Now().Before(deadline) {
+		seq++
+		feed(stalledBeat("s1", seq, "report"))
+		time.Sleep(20 * time.Millisecond)
+		if a, _ := r.mon.Get("s1"); len(a.Recoveries) > alerts {
+			alerts = len(a.Recoveries)
+		}
+	}
+	if alerts < 2 {
+		t.Fatalf("only %d recovery attempts in 2s; the test needs retries", alerts)
+	}
+	seq++
+	feed(wire.Beat{AgentID: "s1", AgentType: "t", Sequence: seq, Status: wire.StatusHealthy, IntervalMs: 1000, PID: 7})
+	waitFor(t, "the resolve", func() bool {
+		ev := r.hook.events("s1")
+		return len(ev) > 0 && ev[len(ev)-1] == "resolve"
+	})
+	if ev := r.hook.events("s1"); len(ev) != 2 {
+		t.Errorf("webhook got %v for one stall with %d attempts, want one trigger and one resolve", ev, alerts)
+	}
+}
+
+// beatwrap --on-stall restart heals the stall itself: the watcher stays out.
+func TestSelfHealingStallLeftToBeatwrap(t *testing.T) {
+	r := newRig(t, nil)
+	b := stalledBeat("h1", 1, "restart")
+	if tr, ok := r.mon.Observe(b, time.Now()); ok {
+		a, _ := r.mon.Get("h1")
+		r.orch.Changed(tr, a)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if a, _ := r.mon.Get("h1"); a.State != monitor.Stalled || len(a.Recoveries) != 0 || !a.SelfHeals {
+		t.Errorf("self-healing stall: state %s, selfHeals %v, steps %+v; want stalled and untouched", a.State, a.SelfHeals, a.Recoveries)
 	}
 }
