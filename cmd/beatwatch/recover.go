@@ -17,9 +17,11 @@ type recoverOptions struct {
 	budget, brakeMin, maxBusy int
 	brakeFraction             float64
 	repeat, beatWait          time.Duration
+
+	alerter *recover.Alerter // built by validate, so a bad webhook stops nothing started
 }
 
-func (o *recoverOptions) validate() error {
+func (o *recoverOptions) validate(log *slog.Logger) error {
 	switch o.mode {
 	case "", "docker", "none":
 	default:
@@ -41,6 +43,22 @@ func (o *recoverOptions) validate() error {
 	}
 	if o.maxBusy < 1 {
 		return cli.Usagef("--max-recoveries must be at least 1, got %d", o.maxBusy)
+	}
+	if o.brakeMin < 1 {
+		return cli.Usagef("--brake-min-agents must be at least 1, got %d", o.brakeMin)
+	}
+	if o.repeat <= 0 {
+		return cli.Usagef("--alert-repeat must be positive, got %q", o.repeat)
+	}
+	if o.beatWait < 0 {
+		return cli.Usagef("--recover-wait must not be negative, got %q", o.beatWait)
+	}
+	if o.webhook != "" {
+		a, err := recover.NewAlerter(recover.AlertConfig{URL: o.webhook, Format: o.format, Repeat: o.repeat, Logger: log})
+		if err != nil {
+			return cli.Usagef("%v", err)
+		}
+		o.alerter = a
 	}
 	return nil
 }
@@ -79,16 +97,8 @@ func (o *recoverOptions) attach(ctx context.Context, w *watch.Watcher, log *slog
 			}
 		}
 	}
-	var alerter *recover.Alerter
-	if o.webhook != "" {
-		a, err := recover.NewAlerter(recover.AlertConfig{URL: o.webhook, Format: o.format, Repeat: o.repeat, Logger: log})
-		if err != nil {
-			return cleanup, cli.Usagef("--alert-webhook: %v", err)
-		}
-		alerter = a
-	}
 	cfg := recover.OrchestratorConfig{
-		Fleet: w.Monitor(), Docker: docker, Alerter: alerter,
+		Fleet: w.Monitor(), Docker: docker, Alerter: o.alerter,
 		Guard: recover.NewGuard(recover.GuardConfig{
 			Budget: o.budget, BrakeFraction: o.brakeFraction, BrakeMinAgents: o.brakeMin, MaxInFlight: o.maxBusy,
 		}),

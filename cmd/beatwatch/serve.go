@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"io"
+	"net"
 	"os"
 	"time"
 
@@ -95,7 +96,10 @@ func (o *serveOptions) config(stderr io.Writer) (watch.Config, error) {
 	if o.missedBeats < 1 {
 		return watch.Config{}, cli.Usagef("--missed-beats must be at least 1, got %d", o.missedBeats)
 	}
-	if err := o.recover.validate(); err != nil {
+	if _, _, err := net.SplitHostPort(o.listen); err != nil {
+		return watch.Config{}, cli.Usagef("--listen must be host:port, got %q", o.listen)
+	}
+	if err := o.recover.validate(log); err != nil {
 		return watch.Config{}, err
 	}
 	return watch.Config{

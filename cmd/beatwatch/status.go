@@ -178,7 +178,7 @@ func printTable(out io.Writer, sum dashboard.Summary, now time.Time) {
 		}
 		task := a.CurrentTask
 		if len(task) > 40 {
-			task = task[:39] + "…"
+			task = cutRunes(task, 39) + "…"
 		}
 		if task == "" {
 			task = "-"
@@ -188,4 +188,15 @@ func printTable(out io.Writer, sum dashboard.Summary, now time.Time) {
 	tw.Flush()
 	fmt.Fprintf(out, "%d agents: %d healthy, %d stalled, %d missing, %d failed, %d recovering, %d stopped\n",
 		sum.Total, sum.Healthy, sum.Stalled, sum.Missing, sum.Failed, sum.Recovering, sum.Stopped)
+}
+
+// cutRunes keeps the first n characters of s.
+func cutRunes(s string, n int) string {
+	for i := range s {
+		if n == 0 {
+			return s[:i]
+		}
+		n--
+	}
+	return s
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -105,6 +106,12 @@ func TestBadFlagsExit2NamingTheFlag(t *testing.T) {
 		{[]string{"--redis", "http://127.0.0.1:6379"}, nil, "--redis"},
 		{[]string{"serve", "--recover", "kubernetes"}, nil, "--recover"},
 		{[]string{"serve", "--alert-format", "email"}, nil, "--alert-format"},
+		{[]string{"--listen", "bogus"}, nil, "--listen"},
+		{[]string{"--recover-wait", "-5s"}, nil, "--recover-wait"},
+		{[]string{"--alert-repeat", "-1s"}, nil, "--alert-repeat"},
+		{[]string{"--brake-min-agents", "0"}, nil, "--brake-min-agents"},
+		{[]string{"--brake-fraction", "1.5"}, nil, "--brake-fraction"},
+		{[]string{"--recover", "docker", "--alert-webhook", "ftp://x"}, nil, "--alert-webhook"},
 		{[]string{"serve", "--log-level", "loud"}, nil, "--log-level"},
 		{[]string{"serve", "--no-such-flag"}, nil, "--no-such-flag"},
 		{[]string{"serve"}, []string{"BEATWATCH_CHECK_INTERVAL=fast"}, "BEATWATCH_CHECK_INTERVAL"},
@@ -116,7 +123,7 @@ func TestBadFlagsExit2NamingTheFlag(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(strings.Join(append(tt.env, tt.args...), " "), func(t *testing.T) {
 			args := tt.args
-			if args[0] != "status" {
+			if args[0] != "status" && !slices.Contains(args, "--listen") {
 				args = append(args, "--listen", "127.0.0.1:0")
 			}
 			p := startProc(t, "cmd/beatwatch", tt.env, args...)

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // Formats of the alert webhook (--alert-format).
@@ -447,7 +448,12 @@ func pagerDutyEvent(al Alert, key, source string) any {
 	}
 	summary := al.Summary
 	if len(summary) > pdSummaryMax {
-		summary = summary[:pdSummaryMax]
+		// Cut on a character boundary: PagerDuty rejects invalid UTF-8.
+		n := pdSummaryMax
+		for n > 0 && !utf8.RuneStart(summary[n]) {
+			n--
+		}
+		summary = summary[:n]
 	}
 	details := map[string]any{}
 	for k, v := range al.Details {

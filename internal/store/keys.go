@@ -25,10 +25,6 @@ func (k Keys) AgentID(key string) string { return key[len(k.prefix("agent:")):] 
 // Channel is the pub/sub channel beats are published on.
 func (k Keys) Channel() string { return k.prefix("heartbeats") }
 
-// WatcherState is the hash where beatwatch keeps the states it has declared,
-// so that a restarted watcher neither forgets a failure nor repeats it.
-func (k Keys) WatcherState() string { return k.prefix("beatwatch:state") }
-
 // Lease is the key the recovering beatwatch replica holds.
 func (k Keys) Lease() string { return k.prefix("beatwatch:lease") }
 

@@ -175,35 +175,6 @@ func (w *Watcher) Agents(ctx context.Context) ([]AgentHash, error) {
 	}
 }
 
-// SaveState records the state beatwatch declared for an agent (a small JSON
-// document), so a restarted watcher remembers failures it already handled.
-func (w *Watcher) SaveState(ctx context.Context, id string, doc []byte) error {
-	if err := w.client.HSet(ctx, w.keys.WatcherState(), id, doc).Err(); err != nil {
-		return fmt.Errorf("save state of %s in redis %s: %w", id, w.addr, err)
-	}
-	return nil
-}
-
-// DeleteState forgets an agent's declared state.
-func (w *Watcher) DeleteState(ctx context.Context, ids ...string) error {
-	if len(ids) == 0 {
-		return nil
-	}
-	if err := w.client.HDel(ctx, w.keys.WatcherState(), ids...).Err(); err != nil {
-		return fmt.Errorf("delete states in redis %s: %w", w.addr, err)
-	}
-	return nil
-}
-
-// States reads every declared state.
-func (w *Watcher) States(ctx context.Context) (map[string]string, error) {
-	m, err := w.client.HGetAll(ctx, w.keys.WatcherState()).Result()
-	if err != nil {
-		return nil, fmt.Errorf("read states in redis %s: %w", w.addr, err)
-	}
-	return m, nil
-}
-
 // renewScript extends the lease only if the caller still holds it.
 var renewScript = redis.NewScript(`
 if redis.call("GET", KEYS[1]) == ARGV[1] then
