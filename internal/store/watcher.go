@@ -13,8 +13,8 @@ import (
 )
 
 // Watcher is beatwatch's side of Redis: the heartbeats subscription, the
-// agent hashes it rebuilds its view from, the states it has declared, and the
-// lease and claims that let several replicas recover each failure once.
+// agent hashes it rebuilds its view from, and the lease and claims that let
+// several replicas recover each failure once.
 type Watcher struct {
 	client *redis.Client
 	keys   Keys
