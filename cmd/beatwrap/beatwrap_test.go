@@ -402,6 +402,8 @@ func TestBadFlagsExit2NamingTheFlag(t *testing.T) {
 		{[]string{"--redis", "http://x", "--", "true"}, nil, "--redis"},
 		{[]string{"--no-such-flag", "--", "true"}, nil, "--no-such-flag"},
 		{[]string{"--", "true"}, []string{"BEATWRAP_INTERVAL=fast"}, "BEATWRAP_INTERVAL"},
+		{[]string{"--container-id", "76dda71e677f", "--", "true"}, nil, `--container-id must be the full id, 64 lowercase hex digits, got "76dda71e677f"`},
+		{[]string{"--container-id", strings.Repeat("A", 64), "--", "true"}, nil, "--container-id"},
 		{[]string{}, nil, "COMMAND"},
 	}
 	for _, tt := range tests {

@@ -34,8 +34,11 @@
 //	--log-format          BEATWRAP_LOG_FORMAT          auto, text or json
 //	--log-level           BEATWRAP_LOG_LEVEL           debug, info, warn or error
 //
-// The child gets BEATWRAP_SOCKET and BEATWRAP_AGENT_ID, and
-// PYTHONUNBUFFERED=1 (unless set) when its output is watched for progress.
-// `beatwrap report` reads BEATWRAP_SOCKET. Every flag is described in full
+// The child gets BEATWRAP_SOCKET (unless the socket could not be opened) and
+// BEATWRAP_AGENT_ID, and PYTHONUNBUFFERED=1 (unless set) when its output is
+// watched for progress; BEATWRAP_TOKEN, BEATWRAP_REDIS and BEATWRAP_WATCHER
+// are removed from its environment. `beatwrap report` reads BEATWRAP_SOCKET;
+// a beatwrap run by another one (BEATWRAP_AGENT_ID is set) does not take it
+// for its own --socket. Every flag is described in full
 // by `beatwrap --help` and in the README's flag reference.
 package main

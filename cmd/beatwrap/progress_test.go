@@ -513,6 +513,57 @@ exec sleep 60`, dir, bin)
 	}
 }
 
+// TestOnStallRestartBeatsAtOnce: the restarted child's first beat goes out
+// as soon as it starts, not at the next interval (5s here), so a watcher
+// that saw the agent stalled sees it back before it recovers the agent a
+// second time; and every beat says what beatwrap does about a stall.
+func TestOnStallRestartBeatsAtOnce(t *testing.T) {
+	url := testutil.RedisURL(t)
+	bin := testutil.Binary(t, "cmd/beatwrap")
+	bs := subscribe(t, url)
+	dir := shortDir(t)
+	script := fmt.Sprintf(`%s report --task work --active 1 || exit 9
+exec sleep 60`, bin)
+	args := []string{"--redis", url, "--namespace", bs.ns, "--id", "again", "--interval", "5s",
+		"--socket", filepath.Join(dir, "s.sock"), "--stall-timeout", "1s", "--on-stall", "restart", "--grace", "1s", "--"}
+	startBeatwrap(t, nil, append(args, "sh", "-c", script)...)
+
+	stalled := bs.next(10*time.Second, func(b wire.Beat) bool { return b.Status == wire.StatusStalled })
+	if stalled.OnStall != "restart" {
+		t.Errorf("stalled beat onStall = %q, want restart", stalled.OnStall)
+	}
+	back := bs.next(10*time.Second, func(b wire.Beat) bool { return b.Restarts == 1 })
+	if took := time.Duration(back.Timestamp-stalled.Timestamp) * time.Millisecond; took > 2*time.Second {
+		t.Errorf("first beat of the restarted child came %v after the stalled one, want at once, not at the next 5s interval", took)
+	}
+	if back.Status == wire.StatusStalled || back.Status.Final() || back.PID == stalled.PID || back.OnStall != "restart" {
+		t.Errorf("first beat after the restart: %s onStall=%q, want a new child, not stalled, onStall restart", describe(back), back.OnStall)
+	}
+}
+
+// TestOnStallRestartGivesUpAsFailure: an agent that beatwrap stops restarting
+// at --restart-limit ends as a failure even when it honours SIGTERM with 0:
+// a final exited beat with exitCode 1, and exit code 1.
+func TestOnStallRestartGivesUpAsFailure(t *testing.T) {
+	url := testutil.RedisURL(t)
+	bin := testutil.Binary(t, "cmd/beatwrap")
+	bs := subscribe(t, url)
+	dir := shortDir(t)
+	script := fmt.Sprintf(`trap 'exit 0' TERM
+%s report --task work --active 1 || exit 9
+sleep 60 & wait`, bin)
+	args := beatArgs(url, bs, "giveup", filepath.Join(dir, "s.sock"),
+		"--stall-timeout", "1s", "--on-stall", "restart", "--restart-limit", "0", "--grace", "2s", "--")
+	r := startBeatwrap(t, nil, append(args, "sh", "-c", script)...)
+	if code := r.wait(10 * time.Second); code != 1 {
+		t.Errorf("exit code = %d, want 1 (a stalled agent given up on, although it exited 0); stderr:\n%s", code, r.stderr)
+	}
+	final := bs.next(5*time.Second, func(b wire.Beat) bool { return b.Status.Final() })
+	if final.Status != wire.StatusExited || final.ExitCode == nil || *final.ExitCode != 1 {
+		t.Errorf("final beat %s exitCode=%v, want exited with exitCode 1", describe(final), final.ExitCode)
+	}
+}
+
 // TestOnStallExit: --on-stall exit stops the stalled child and exits
 // non-zero, even when the child honours SIGTERM with 0, after a final exited
 // beat, so the container or beatwatch takes over.

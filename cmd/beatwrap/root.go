@@ -40,6 +40,26 @@ type options struct {
 	busyQueue, recoveringErrors                  int
 	subreaper                                    bool
 	log                                          cli.LogOptions
+
+	// redisFlag and watcherFlag say that --redis and --watcher were given
+	// on the command line, not by a variable.
+	redisFlag, watcherFlag bool
+}
+
+// wrapperEnv is the environment as the flags of beatwrap itself read it.
+// Under another beatwrap (BEATWRAP_AGENT_ID is set), BEATWRAP_SOCKET is the
+// outer one's socket, set for its agent, which is us: taking it for our own
+// --socket would find it in use. `beatwrap report` still reads it.
+func wrapperEnv(getenv func(string) string) func(string) string {
+	if getenv("BEATWRAP_AGENT_ID") == "" {
+		return getenv
+	}
+	return func(name string) string {
+		if name == "BEATWRAP_SOCKET" {
+			return ""
+		}
+		return getenv(name)
+	}
 }
 
 func newRoot(ctx context.Context, stdout, stderr io.Writer) *cobra.Command {
@@ -59,7 +79,11 @@ Every flag can also be set by the variable named after it.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := cli.BindEnv(cmd.Flags(), envPrefix, os.Getenv); err != nil {
+			f := cmd.Flags()
+			// Which of the exclusive pair the command line gave: BindEnv
+			// marks the flags it sets from variables as changed too.
+			o.redisFlag, o.watcherFlag = f.Changed("redis"), f.Changed("watcher")
+			if err := cli.BindEnv(f, envPrefix, wrapperEnv(os.Getenv)); err != nil {
 				return err
 			}
 			if len(args) == 0 {
@@ -151,16 +175,30 @@ func (o *options) config(argv []string, stderr io.Writer) (wrap.Config, error) {
 	}
 	if o.containerID == "" {
 		o.containerID = probe.ContainerID("/proc")
+	} else if !probe.IsContainerID(o.containerID) {
+		return wrap.Config{}, cli.Usagef("--container-id must be the full id, 64 lowercase hex digits, got %q", o.containerID)
 	}
 
+	if o.watcher != "" && o.redisURL != "" {
+		// The flag wins over the variable: --watcher on the command line
+		// with BEATWRAP_REDIS in the environment sends to the watcher.
+		switch {
+		case o.redisFlag && o.watcherFlag:
+			return wrap.Config{}, cli.Usagef("--redis and --watcher are exclusive: beats go to one of them, got both")
+		case o.redisFlag:
+			o.watcher = ""
+		case o.watcherFlag:
+			o.redisURL = ""
+		default:
+			return wrap.Config{}, cli.Usagef("BEATWRAP_REDIS and BEATWRAP_WATCHER are exclusive: beats go to one of them, got both")
+		}
+	}
 	var pub store.Publisher
 	redisURL := o.redisURL
 	if redisURL == "" && o.watcher == "" {
 		redisURL = os.Getenv("REDIS_URL")
 	}
 	switch {
-	case o.watcher != "" && o.redisURL != "":
-		return wrap.Config{}, cli.Usagef("--redis and --watcher are exclusive: beats go to one of them, got both")
 	case o.watcher != "":
 		h, err := store.NewHTTP(o.watcher, o.token, 0)
 		if err != nil {

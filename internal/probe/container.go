@@ -8,30 +8,27 @@ import (
 )
 
 // ContainerID returns the id of the container the current process runs in,
-// read from <procRoot>/self/cgroup, then <procRoot>/self/mountinfo, then the
-// host name; "" when it runs in none that can be told. It is the full 64-hex
-// id, or the 12-hex short id when only Docker's default host name gives it
-// away.
+// read from <procRoot>/self/cgroup, then <procRoot>/self/mountinfo; "" when
+// it runs in none that can be told. It is always the full id (see
+// IsContainerID): Docker's default host name is the 12-hex short id, but a
+// beat carries the full id or none, so the host name is not used.
 func ContainerID(procRoot string) string {
 	cgroup, _ := os.ReadFile(filepath.Join(procRoot, "self", "cgroup"))
 	mountinfo, _ := os.ReadFile(filepath.Join(procRoot, "self", "mountinfo"))
-	host, _ := os.Hostname()
-	return containerIDFrom(cgroup, mountinfo, host)
+	return containerIDFrom(cgroup, mountinfo)
 }
 
-// containerIDFrom finds a container id in the content of /proc/self/cgroup,
-// /proc/self/mountinfo and the host name, in that order of trust.
-func containerIDFrom(cgroup, mountinfo []byte, hostname string) string {
+// IsContainerID reports whether s is a full container id as a beat carries
+// it: 64 lowercase hexadecimal digits.
+func IsContainerID(s string) bool { return isHex(s, 64) }
+
+// containerIDFrom finds a container id in the content of /proc/self/cgroup
+// and /proc/self/mountinfo, in that order of trust.
+func containerIDFrom(cgroup, mountinfo []byte) string {
 	if id := idFromCgroup(cgroup); id != "" {
 		return id
 	}
-	if id := idFromMountinfo(mountinfo); id != "" {
-		return id
-	}
-	if isHex(hostname, 12) {
-		return hostname
-	}
-	return ""
+	return idFromMountinfo(mountinfo)
 }
 
 // idFromCgroup looks at the cgroup path of each line

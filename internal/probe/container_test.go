@@ -25,7 +25,9 @@ func TestContainerIDFromFixtures(t *testing.T) {
 		{"k8s-v2-cgroupns", ""},
 		{"podman", "2f259bab93aaaaa2542ba43ef33eb990d0999ee1b9924b557b7be53c0b7a1bb9"},
 		{"podman-rootless-mountinfo", "56dfa3bc944415a972b0fe05883435f6f061150cc65600d923a24fd565932362"},
-		{"hostname-only", "76dda71e677f"},
+		// Docker's default host name is the 12-hex short id, and a beat
+		// carries the full id or none.
+		{"hostname-only", ""},
 		{"host", ""},
 		{"sandbox", ""},
 	}
@@ -34,8 +36,7 @@ func TestContainerIDFromFixtures(t *testing.T) {
 			dir := filepath.Join("testdata", "containerid", tt.dir)
 			cgroup := readFixture(t, filepath.Join(dir, "cgroup"))
 			mountinfo := readFixture(t, filepath.Join(dir, "mountinfo"))
-			host := strings.TrimSpace(string(readFixture(t, filepath.Join(dir, "hostname"))))
-			if got := containerIDFrom(cgroup, mountinfo, host); got != tt.want {
+			if got := containerIDFrom(cgroup, mountinfo); got != tt.want {
 				t.Errorf("containerIDFrom(%s) = %q, want %q", tt.dir, got, tt.want)
 			}
 		})
@@ -48,27 +49,46 @@ func TestContainerIDFrom(t *testing.T) {
 		name      string
 		cgroup    string
 		mountinfo string
-		host      string
 		want      string
 	}{
-		{"cgroup wins over mountinfo", "0::/docker/" + id + "\n", "1 0 8:1 /var/lib/docker/containers/" + strings.Repeat("f", 64) + "/hostname /etc/hostname rw - ext4 /dev/sda1 rw\n", "", id},
-		{"cgroup line without newline", "0::/system.slice/docker-" + id + ".scope", "", "", id},
-		{"conmon is not the container", "0::/machine.slice/libpod-conmon-" + id + ".scope\n", "", "", ""},
-		{"uppercase hex is not an id", "0::/docker/" + strings.ToUpper(id) + "\n", "", "", ""},
-		{"63 hex is not an id", "0::/docker/" + id[1:] + "\n", "", "", ""},
-		{"mountinfo needs the slash after the id", "", "1 0 8:1 /var/lib/docker/containers/" + id + "x/hostname /etc/hostname rw - ext4 /dev/sda1 rw\n", "", ""},
-		{"mountinfo at end of input", "", "1 0 8:1 /var/lib/docker/containers/" + id, "", ""},
-		{"short host name", "", "", "0123456789ab", "0123456789ab"},
-		{"uppercase host name", "", "", "0123456789AB", ""},
-		{"13 hex host name", "", "", "0123456789abc", ""},
-		{"ordinary host name", "", "", "node-7", ""},
-		{"nothing", "", "", "", ""},
+		{"cgroup wins over mountinfo", "0::/docker/" + id + "\n", "1 0 8:1 /var/lib/docker/containers/" + strings.Repeat("f", 64) + "/hostname /etc/hostname rw - ext4 /dev/sda1 rw\n", id},
+		{"cgroup line without newline", "0::/system.slice/docker-" + id + ".scope", "", id},
+		{"conmon is not the container", "0::/machine.slice/libpod-conmon-" + id + ".scope\n", "", ""},
+		{"uppercase hex is not an id", "0::/docker/" + strings.ToUpper(id) + "\n", "", ""},
+		{"63 hex is not an id", "0::/docker/" + id[1:] + "\n", "", ""},
+		{"short id is not an id", "0::/docker/" + id[:12] + "\n", "", ""},
+		{"mountinfo", "", "1 0 8:1 /var/lib/docker/containers/" + id + "/hostname /etc/hostname rw - ext4 /dev/sda1 rw\n", id},
+		{"mountinfo needs the slash after the id", "", "1 0 8:1 /var/lib/docker/containers/" + id + "x/hostname /etc/hostname rw - ext4 /dev/sda1 rw\n", ""},
+		{"mountinfo at end of input", "", "1 0 8:1 /var/lib/docker/containers/" + id, ""},
+		{"nothing", "", "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := containerIDFrom([]byte(tt.cgroup), []byte(tt.mountinfo), tt.host)
+			got := containerIDFrom([]byte(tt.cgroup), []byte(tt.mountinfo))
 			if got != tt.want {
 				t.Errorf("containerIDFrom = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestIsContainerID(t *testing.T) {
+	const id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	tests := []struct {
+		in   string
+		want bool
+	}{
+		{id, true},
+		{"", false},
+		{id[:12], false},
+		{id + "0", false},
+		{strings.ToUpper(id), false},
+		{id[:63] + "g", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			if got := IsContainerID(tt.in); got != tt.want {
+				t.Errorf("IsContainerID(%q) = %v, want %v", tt.in, got, tt.want)
 			}
 		})
 	}

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,12 +21,19 @@ import (
 
 // DefaultSocketPath is where beatwrap puts the progress socket of agent id
 // when --socket is not given: $XDG_RUNTIME_DIR/beatwrap/<id>.sock, else
-// /tmp/beatwrap-<uid>/<id>.sock.
+// /tmp/beatwrap-<uid>/<id>.sock. When that path is longer than a unix socket
+// address holds (a long id), the file is named after a hash of the id
+// instead: the first 16 hex digits of its SHA-256, then .sock.
 func DefaultSocketPath(id string) string {
-	if dir := os.Getenv("XDG_RUNTIME_DIR"); dir != "" {
-		return filepath.Join(dir, "beatwrap", id+".sock")
+	dir := filepath.Join("/tmp", "beatwrap-"+strconv.Itoa(os.Getuid()))
+	if xdg := os.Getenv("XDG_RUNTIME_DIR"); xdg != "" {
+		dir = filepath.Join(xdg, "beatwrap")
 	}
-	return filepath.Join("/tmp", "beatwrap-"+strconv.Itoa(os.Getuid()), id+".sock")
+	if path := filepath.Join(dir, id+".sock"); len(path) <= maxSocketPath {
+		return path
+	}
+	sum := sha256.Sum256([]byte(id))
+	return filepath.Join(dir, hex.EncodeToString(sum[:8])+".sock")
 }
 
 // Client is one connection to a progress socket, for an agent that connects

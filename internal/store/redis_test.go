@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -193,6 +194,86 @@ func TestSenderSurvivesOutage(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "beats delivered again") {
 		t.Errorf("end of outage not logged:\n%s", logs.String())
+	}
+}
+
+// TestSenderLogsRejectionsOnce: a run of rejected beats (a wrong token)
+// logs one warning when it starts and one line when beats are accepted
+// again, not one per beat.
+func TestSenderLogsRejectionsOnce(t *testing.T) {
+	var accept atomic.Bool
+	answered := make(chan int, 100)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		if accept.Load() {
+			w.WriteHeader(http.StatusAccepted)
+			answered <- http.StatusAccepted
+			return
+		}
+		http.Error(w, `{"error":"unauthorized"}`, http.StatusUnauthorized)
+		answered <- http.StatusUnauthorized
+	}))
+	defer srv.Close()
+	pub, err := NewHTTP(srv.URL, "wrong", time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	logs := &testutil.Buffer{}
+	s := NewSender(pub, time.Second, slog.New(slog.NewTextHandler(logs, nil)))
+	s.delivered = make(chan wire.Beat, 100)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Error("Sender.Run did not stop after cancel")
+		}
+	}()
+
+	rejectRun := func(from, to uint64) {
+		t.Helper()
+		accept.Store(false)
+		for seq := from; seq <= to; seq++ {
+			s.Offer(testBeat("a1", seq, wire.StatusHealthy))
+			select {
+			case code := <-answered:
+				if code != http.StatusUnauthorized {
+					t.Fatalf("beat %d answered %d, want 401", seq, code)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("beat %d not sent within 5s", seq)
+			}
+		}
+	}
+	acceptOne := func(seq uint64) {
+		t.Helper()
+		accept.Store(true)
+		s.Offer(testBeat("a1", seq, wire.StatusHealthy))
+		waitDelivered(t, s.delivered, seq)
+		// The answers were sent before the responses: all are there.
+		for len(answered) > 0 {
+			<-answered
+		}
+	}
+	rejectRun(1, 5)
+	acceptOne(6)
+	acceptOne(7)
+	rejectRun(8, 10)
+	acceptOne(11)
+
+	got := logs.String()
+	if n := strings.Count(got, "level=WARN"); n != 2 {
+		t.Errorf("two runs of rejected beats logged %d warnings, want 2:\n%s", n, got)
+	}
+	if n := strings.Count(got, "beats accepted again"); n != 2 {
+		t.Errorf("beats accepted after two runs of rejections logged %d times, want 2:\n%s", n, got)
+	}
+	if !strings.Contains(got, "401") {
+		t.Errorf("the warning does not say why the beats were rejected:\n%s", got)
 	}
 }
 

@@ -92,6 +92,7 @@ func (s *Sender) putBack(b wire.Beat) {
 func (s *Sender) Run(ctx context.Context) error {
 	registered := false
 	var down time.Time // zero while the backend is up
+	rejected := false  // the last beat was rejected
 	wait := s.backoff.Min
 	for {
 		select {
@@ -109,6 +110,10 @@ func (s *Sender) Run(ctx context.Context) error {
 				return nil
 			}
 			if err == nil {
+				if rejected {
+					s.log.Info("beats accepted again", "to", s.pub.String())
+					rejected = false
+				}
 				if !down.IsZero() {
 					s.log.Info("beats delivered again", "to", s.pub.String(), "outage", time.Since(down).Round(time.Millisecond).String())
 					down = time.Time{}
@@ -121,8 +126,12 @@ func (s *Sender) Run(ctx context.Context) error {
 			}
 			if errors.Is(err, ErrRejected) {
 				// The backend is there and said no: retrying the same beat
-				// will not help, the next one may.
-				s.log.Warn("beat rejected", "to", s.pub.String(), "error", err)
+				// will not help, the next one may. A wrong token rejects
+				// every beat: say so once, not at every interval.
+				if !rejected {
+					s.log.Warn("beats rejected; the agent keeps running, later beats are sent as usual", "to", s.pub.String(), "error", err)
+					rejected = true
+				}
 				continue
 			}
 			if down.IsZero() {

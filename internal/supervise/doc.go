@@ -2,7 +2,9 @@
 // process would, and starts it again in place when the restart policy says so.
 //
 // The child runs in its own process group with beatwrap's stdin, stdout and
-// stderr. Signals that beatwrap receives are handed to Supervisor.Signal, which
+// stderr. When stdin is beatwrap's terminal and beatwrap is in its
+// foreground, the child's group takes the foreground (an agent may read the
+// terminal) and beatwrap takes it back when the child ends. Signals that beatwrap receives are handed to Supervisor.Signal, which
 // forwards them to the child; SIGTERM and SIGINT run the stop sequence instead
 // (the signal, a grace period, then SIGKILL to the whole group; a second one
 // skips the wait). As PID 1, or as a child subreaper, one reaper loop collects

@@ -19,7 +19,8 @@ type loop struct {
 	ctx     context.Context
 	io      *childIO
 
-	pid       int // current child, 0 between runs
+	pid       int  // current child, 0 between runs
+	tty       bool // the child was given the terminal's foreground
 	startedAt time.Time
 	starts    int
 	failures  int         // policy restarts in a row, for the backoff
@@ -75,8 +76,17 @@ func (l *loop) start() error {
 		Files: l.io.fds[:],
 		Sys:   &syscall.SysProcAttr{Setpgid: true},
 	}
+	if holdsForeground(l.io.fds[0]) {
+		// An agent that reads the terminal (a prompt, a REPL) must own
+		// it, as it would without us. With Foreground, Ctty is the
+		// descriptor in our numbering, not the child's.
+		attr.Sys.Foreground, attr.Sys.Ctty = true, int(l.io.fds[0])
+		l.tty = true
+	}
 	pid, err := syscall.ForkExec(path, cfg.Argv, attr)
 	if err != nil {
+		// The child may have taken the terminal before its exec failed.
+		l.reclaimTerminal()
 		return startError(cfg.Argv[0], err)
 	}
 	restarts := l.starts
@@ -138,12 +148,18 @@ func (l *loop) supervise() (e Exit, asked string) {
 			e.Killed = killed
 			if stopped {
 				e.Stopped, e.Reason = cause, reason
+			} else if l.tty && (e.Signal == syscall.SIGINT || e.Signal == syscall.SIGQUIT) {
+				// The child held the terminal, so Ctrl-C (or Ctrl-\)
+				// reached it and not us: the person at the terminal
+				// stopped it, which is a planned stop, not a crash.
+				e.Stopped, e.Reason = StopSignal, "interrupted at the terminal"
 			}
 			s.log.Info("agent exited", "pid", l.pid, "code", e.ExitCode(), "signal", signalName(e.Signal))
 			// Whatever the child left behind in its group goes with it: a
 			// new instance must not share the world with stale helpers, and
 			// beatwrap is about to exit otherwise.
 			l.killGroup()
+			l.reclaimTerminal()
 			s.mu.Lock()
 			s.pid = 0
 			s.mu.Unlock()
@@ -278,6 +294,19 @@ func (l *loop) killGroup() {
 	}
 	if err := syscall.Kill(-l.pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
 		l.s.log.Warn("cannot kill process group", "pid", l.pid, "error", err)
+	}
+}
+
+// reclaimTerminal puts beatwrap's own process group back in the foreground
+// of the terminal the child was given: the shell that started beatwrap, or
+// the next child, expects to find it there.
+func (l *loop) reclaimTerminal() {
+	if !l.tty {
+		return
+	}
+	l.tty = false
+	if err := setForeground(l.io.fds[0], syscall.Getpgrp()); err != nil {
+		l.s.log.Warn("cannot take the terminal back", "error", err)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/beatwrap/beatwrap/internal/probe"
@@ -54,13 +55,26 @@ const (
 type Result struct {
 	ExitCode int
 	// Stalled is set when beatwrap stopped the agent because it stalled
-	// (--on-stall exit).
+	// (--on-stall exit, or --on-stall restart once the restart limit is
+	// reached). It is a failure: ExitCode is then never 0.
 	Stalled bool
 }
 
 // Run supervises the agent until it ends for good and returns its exit code.
 // Canceling ctx stops the agent like SIGTERM does.
 func Run(ctx context.Context, cfg Config) (Result, error) {
+	// A reader of our output that goes away (beatwrap ... | head -1) must
+	// not kill beatwrap with SIGPIPE and leave the agent unsupervised. With
+	// a handler installed, a write to the closed pipe fails with EPIPE
+	// instead, and the output copier drops the output and goes on draining
+	// the child's pipe. A handler and not signal.Ignore: an ignored SIGPIPE
+	// is inherited through exec and would change how the child behaves,
+	// while a handled one is reset to the default for it. Nobody needs to
+	// read the channel: Notify drops what does not fit.
+	pipe := make(chan os.Signal, 1)
+	signal.Notify(pipe, syscall.SIGPIPE)
+	defer signal.Stop(pipe)
+
 	log := cfg.Log.With("agent", cfg.ID)
 	w := &wrapper{cfg: cfg, log: log, start: time.Now()}
 	w.tracker = progress.NewTracker(progress.TrackerConfig{StallTimeout: cfg.StallTimeout})
@@ -71,13 +85,20 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	w.sampler = sampler
 
+	// The socket is a convenience for the agent: a path too long, a folder
+	// we cannot write or a socket in use must not keep the agent from
+	// running. It runs without one (and without BEATWRAP_SOCKET), and its
+	// output still counts as progress.
+	socket := ""
 	srv, err := progress.Listen(cfg.SocketPath)
 	if err != nil {
-		return Result{}, fmt.Errorf("progress socket: %w", err)
+		log.Error("no progress socket; the agent runs without one", "error", err)
+	} else {
+		defer srv.Close()
+		socket = srv.Path()
 	}
-	defer srv.Close()
 
-	env := childEnv(os.Environ(), srv.Path(), cfg.ID)
+	env := childEnv(os.Environ(), socket, cfg.ID)
 	scfg := supervise.Config{
 		Argv:      cfg.Argv,
 		Env:       env,
@@ -104,7 +125,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		w.sender = store.NewSender(cfg.Publisher, min(cfg.Interval, 5*time.Second), log)
 		defer cfg.Publisher.Close()
 	}
-	log.Info("beatwrap starting", "id", cfg.ID, "type", cfg.Type, "socket", srv.Path(),
+	log.Info("beatwrap starting", "id", cfg.ID, "type", cfg.Type, "socket", socket,
 		"to", w.destination(), "interval", cfg.Interval.String(), "container", cfg.ContainerID)
 
 	var exit supervise.Exit
@@ -135,7 +156,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			}
 		}, func(error) { signal.Stop(sigs); close(done) })
 	}
-	{ // the progress socket
+	if srv != nil { // the progress socket
 		ctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error {
 			err := srv.Serve(ctx, w.tracker.Apply)
@@ -161,7 +182,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return Result{}, err
 	}
 
-	res := Result{ExitCode: exit.ExitCode(), Stalled: w.stallExit()}
+	// StopRequest is beatwrap giving up on a stalled agent: --on-stall exit,
+	// or --on-stall restart past the restart limit.
+	res := Result{ExitCode: exit.ExitCode(), Stalled: w.stallExit() || exit.Stopped == supervise.StopRequest}
 	if res.Stalled && res.ExitCode == 0 {
 		res.ExitCode = 1
 	}
@@ -199,11 +222,14 @@ func (w *wrapper) childStarted(pid, restarts int) {
 	w.tracker.ChildStarted()
 	w.mu.Lock()
 	w.pid, w.restarts = pid, restarts
-	w.sampled = false
+	w.last, w.sampled = probe.Sample{}, false // the last child's numbers are not this one's
 	w.stalled = false
 	w.mu.Unlock()
-	// The supervisor has logged the start.
-	if restarts == 0 && w.sender != nil {
+	// The supervisor has logged the start. Every start goes out at once,
+	// a start in place too: the watcher saw the agent stalled and must
+	// learn that it is back before it starts a recovery of its own, not an
+	// interval later. Starting is healthy to a watcher.
+	if w.sender != nil {
 		w.sender.Offer(w.beat(wire.StatusStarting))
 	}
 }
@@ -350,6 +376,9 @@ func (w *wrapper) beat(status wire.Status) wire.Beat {
 	if st.Stalled {
 		b.StallReason = st.StallReason
 	}
+	if w.cfg.StallTimeout > 0 {
+		b.OnStall = w.cfg.OnStall
+	}
 	return b
 }
 
@@ -380,20 +409,29 @@ func (w *wrapper) final(exit supervise.Exit, res Result) {
 	}
 }
 
-// childEnv is beatwrap's environment for the child, with BEATWRAP_SOCKET and
-// BEATWRAP_AGENT_ID set to this run's. Values inherited from an outer
-// beatwrap are dropped rather than shadowed: with a name twice in the
-// environment, programs disagree on which one they see (dash and Python take
-// the last, Node and C's getenv the first).
+// childEnv is beatwrap's environment for the child, with BEATWRAP_SOCKET
+// (unless socket is empty: there is none) and BEATWRAP_AGENT_ID set to this
+// run's. Values inherited from an outer beatwrap are dropped rather than
+// shadowed: with a name twice in the environment, programs disagree on which
+// one they see (dash and Python take the last, Node and C's getenv the
+// first). The secrets beatwrap was configured with are dropped too: the
+// agent may be driven by a model, and it has no use for the watcher's token
+// or the credentials in a Redis URL meant for beatwrap. REDIS_URL stays: the
+// agent may use that Redis itself.
 func childEnv(env []string, socket, id string) []string {
 	out := make([]string, 0, len(env)+2)
 	for _, kv := range env {
-		if strings.HasPrefix(kv, "BEATWRAP_SOCKET=") || strings.HasPrefix(kv, "BEATWRAP_AGENT_ID=") {
+		name, _, _ := strings.Cut(kv, "=")
+		switch name {
+		case "BEATWRAP_SOCKET", "BEATWRAP_AGENT_ID", "BEATWRAP_TOKEN", "BEATWRAP_REDIS", "BEATWRAP_WATCHER":
 			continue
 		}
 		out = append(out, kv)
 	}
-	return append(out, "BEATWRAP_SOCKET="+socket, "BEATWRAP_AGENT_ID="+id)
+	if socket != "" {
+		out = append(out, "BEATWRAP_SOCKET="+socket)
+	}
+	return append(out, "BEATWRAP_AGENT_ID="+id)
 }
 
 func round1(f float64) float64 {

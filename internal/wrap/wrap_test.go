@@ -14,24 +14,56 @@ import (
 
 func TestChildEnv(t *testing.T) {
 	tests := []struct {
-		name string
-		env  []string
-		want []string
+		name   string
+		env    []string
+		socket string
+		want   []string
 	}{
-		{"adds both", []string{"PATH=/bin"}, []string{"PATH=/bin", "BEATWRAP_SOCKET=/run/a.sock", "BEATWRAP_AGENT_ID=a"}},
+		{"adds both", []string{"PATH=/bin"}, "/run/a.sock", []string{"PATH=/bin", "BEATWRAP_SOCKET=/run/a.sock", "BEATWRAP_AGENT_ID=a"}},
 		{"replaces an outer beatwrap's",
-			[]string{"BEATWRAP_SOCKET=/run/outer.sock", "PATH=/bin", "BEATWRAP_AGENT_ID=outer", "BEATWRAP_SOCKETS=kept"},
+			[]string{"BEATWRAP_SOCKET=/run/outer.sock", "PATH=/bin", "BEATWRAP_AGENT_ID=outer", "BEATWRAP_SOCKETS=kept"}, "/run/a.sock",
 			[]string{"PATH=/bin", "BEATWRAP_SOCKETS=kept", "BEATWRAP_SOCKET=/run/a.sock", "BEATWRAP_AGENT_ID=a"}},
+		{"no socket: none inherited either",
+			[]string{"BEATWRAP_SOCKET=/run/outer.sock", "PATH=/bin"}, "",
+			[]string{"PATH=/bin", "BEATWRAP_AGENT_ID=a"}},
+		{"drops beatwrap's secrets, keeps the agent's",
+			[]string{"BEATWRAP_TOKEN=s3cret", "REDIS_URL=redis://agent", "BEATWRAP_REDIS=redis://:pw@beats", "BEATWRAP_WATCHER=http://w", "BEATWRAP_INTERVAL=1s", "BEATWRAP_TOKENS=kept"}, "/run/a.sock",
+			[]string{"REDIS_URL=redis://agent", "BEATWRAP_INTERVAL=1s", "BEATWRAP_TOKENS=kept", "BEATWRAP_SOCKET=/run/a.sock", "BEATWRAP_AGENT_ID=a"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			in := slices.Clone(tt.env)
-			got := childEnv(in, "/run/a.sock", "a")
+			got := childEnv(in, tt.socket, "a")
 			if !slices.Equal(got, tt.want) {
 				t.Errorf("childEnv = %q, want %q", got, tt.want)
 			}
 			if !slices.Equal(in, tt.env) {
 				t.Errorf("childEnv changed its input to %q", in)
+			}
+		})
+	}
+}
+
+func TestBeatOnStall(t *testing.T) {
+	tests := []struct {
+		name         string
+		stallTimeout time.Duration
+		onStall      string
+		want         string
+	}{
+		{"no stall timeout: nothing to say", 0, StallRestart, ""},
+		{"report", time.Minute, StallReport, "report"},
+		{"restart", time.Minute, StallRestart, "restart"},
+		{"exit", time.Minute, StallExit, "exit"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := &wrapper{
+				cfg:     Config{ID: "a", StallTimeout: tt.stallTimeout, OnStall: tt.onStall},
+				tracker: progress.NewTracker(progress.TrackerConfig{StallTimeout: tt.stallTimeout}),
+			}
+			if got := w.beat("").OnStall; got != tt.want {
+				t.Errorf("beat onStall = %q, want %q", got, tt.want)
 			}
 		})
 	}
