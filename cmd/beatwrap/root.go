@@ -119,7 +119,7 @@ Every flag can also be set by the variable named after it.`,
 	f.IntVar(&o.restartLimit, "restart-limit", 5, "more restarts than this inside --restart-window: stop restarting, exit with the child's code")
 	f.DurationVar(&o.restartWindow, "restart-window", 10*time.Minute, "window for --restart-limit")
 	f.DurationVar(&o.grace, "grace", 10*time.Second, "on stop: SIGTERM to the child, then this long, then SIGKILL to its process group")
-	f.StringVar(&o.containerID, "container-id", "", "the container this agent runs in (default: detected from /proc/self)")
+	f.StringVar(&o.containerID, "container-id", "", "the container this agent runs in, 64 hex (default: detected from /proc/self cgroup and mountinfo)")
 	f.Float64Var(&o.degradedMemoryMB, "degraded-memory-mb", 1000, "status degraded above this resident memory (MB)")
 	f.IntVar(&o.busyQueue, "busy-queue", 50, "status busy above this queue depth")
 	f.IntVar(&o.recoveringErrors, "recovering-errors", 10, "status recovering above this many errors in 5 minutes")
