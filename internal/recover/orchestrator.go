@@ -152,6 +152,35 @@ func (o *Orchestrator) Changed(tr monitor.Transition, a monitor.Agent) {
 	}
 }
 
+// prune forgets agents the watcher no longer knows (it drops agents failed
+// or stopped for a day), so a fleet whose ids churn does not grow these
+// maps for ever.
+func (o *Orchestrator) prune() {
+	o.mu.Lock()
+	var gone []string
+	for _, m := range []map[string]string{o.incident, o.open} {
+		for id := range m {
+			if _, ok := o.cfg.Fleet.Get(id); !ok {
+				gone = append(gone, id)
+			}
+		}
+	}
+	for id := range o.held {
+		if _, ok := o.cfg.Fleet.Get(id); !ok {
+			gone = append(gone, id)
+		}
+	}
+	for _, id := range gone {
+		delete(o.incident, id)
+		delete(o.open, id)
+		delete(o.held, id)
+	}
+	o.mu.Unlock()
+	for _, id := range gone {
+		o.cfg.Guard.Forget(id)
+	}
+}
+
 // queue has the agent looked at no earlier than at.
 func (o *Orchestrator) queue(id string, at time.Time) {
 	o.mu.Lock()
@@ -199,7 +228,7 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 	// renewed every second.
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
-	var renewed time.Time
+	var renewed, pruned time.Time
 	o.cfg.OnLeader(o.Leading())
 	if o.cfg.Coordinator != nil {
 		o.lease(ctx)
@@ -219,6 +248,10 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 				renewed = time.Now()
 			}
 			o.checkBrake()
+			if time.Since(pruned) >= time.Minute {
+				o.prune()
+				pruned = time.Now()
+			}
 		case <-o.wake:
 		}
 		for _, id := range o.takePending() {

@@ -304,3 +304,23 @@ func TestSelfHealingStallLeftToBeatwrap(t *testing.T) {
 		t.Errorf("self-healing stall: state %s, selfHeals %v, steps %+v; want stalled and untouched", a.State, a.SelfHeals, a.Recoveries)
 	}
 }
+
+func TestPruneForgetsAgentsTheWatcherDropped(t *testing.T) {
+	r := newRig(t, nil)
+	r.orch.mu.Lock()
+	r.orch.incident["gone"], r.orch.open["gone"], r.orch.held["gone"] = "1-1", "1-1", true
+	r.orch.mu.Unlock()
+	r.beat("kept", 1, wire.StatusHealthy, nil)
+	r.orch.mu.Lock()
+	r.orch.incident["kept"] = "7-1"
+	r.orch.mu.Unlock()
+	r.orch.prune()
+	r.orch.mu.Lock()
+	defer r.orch.mu.Unlock()
+	if _, ok := r.orch.incident["gone"]; ok || r.orch.held["gone"] || r.orch.open["gone"] != "" {
+		t.Errorf("an agent the watcher dropped is still tracked")
+	}
+	if r.orch.incident["kept"] != "7-1" {
+		t.Errorf("prune dropped an agent the watcher still knows")
+	}
+}
