@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/beatwrap/beatwrap/internal/cli"
+	"github.com/beatwrap/beatwrap/internal/version"
 )
 
 // envPrefix is the prefix of every variable that sets a flag.
@@ -46,6 +47,6 @@ Every flag can also be set by the variable named after it.`,
 	root.SetErr(stderr)
 	// `beatwatch [flags]` is `beatwatch serve [flags]`.
 	root.Flags().AddFlagSet(serve.Flags())
-	root.AddCommand(serve, newStatus(ctx), newDemo(ctx), newVersion(), cli.Completion(root))
+	root.AddCommand(serve, newStatus(ctx), newDemo(ctx), cli.Version("beatwatch", version.String), cli.Completion(root))
 	return root
 }

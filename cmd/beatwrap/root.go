@@ -17,6 +17,7 @@ import (
 	"github.com/beatwrap/beatwrap/internal/progress"
 	"github.com/beatwrap/beatwrap/internal/store"
 	"github.com/beatwrap/beatwrap/internal/supervise"
+	"github.com/beatwrap/beatwrap/internal/version"
 	"github.com/beatwrap/beatwrap/internal/wire"
 	"github.com/beatwrap/beatwrap/internal/wrap"
 )
@@ -127,7 +128,7 @@ Every flag can also be set by the variable named after it.`,
 	o.log.AddFlags(f)
 	cli.AnnotateEnv(f, envPrefix)
 
-	root.AddCommand(newReport(ctx), newVersion(), cli.Completion(root))
+	root.AddCommand(newReport(ctx), cli.Version("beatwrap", version.String), cli.Completion(root))
 	return root
 }
 

@@ -174,3 +174,15 @@ func Completion(root *cobra.Command) *cobra.Command {
 		},
 	}
 }
+
+// Version is the `version` subcommand both binaries share.
+func Version(program string, describe func(string) string) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintln(cmd.OutOrStdout(), describe(program))
+		},
+	}
+}
