@@ -378,7 +378,7 @@ func (o *Orchestrator) handle(ctx context.Context, id string) {
 	o.mu.Unlock()
 	if o.cfg.Coordinator != nil {
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		won, err := o.cfg.Coordinator.Claim(cctx, id, failure, o.cfg.Holder, time.Hour)
+		won, err := o.cfg.Coordinator.Claim(cctx, id, failure, o.cfg.Holder, claimTTL)
 		cancel()
 		if err != nil {
 			// Redis cannot say who recovers: ask again soon rather than
@@ -431,6 +431,13 @@ const (
 	engineCallTimeout = 30 * time.Second
 	maxGrace          = 5 * time.Minute
 )
+
+// claimTTL is how long a failure stays claimed by the replica that took it
+// without that replica renewing the claim (each attempt does). A replica
+// that dies mid-incident leaves it to the next leader after this long;
+// shorter would risk two replicas acting on one failure while a slow ladder
+// is still under way.
+const claimTTL = 10 * time.Minute
 
 // ladder tries restart, then replace, then alerts. It reports whether the
 // agent beats again.

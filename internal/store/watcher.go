@@ -227,7 +227,8 @@ func (w *Watcher) ReleaseLease(ctx context.Context, holder string) error {
 	return nil
 }
 
-// claimScript takes a claim that is free or already the caller's.
+// claimScript takes a claim that is free, or renews one that is already the
+// caller's.
 var claimScript = redis.NewScript(`
 local v = redis.call("GET", KEYS[1])
 if v == false then
@@ -235,6 +236,7 @@ if v == false then
   return 1
 end
 if v == ARGV[1] then
+  redis.call("PEXPIRE", KEYS[1], ARGV[2])
   return 1
 end
 return 0`)
