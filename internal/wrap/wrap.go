@@ -2,7 +2,6 @@ package wrap
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -79,11 +78,12 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	w := &wrapper{cfg: cfg, log: log, start: time.Now()}
 	w.tracker = progress.NewTracker(progress.TrackerConfig{StallTimeout: cfg.StallTimeout})
 
-	sampler, err := probe.NewSampler(cfg.ProcRoot)
-	if err != nil {
-		return Result{}, fmt.Errorf("open %s: %w", cfg.ProcRoot, err)
+	// Without /proc the agent still runs and beats, with no CPU or memory.
+	if sampler, err := probe.NewSampler(cfg.ProcRoot); err != nil {
+		log.Error("cannot sample the process tree; beats carry no CPU or memory", "error", err)
+	} else {
+		w.sampler = sampler
 	}
-	w.sampler = sampler
 
 	// The socket is a convenience for the agent: a path too long, a folder
 	// we cannot write or a socket in use must not keep the agent from
@@ -288,6 +288,12 @@ func (w *wrapper) sample() {
 	pid := w.pid
 	w.mu.Unlock()
 	if pid == 0 {
+		return
+	}
+	if w.sampler == nil {
+		w.mu.Lock()
+		w.sampled = true // the status comes from the reports alone
+		w.mu.Unlock()
 		return
 	}
 	s, err := w.sampler.Sample(pid, time.Now())

@@ -1,14 +1,18 @@
 package wrap
 
 import (
+	"context"
 	"log/slog"
 	"os/exec"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/beatwrap/beatwrap/internal/probe"
 	"github.com/beatwrap/beatwrap/internal/progress"
+	"github.com/beatwrap/beatwrap/internal/supervise"
 	"github.com/beatwrap/beatwrap/internal/wire"
 )
 
@@ -100,5 +104,28 @@ func BenchmarkBeat(b *testing.B) {
 		if _, err := wire.MarshalBeat(w.beat("")); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestRunsWithoutProc: monitoring that cannot sample must not keep the agent
+// from running; it exits with its own code.
+func TestRunsWithoutProc(t *testing.T) {
+	var logs strings.Builder
+	res, err := Run(context.Background(), Config{
+		ID: "noproc", Type: "sh", Argv: []string{"sh", "-c", "exit 3"},
+		Interval: 100 * time.Millisecond, MissedBeats: 3, Grace: time.Second,
+		Thresholds: wire.DefaultThresholds, SocketPath: filepath.Join(t.TempDir(), "s.sock"),
+		OnStall: StallReport, Restart: supervise.Policy{Mode: supervise.RestartNever},
+		ProcRoot: filepath.Join(t.TempDir(), "no-proc-here"),
+		Log:      slog.New(slog.NewTextHandler(&logs, nil)),
+	})
+	if err != nil {
+		t.Fatalf("Run without /proc: %v", err)
+	}
+	if res.ExitCode != 3 {
+		t.Errorf("exit code = %d, want the agent's 3", res.ExitCode)
+	}
+	if !strings.Contains(logs.String(), "cannot sample") {
+		t.Errorf("the missing /proc was not logged:\n%s", logs.String())
 	}
 }
