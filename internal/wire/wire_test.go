@@ -1,0 +1,163 @@
+package wire
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+)
+
+func TestParseBeat(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		wantErr string
+	}{
+		{"reference design", `{"agentId":"a-1","agentType":"x","timestamp":1,"sequence":2,"status":"busy","metrics":{"cpuPercent":1,"memoryMB":2,"activeTasks":0,"queueDepth":0,"tokensUsedThisHour":0,"errorsLast5Min":0}}`, ""},
+		{"no status is healthy", `{"agentId":"a"}`, ""},
+		{"not JSON", `hello`, "not a JSON object"},
+		{"array", `[1]`, "not a JSON object"},
+		{"missing id", `{"status":"healthy"}`, "agentId"},
+		{"bad id", `{"agentId":"a b"}`, "agentId"},
+		{"unknown status", `{"agentId":"a","status":"zombie"}`, `status "zombie"`},
+		{"wrong type", `{"agentId":"a","sequence":"x"}`, "sequence"},
+		{"negative interval", `{"agentId":"a","intervalMs":-1}`, "intervalMs"},
+		{"too large", `{"agentId":"a","currentTask":"` + strings.Repeat("x", MaxBeatSize) + `"}`, "more than"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := ParseBeat([]byte(tt.in))
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("got error %v", err)
+				}
+				if b.Status == "" {
+					t.Errorf("status left empty")
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !errors.Is(err, ErrMalformed) {
+				t.Fatalf("got %v, want an ErrMalformed naming %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestBeatRoundTrip(t *testing.T) {
+	p, code := 40.0, 7
+	want := Beat{AgentID: "s-1", AgentType: "s", Timestamp: 5, Sequence: 6, Status: StatusExited,
+		TaskProgress: &p, ExitCode: &code, IntervalMs: 1000, MissedBeats: 3, OnStall: "restart"}
+	data, err := MarshalBeat(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ParseBeat(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.AgentID != want.AgentID || *got.TaskProgress != 40 || *got.ExitCode != 7 || got.OnStall != "restart" || got.Status != StatusExited {
+		t.Errorf("round trip: got %+v", got)
+	}
+}
+
+func TestValidateID(t *testing.T) {
+	for _, ok := range []string{"a", "summariser-1", "node-7:agent_2.x", strings.Repeat("a", MaxIDLength)} {
+		if err := ValidateID(ok); err != nil {
+			t.Errorf("ValidateID(%q) = %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "a b", "a/b", "ä", strings.Repeat("a", MaxIDLength+1)} {
+		if err := ValidateID(bad); err == nil {
+			t.Errorf("ValidateID(%q) accepted", bad)
+		}
+	}
+	if got := SanitizeID("my host/python3 agent.py"); ValidateID(got) != nil || got != "my-host-python3-agent.py" {
+		t.Errorf("SanitizeID = %q", got)
+	}
+}
+
+func TestDeriveStatusOrder(t *testing.T) {
+	th := DefaultThresholds
+	tests := []struct {
+		m       Metrics
+		stalled bool
+		want    Status
+	}{
+		{Metrics{ErrorsLast5Min: 11, MemoryMB: 2000, QueueDepth: 99}, true, StatusStalled},
+		{Metrics{ErrorsLast5Min: 11, MemoryMB: 2000, QueueDepth: 99}, false, StatusRecovering},
+		{Metrics{MemoryMB: 2000, QueueDepth: 99}, false, StatusDegraded},
+		{Metrics{QueueDepth: 51}, false, StatusBusy},
+		{Metrics{QueueDepth: 50, ErrorsLast5Min: 10, MemoryMB: 1000}, false, StatusHealthy},
+	}
+	for _, tt := range tests {
+		if got := DeriveStatus(tt.m, tt.stalled, th); got != tt.want {
+			t.Errorf("DeriveStatus(%+v, %v) = %s, want %s", tt.m, tt.stalled, got, tt.want)
+		}
+	}
+}
+
+func TestParseReport(t *testing.T) {
+	tests := []struct {
+		in      string
+		wantErr string
+		check   func(Report) bool
+	}{
+		{`{"task":"t","progress":40,"activeTasks":1,"queueDepth":7,"tokens":5,"error":"e","idle":false,"quietFor":"20m"}`, "", func(r Report) bool {
+			return *r.Task == "t" && *r.Progress == 40 && *r.ActiveTasks == 1 && *r.QueueDepth == 7 && *r.Tokens == 5 &&
+				*r.Error == "e" && !*r.Idle && *r.QuietFor == 20*time.Minute
+		}},
+		{`{}`, "", func(r Report) bool { return r.Task == nil && r.Progress == nil }},
+		{`{"quietFor":1500}`, "", func(r Report) bool { return *r.QuietFor == 1500*time.Millisecond }},
+		{`{"progress":150}`, "progress", nil},
+		{`{"progress":"x"}`, "progress", nil},
+		{`{"tokens":-1}`, "tokens", nil},
+		{`{"activeTasks":1.5}`, "activeTasks", nil},
+		{`{"idle":"yes"}`, "idle", nil},
+		{`{"quietFor":"soon"}`, "quietFor", nil},
+		{`[]`, "not a JSON object", nil},
+		{strings.Repeat(" ", MaxLineSize+1), "bytes", nil},
+	}
+	for _, tt := range tests {
+		r, err := ParseReport([]byte(tt.in))
+		switch {
+		case tt.wantErr == "" && err != nil:
+			t.Errorf("ParseReport(%.40s) = %v", tt.in, err)
+		case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+			t.Errorf("ParseReport(%.40s) = %v, want an error naming %q", tt.in, err, tt.wantErr)
+		case tt.check != nil && !tt.check(r):
+			t.Errorf("ParseReport(%.40s) = %+v", tt.in, r)
+		}
+	}
+}
+
+func TestLongTaskCutOnCharacterBoundary(t *testing.T) {
+	line := `{"task":"` + strings.Repeat("a", MaxTaskLength-1) + `é"}`
+	r, err := ParseReport([]byte(line))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !utf8.ValidString(*r.Task) || len(*r.Task) > MaxTaskLength {
+		t.Errorf("task cut to %d bytes, valid UTF-8 %v", len(*r.Task), utf8.ValidString(*r.Task))
+	}
+}
+
+func TestIdleState(t *testing.T) {
+	yes, no, zero, task := true, false, 0, "t"
+	tests := []struct {
+		r           Report
+		idle, known bool
+	}{
+		{Report{Idle: &yes}, true, true},
+		{Report{Idle: &no}, false, true},
+		{Report{ActiveTasks: &zero}, true, true},
+		{Report{ActiveTasks: &zero, Task: &task}, false, true},
+		{Report{Task: &task}, false, true},
+		{Report{}, false, false},
+	}
+	for i, tt := range tests {
+		if idle, known := tt.r.IdleState(); idle != tt.idle || known != tt.known {
+			t.Errorf("case %d: IdleState() = %v, %v; want %v, %v", i, idle, known, tt.idle, tt.known)
+		}
+	}
+}
