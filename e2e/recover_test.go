@@ -292,8 +292,11 @@ func TestReplaceFixesWhatRestartCannot(t *testing.T) {
 		t.Errorf("agent still runs in the poisoned container %s", cid[:12])
 	}
 	m := w.recoveries(t)
-	if m["restart/ok"] < 1 || m["replace/ok"] != 1 {
-		t.Errorf("recoveries = %v, want a restart then one replace", m)
+	// The restart may be reported ok (the container started) or error (it
+	// was already dead again when checked): the poisoned agent exits at
+	// once. Either way it was tried first, and one replace fixed it.
+	if m["restart/ok"]+m["restart/error"] < 1 || m["replace/ok"] != 1 {
+		t.Errorf("recoveries = %v, want a restart tried, then one replace", m)
 	}
 	if _, err := testutil.DockerTry("inspect", cid); err == nil {
 		t.Errorf("the poisoned container %s was not removed", cid[:12])
