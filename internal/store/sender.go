@@ -111,11 +111,11 @@ func (s *Sender) Run(ctx context.Context) error {
 			}
 			if err == nil {
 				if rejected {
-					s.log.Info("beats accepted again", "to", s.pub.String())
+					s.log.Info("beats accepted again", "destination", s.pub.String())
 					rejected = false
 				}
 				if !down.IsZero() {
-					s.log.Info("beats delivered again", "to", s.pub.String(), "outage", time.Since(down).Round(time.Millisecond).String())
+					s.log.Info("beats delivered again", "destination", s.pub.String(), "outage", time.Since(down).Round(time.Millisecond).String())
 					down = time.Time{}
 				}
 				wait = s.backoff.Min
@@ -129,14 +129,14 @@ func (s *Sender) Run(ctx context.Context) error {
 				// will not help, the next one may. A wrong token rejects
 				// every beat: say so once, not at every interval.
 				if !rejected {
-					s.log.Warn("beats rejected; the agent keeps running, later beats are sent as usual", "to", s.pub.String(), "error", err)
+					s.log.Warn("beats rejected; the agent keeps running, later beats are sent as usual", "destination", s.pub.String(), "error", err)
 					rejected = true
 				}
 				continue
 			}
 			if down.IsZero() {
 				down = time.Now()
-				s.log.Warn("cannot deliver beats; the agent keeps running, retrying with backoff", "to", s.pub.String(), "error", err)
+				s.log.Warn("cannot deliver beats; the agent keeps running, retrying with backoff", "destination", s.pub.String(), "error", err)
 			}
 			s.putBack(b)
 			select {

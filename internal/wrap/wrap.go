@@ -126,7 +126,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		defer cfg.Publisher.Close()
 	}
 	log.Info("beatwrap starting", "id", cfg.ID, "type", cfg.Type, "socket", socket,
-		"to", w.destination(), "interval", cfg.Interval.String(), "container", cfg.ContainerID)
+		"destination", w.destination(), "interval", cfg.Interval.String(), "container", cfg.ContainerID)
 
 	var exit supervise.Exit
 	var g run.Group
@@ -411,7 +411,7 @@ func (w *wrapper) final(exit supervise.Exit, res Result) {
 	// Bounded: a stop must not hang on an unreachable Redis. Docker's stop
 	// timeout is 10s and the grace period has used part of it.
 	if err := w.sender.Flush(b, time.Now(), 2*time.Second); err != nil {
-		w.log.Warn("final beat not delivered", "to", w.destination(), "error", err)
+		w.log.Warn("final beat not delivered", "destination", w.destination(), "error", err)
 	}
 }
 
