@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -34,12 +35,11 @@ func TestMain(m *testing.M) {
 
 // proc is one process under test.
 type proc struct {
+	*testutil.Proc
 	t      *testing.T
-	name   string
 	cmd    *exec.Cmd
 	stdout *testutil.Buffer
 	stderr *testutil.Buffer
-	done   chan struct{}
 }
 
 // cleanEnv is the test's environment without the variables that would set
@@ -60,37 +60,13 @@ func cleanEnv(t *testing.T, extra []string) []string {
 
 func startProc(t *testing.T, pkg string, env []string, args ...string) *proc {
 	t.Helper()
-	bin := testutil.Binary(t, pkg)
-	cmd := exec.Command(bin, args...)
-	cmd.Env = cleanEnv(t, env)
-	p := &proc{t: t, name: pkg, cmd: cmd, stdout: &testutil.Buffer{}, stderr: &testutil.Buffer{}, done: make(chan struct{})}
-	cmd.Stdout = p.stdout
-	cmd.Stderr = p.stderr
-	// A child that outlives a killed beatwrap keeps the pipes open; do not
-	// wait for it.
-	cmd.WaitDelay = 2 * time.Second
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", pkg, err)
-	}
-	go func() { _ = cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		if p.exited() {
-			return
-		}
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-p.done
-		}
-	})
-	return p
+	p := testutil.StartProcEnv(t, testutil.Binary(t, pkg), cleanEnv(t, env), args...)
+	return &proc{Proc: p, t: t, cmd: p.Cmd, stdout: p.Stdout, stderr: p.Stderr}
 }
 
 func (p *proc) exited() bool {
 	select {
-	case <-p.done:
+	case <-p.Done():
 		return true
 	default:
 		return false
@@ -98,23 +74,9 @@ func (p *proc) exited() bool {
 }
 
 // wait returns the exit code, failing the test after timeout.
-func (p *proc) wait(timeout time.Duration) int {
-	p.t.Helper()
-	select {
-	case <-p.done:
-		return p.cmd.ProcessState.ExitCode()
-	case <-time.After(timeout):
-		p.t.Fatalf("%s still running after %v; stderr:\n%s", p.name, timeout, p.stderr)
-		return -1
-	}
-}
+func (p *proc) wait(timeout time.Duration) int { return p.Wait(timeout) }
 
-func (p *proc) signal(sig syscall.Signal) {
-	p.t.Helper()
-	if err := p.cmd.Process.Signal(sig); err != nil {
-		p.t.Fatalf("signal %s: %v", p.name, err)
-	}
-}
+func (p *proc) signal(sig syscall.Signal) { p.Signal(sig) }
 
 // logLines returns the JSON log lines with message msg.
 func (p *proc) logLines(msg string) []map[string]any {
@@ -139,7 +101,7 @@ func (p *proc) waitLog(msg string, within time.Duration) map[string]any {
 			return lines[0]
 		}
 		if p.exited() || time.Now().After(deadline) {
-			p.t.Fatalf("%s did not log %q within %v; stderr:\n%s", p.name, msg, within, p.stderr)
+			p.t.Fatalf("%s did not log %q within %v; stderr:\n%s", filepath.Base(p.cmd.Path), msg, within, p.stderr)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

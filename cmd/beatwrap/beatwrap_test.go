@@ -29,46 +29,19 @@ func TestMain(m *testing.M) {
 
 // agentRun is one beatwrap process under test.
 type agentRun struct {
-	t      *testing.T
+	*testutil.Proc
 	cmd    *exec.Cmd
 	stderr *testutil.Buffer
 	stdout *testutil.Buffer
-	done   chan struct{}
 }
 
 // startBeatwrap runs the beatwrap binary with args. env is added to the
 // test's environment; an entry without "=" (just NAME) removes NAME.
 func startBeatwrap(t *testing.T, env []string, args ...string) *agentRun {
 	t.Helper()
-	bin := testutil.Binary(t, "cmd/beatwrap")
-	cmd := exec.Command(bin, args...)
-	cmd.Env = withEnv(append(os.Environ(), "XDG_RUNTIME_DIR="+t.TempDir()), env)
-	r := &agentRun{t: t, cmd: cmd, stderr: &testutil.Buffer{}, stdout: &testutil.Buffer{}, done: make(chan struct{})}
-	cmd.Stdout = r.stdout
-	cmd.Stderr = r.stderr
-	// A child that outlives a killed beatwrap keeps the output pipes open;
-	// do not wait for it.
-	cmd.WaitDelay = 2 * time.Second
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start beatwrap: %v", err)
-	}
-	go func() { _ = cmd.Wait(); close(r.done) }()
-	t.Cleanup(func() {
-		select {
-		case <-r.done:
-			return
-		default:
-		}
-		// Stop it the way an operator would, so the child goes too.
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-r.done:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-r.done
-		}
-	})
-	return r
+	p := testutil.StartProcEnv(t, testutil.Binary(t, "cmd/beatwrap"),
+		withEnv(append(os.Environ(), "XDG_RUNTIME_DIR="+t.TempDir()), env), args...)
+	return &agentRun{Proc: p, cmd: p.Cmd, stderr: p.Stderr, stdout: p.Stdout}
 }
 
 // withEnv adds env to base; an entry without "=" removes that variable.
@@ -91,23 +64,10 @@ func withEnv(base, env []string) []string {
 }
 
 // wait returns beatwrap's exit code, failing the test after timeout.
-func (r *agentRun) wait(timeout time.Duration) int {
-	r.t.Helper()
-	select {
-	case <-r.done:
-		return r.cmd.ProcessState.ExitCode()
-	case <-time.After(timeout):
-		r.t.Fatalf("beatwrap still running after %v; stderr:\n%s", timeout, r.stderr)
-		return -1
-	}
-}
+// wait returns beatwrap's exit code, failing the test after timeout.
+func (r *agentRun) wait(timeout time.Duration) int { return r.Wait(timeout) }
 
-func (r *agentRun) signal(sig syscall.Signal) {
-	r.t.Helper()
-	if err := r.cmd.Process.Signal(sig); err != nil {
-		r.t.Fatalf("signal beatwrap: %v", err)
-	}
-}
+func (r *agentRun) signal(sig syscall.Signal) { r.Signal(sig) }
 
 // beats subscribes to the namespace's heartbeats channel.
 type beats struct {

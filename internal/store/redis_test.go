@@ -154,17 +154,7 @@ func TestSenderSurvivesOutage(t *testing.T) {
 	s := NewSender(pub, time.Second, slog.New(slog.NewTextHandler(&logs, nil)))
 	s.backoff = Backoff{Min: 20 * time.Millisecond, Max: 100 * time.Millisecond}
 	s.delivered = make(chan wire.Beat, 100)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	defer func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			t.Error("Sender.Run did not stop after cancel")
-		}
-	}()
+	runSender(t, s)
 
 	s.Offer(testBeat("a1", 0, wire.StatusStarting))
 	waitDelivered(t, s.delivered, 0)
@@ -222,17 +212,7 @@ func TestSenderLogsRejectionsOnce(t *testing.T) {
 	logs := &testutil.Buffer{}
 	s := NewSender(pub, time.Second, slog.New(slog.NewTextHandler(logs, nil)))
 	s.delivered = make(chan wire.Beat, 100)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	defer func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			t.Error("Sender.Run did not stop after cancel")
-		}
-	}()
+	runSender(t, s)
 
 	rejectRun := func(from, to uint64) {
 		t.Helper()
@@ -335,4 +315,20 @@ func TestHTTPPublisher(t *testing.T) {
 	if _, err := NewHTTP("127.0.0.1:7070", "", 0); err == nil {
 		t.Error("NewHTTP accepted a URL without scheme")
 	}
+}
+
+// runSender runs s until the test ends, and checks that it stops then.
+func runSender(t *testing.T, s *Sender) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Error("Sender.Run did not stop after cancel")
+		}
+	})
 }

@@ -42,8 +42,14 @@ type Proc struct {
 // When the test ends it is stopped with SIGTERM (SIGKILL after 15s).
 func StartProc(t testing.TB, bin string, env []string, args ...string) *Proc {
 	t.Helper()
+	return StartProcEnv(t, bin, append(os.Environ(), env...), args...)
+}
+
+// StartProcEnv is StartProc with env as the whole environment.
+func StartProcEnv(t testing.TB, bin string, env []string, args ...string) *Proc {
+	t.Helper()
 	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = env
 	p := &Proc{t: t, Cmd: cmd, Stdout: &Buffer{}, Stderr: &Buffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.Stdout, p.Stderr
 	// A child that outlives a killed process keeps its output pipes open;
