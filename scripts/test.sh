@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The project's one test command (`make test` runs it; so does .ci/run).
-# It installs what the tests need when it is missing (redis-server, busybox-static
-# for test images), starts a Redis of its own on a free loopback port, runs
-# gofmt, go vet and go test -race ./..., and stops what it started.
+# It installs what the tests need when it is missing (redis-server, redis-sentinel
+# for the Sentinel topology some tests start, busybox-static for test images),
+# starts a Redis of its own on a free loopback port, runs gofmt, go vet and
+# go test -race ./..., and stops what it started. Tests that need a Redis
+# Cluster or Sentinel start their own (internal/testutil/topology.go).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
+command -v redis-sentinel >/dev/null || need+=(redis-sentinel)
 [ -x /bin/busybox ] || need+=(busybox-static)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]}"

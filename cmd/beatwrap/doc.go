@@ -13,7 +13,9 @@
 //
 //	--id                  BEATWRAP_ID                  agent id (default: from host name and command)
 //	--type                BEATWRAP_TYPE                agent type (default: base name of COMMAND)
-//	--redis               BEATWRAP_REDIS, REDIS_URL    redis:// or rediss:// URL
+//	--redis               BEATWRAP_REDIS, REDIS_URL    redis:// or rediss:// URL: one server, Sentinel
+//	                                                   (?master_name=NAME&addr=…) or Cluster (?addr=…)
+//	--shards              BEATWRAP_SHARDS              beat channels, as beatwatch's (1: heartbeats)
 //	--watcher             BEATWRAP_WATCHER             single-node beatwatch URL, instead of Redis
 //	--token               BEATWRAP_TOKEN               bearer token for --watcher
 //	--namespace           BEATWRAP_NAMESPACE           prefix of Redis keys and channel

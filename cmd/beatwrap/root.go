@@ -35,7 +35,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 type options struct {
 	id, typ, redisURL, watcher, token, namespace string
 	interval, grace, stallTimeout, restartWindow time.Duration
-	missedBeats, restartLimit                    int
+	missedBeats, restartLimit, shards            int
 	socket, onStall, restart, containerID        string
 	degradedMemoryMB                             float64
 	busyQueue, recoveringErrors                  int
@@ -107,7 +107,8 @@ Every flag can also be set by the variable named after it.`,
 	f.SetInterspersed(false) // flags after COMMAND belong to COMMAND
 	f.StringVar(&o.id, "id", "", "agent id: 1-128 of A-Z a-z 0-9 . _ : - (default: derived from host name and command, printed at start)")
 	f.StringVar(&o.typ, "type", "", "agent type (default: base name of COMMAND)")
-	f.StringVar(&o.redisURL, "redis", "", "redis:// or rediss:// URL to beat to (default $REDIS_URL)")
+	f.StringVar(&o.redisURL, "redis", "", "Redis to beat to (default $REDIS_URL): redis[s]://host:port, Sentinel redis[s]://sentinel:port?master_name=NAME&addr=sentinel2:port, or Cluster redis[s]://node:port?addr=node2:port")
+	f.IntVar(&o.shards, "shards", 1, "beat channels, the same as beatwatch's: 1 is the single heartbeats channel; N > 1 sends to heartbeats:<FNV-1a(id) mod N> (SPUBLISH on a Cluster)")
 	f.StringVar(&o.watcher, "watcher", "", "URL of a single-node beatwatch to send beats to instead of Redis, e.g. http://127.0.0.1:7070")
 	f.StringVar(&o.token, "token", "", "bearer token for --watcher")
 	f.StringVar(&o.namespace, "namespace", "", "prefix for every Redis key and channel (NS:agent:<id>, NS:heartbeats)")
@@ -162,6 +163,9 @@ func (o *options) config(argv []string, stderr io.Writer) (wrap.Config, error) {
 	if o.degradedMemoryMB < 0 || o.busyQueue < 0 || o.recoveringErrors < 0 {
 		return wrap.Config{}, cli.Usagef("--degraded-memory-mb, --busy-queue and --recovering-errors must not be negative")
 	}
+	if o.shards < 1 || o.shards > wire.MaxShards {
+		return wrap.Config{}, cli.Usagef("--shards must be 1 to %d, got %d", wire.MaxShards, o.shards)
+	}
 	host, _ := os.Hostname()
 	if o.id == "" {
 		o.id = deriveID(host, argv)
@@ -207,7 +211,7 @@ func (o *options) config(argv []string, stderr io.Writer) (wrap.Config, error) {
 		}
 		pub = h
 	case redisURL != "":
-		r, err := store.NewRedis(redisURL, store.Options{Namespace: o.namespace})
+		r, err := store.NewRedis(redisURL, store.Options{Namespace: o.namespace, Shards: o.shards})
 		if err != nil {
 			return wrap.Config{}, cli.Usagef("--redis: %v", err)
 		}

@@ -7,7 +7,12 @@
 //   - Redis: each beat is one MULTI/EXEC pipeline (PUBLISH on the heartbeats
 //     channel, HSET of the agent:<id> hash, PEXPIRE of 4 × interval), sent in
 //     one round trip. The key layout is the reference design's, optionally
-//     under a namespace prefix.
+//     under a namespace prefix. The URL picks the topology (ParseRedisURL):
+//     one server, a master found through Sentinel, or a Cluster. With shards
+//     (Options.Shards > 1) the beat goes to its shard's channel,
+//     heartbeats:<wire.Shard(id, n)>; on a Cluster by SPUBLISH, sent
+//     alongside the hash's MULTI because the two live on different slots
+//     (see Redis.sendSharded).
 //   - HTTP: each beat is POSTed to a single-node beatwatch at /v1/beats.
 //
 // Sender sits in front of a Publisher and makes sure the agent is never harmed

@@ -1,5 +1,7 @@
 package store
 
+import "github.com/beatwrap/beatwrap/internal/wire"
+
 // Keys builds the Redis names of one namespace. The zero value is the
 // reference design's layout: agent:<id> and heartbeats.
 type Keys struct {
@@ -22,8 +24,22 @@ func (k Keys) AgentPattern() string { return k.prefix("agent:*") }
 // AgentID returns the id inside an agent hash key.
 func (k Keys) AgentID(key string) string { return key[len(k.prefix("agent:")):] }
 
-// Channel is the pub/sub channel beats are published on.
-func (k Keys) Channel() string { return k.prefix("heartbeats") }
+// Channel is the reference design's pub/sub channel, which every beat goes
+// to when there is one shard.
+func (k Keys) Channel() string { return k.prefix(wire.Channel) }
+
+// ShardChannel is the channel of shard s out of n (Channel when n ≤ 1).
+func (k Keys) ShardChannel(s, n int) string { return k.prefix(wire.ShardChannel(s, n)) }
+
+// ChannelShard is the shard a channel of this namespace carries: -1 for the
+// reference design's channel and for any channel that is not a shard's.
+func (k Keys) ChannelShard(channel string) int {
+	p := k.prefix("")
+	if len(channel) < len(p) || channel[:len(p)] != p {
+		return -1
+	}
+	return wire.ParseShardChannel(channel[len(p):])
+}
 
 // Lease is the key the recovering beatwatch replica holds.
 func (k Keys) Lease() string { return k.prefix("beatwatch:lease") }

@@ -5,11 +5,9 @@ import (
 	"fmt"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/beatwrap/beatwrap/internal/wire"
 )
@@ -22,67 +20,34 @@ func (quietLogger) Printf(context.Context, string, ...any) {}
 
 func init() { redis.SetLogger(quietLogger{}) }
 
-// Options bounds how long one Redis call may take. A beat that cannot be
-// delivered quickly is worth less than the next one.
-type Options struct {
-	Namespace   string
-	DialTimeout time.Duration // default 2s
-	IOTimeout   time.Duration // default 2s
-	PoolSize    int           // default 2
-}
-
-// ParseRedisURL checks a redis:// or rediss:// URL and returns client options.
-func ParseRedisURL(raw string, o Options) (*redis.Options, error) {
-	if !strings.HasPrefix(raw, "redis://") && !strings.HasPrefix(raw, "rediss://") {
-		return nil, fmt.Errorf("redis url must start with redis:// or rediss://, got %q", redact(raw))
-	}
-	opt, err := redis.ParseURL(raw)
-	if err != nil {
-		return nil, fmt.Errorf("parse redis url: %w", err)
-	}
-	if o.DialTimeout <= 0 {
-		o.DialTimeout = 2 * time.Second
-	}
-	if o.IOTimeout <= 0 {
-		o.IOTimeout = 2 * time.Second
-	}
-	if o.PoolSize <= 0 {
-		o.PoolSize = 2
-	}
-	opt.DialTimeout = o.DialTimeout
-	opt.ReadTimeout = o.IOTimeout
-	opt.WriteTimeout = o.IOTimeout
-	opt.PoolSize = o.PoolSize
-	// One dial attempt per beat: the Sender has its own backoff, and a dial
-	// that retries inside one beat only hides an outage for longer.
-	opt.DialerRetries = 1
-	opt.MaxRetries = -1 // Sender retries with the newest beat instead
-	opt.ContextTimeoutEnabled = true
-	opt.DisableIdentity = true
-	opt.Protocol = 2
-	opt.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
-	return opt, nil
-}
-
-// Redis publishes beats in the reference design's layout.
+// Redis publishes beats in the reference design's layout, on a single
+// server, a Sentinel-watched master or a Cluster.
 type Redis struct {
-	client *redis.Client
-	keys   Keys
-	addr   string
+	client  redis.UniversalClient
+	keys    Keys
+	addr    string
+	shards  int
+	cluster bool
 }
 
-// NewRedis returns a Publisher for the Redis at rawURL. It does not connect:
-// the first beat does, so an unreachable Redis never delays the agent's start.
+// NewRedis returns a Publisher for the Redis at rawURL (any form of
+// ParseRedisURL) that publishes on the channel of the agent's shard out of
+// o.Shards (0 or 1: the reference design's single heartbeats channel). It
+// does not connect: the first beat does, so an unreachable Redis never delays
+// the agent's start.
 func NewRedis(rawURL string, o Options) (*Redis, error) {
-	opt, err := ParseRedisURL(rawURL, o)
+	t, err := ParseRedisURL(rawURL, o)
 	if err != nil {
 		return nil, err
 	}
-	return &Redis{client: redis.NewClient(opt), keys: Keys{Namespace: o.Namespace}, addr: opt.Addr}, nil
+	return &Redis{
+		client: t.newClient(), keys: Keys{Namespace: o.Namespace}, addr: t.String(),
+		shards: max(o.Shards, 1), cluster: t.Topology == Cluster,
+	}, nil
 }
 
-// String names the Redis server, without credentials.
-func (r *Redis) String() string { return "redis://" + r.addr }
+// String names the Redis, without credentials.
+func (r *Redis) String() string { return r.addr }
 
 // Close releases the connection pool.
 func (r *Redis) Close() error { return r.client.Close() }
@@ -123,7 +88,7 @@ func hashFields(b wire.Beat) []any {
 // registeredAt, and clears what a previous run left (stoppedAt, exitCode).
 func (r *Redis) Register(ctx context.Context, b wire.Beat) error {
 	key := r.keys.Agent(b.AgentID)
-	fields := append(hashFields(b), "registeredAt", strconv.FormatInt(b.Timestamp, 10))
+	fields := append(hashFields(b), "registeredAt", strconv.FormatInt(b.Timestamp, 10), "shards", strconv.Itoa(r.shards))
 	_, err := r.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HDel(ctx, key, "stoppedAt", "exitCode", "stallReason")
 		p.HSet(ctx, key, fields...)
@@ -131,7 +96,8 @@ func (r *Redis) Register(ctx context.Context, b wire.Beat) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("register %s in redis %s: %w", b.AgentID, r.addr, err)
+		r.failed()
+		return fmt.Errorf("register %s in %s: %w", b.AgentID, r.addr, err)
 	}
 	return nil
 }
@@ -160,23 +126,76 @@ func (r *Redis) send(ctx context.Context, b wire.Beat, extra []any) error {
 	if b.StallReason != "" {
 		fields = append(fields, "stallReason", b.StallReason)
 	}
+	// The shard count lets a watcher with another --shards notice that
+	// this agent's beats go to channels it does not read.
+	fields = append(fields, "shards", strconv.Itoa(r.shards))
 	fields = append(fields, extra...)
+	channel := r.keys.ShardChannel(wire.Shard(b.AgentID, r.shards), r.shards)
+	if r.cluster && r.shards > 1 {
+		return r.sendSharded(ctx, b, channel, msg, fields)
+	}
+	// One transaction: a PUBLISH names no key, so on a Cluster too it rides
+	// in the MULTI of the agent's hash (and reaches every node).
 	_, err = r.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Publish(ctx, r.keys.Channel(), msg)
-		p.HSet(ctx, key, fields...)
-		// A Redis that lost its data (restarted without persistence) gets
-		// a registration time back instead of a hash without one.
-		p.HSetNX(ctx, key, "registeredAt", strconv.FormatInt(b.Timestamp, 10))
-		if b.StallReason == "" {
-			p.HDel(ctx, key, "stallReason")
-		}
-		p.PExpire(ctx, key, ttl(b))
+		p.Publish(ctx, channel, msg)
+		r.hashUpdate(ctx, p, key, b, fields)
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("beat %s to redis %s: %w", b.AgentID, r.addr, err)
+		r.failed()
+		return fmt.Errorf("beat %s to %s: %w", b.AgentID, r.addr, err)
 	}
 	return nil
+}
+
+// failed is called after a call failed. On a Cluster the failure may be a
+// master that died: the slot map is read again (in the background), so the
+// next beat goes to the replica that took over. go-redis only does it by
+// itself on retries, which the Sender makes instead.
+func (r *Redis) failed() {
+	if cc, ok := r.client.(*redis.ClusterClient); ok {
+		cc.ReloadState(context.Background())
+	}
+}
+
+// sendSharded delivers a beat on a Cluster with shards: SPUBLISH on the
+// shard's channel, which lives on the node of the channel's hash slot, and the
+// hash update as a MULTI on the node of the agent key's slot. The two slots
+// differ (the key keeps the reference design's name agent:<id>, without a
+// hash tag), so they cannot share one transaction; they are sent at once, on
+// two connections, so the beat still costs the agent one round trip. Each is
+// whole on its own, and every beat rewrites the whole hash: a beat of which
+// only one half landed is repaired by the next, and the Sender retries the
+// newest beat when either half failed.
+func (r *Redis) sendSharded(ctx context.Context, b wire.Beat, channel string, msg []byte, fields []any) error {
+	id := b.AgentID
+	pubErr := make(chan error, 1)
+	go func() { pubErr <- r.client.SPublish(ctx, channel, msg).Err() }()
+	key := r.keys.Agent(id)
+	_, err := r.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		r.hashUpdate(ctx, p, key, b, fields)
+		return nil
+	})
+	if perr := <-pubErr; perr != nil && err == nil {
+		err = fmt.Errorf("spublish on %s: %w", channel, perr)
+	}
+	if err != nil {
+		r.failed()
+		return fmt.Errorf("beat %s to %s: %w", id, r.addr, err)
+	}
+	return nil
+}
+
+// hashUpdate queues the writes of one beat to the agent's hash.
+func (r *Redis) hashUpdate(ctx context.Context, p redis.Pipeliner, key string, b wire.Beat, fields []any) {
+	p.HSet(ctx, key, fields...)
+	// A Redis that lost its data (restarted without persistence) gets a
+	// registration time back instead of a hash without one.
+	p.HSetNX(ctx, key, "registeredAt", strconv.FormatInt(b.Timestamp, 10))
+	if b.StallReason == "" {
+		p.HDel(ctx, key, "stallReason")
+	}
+	p.PExpire(ctx, key, ttl(b))
 }
 
 // redact hides a password in a URL before it is shown.

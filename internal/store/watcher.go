@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
 	"syscall"
 	"time"
 
@@ -14,54 +15,81 @@ import (
 
 // Watcher is beatwatch's side of Redis: the heartbeats subscription, the
 // agent hashes it rebuilds its view from, and the lease and claims that let
-// several replicas recover each failure once.
+// several replicas recover each failure once. It works on a single server,
+// a Sentinel-watched master and a Cluster alike.
 type Watcher struct {
-	client *redis.Client
-	keys   Keys
-	addr   string
+	client  redis.UniversalClient
+	keys    Keys
+	addr    string
+	cluster bool
 }
 
-// NewWatcher returns a Watcher for the Redis at rawURL. It does not connect.
+// NewWatcher returns a Watcher for the Redis at rawURL (any form of
+// ParseRedisURL). It does not connect.
 func NewWatcher(rawURL string, o Options) (*Watcher, error) {
 	if o.PoolSize <= 0 {
 		o.PoolSize = 8
 	}
-	opt, err := ParseRedisURL(rawURL, o)
+	t, err := ParseRedisURL(rawURL, o)
 	if err != nil {
 		return nil, err
 	}
-	return &Watcher{client: redis.NewClient(opt), keys: Keys{Namespace: o.Namespace}, addr: opt.Addr}, nil
+	return &Watcher{client: t.newClient(), keys: Keys{Namespace: o.Namespace}, addr: t.String(), cluster: t.Topology == Cluster}, nil
 }
 
-// String names the Redis server, without credentials.
-func (w *Watcher) String() string { return "redis://" + w.addr }
+// String names the Redis, without credentials.
+func (w *Watcher) String() string { return w.addr }
 
 // Keys returns the key layout in use.
 func (w *Watcher) Keys() Keys { return w.keys }
 
+// Cluster reports whether the Redis is a Cluster (shard channels use
+// sharded pub/sub there).
+func (w *Watcher) Cluster() bool { return w.cluster }
+
 // Close releases connections.
 func (w *Watcher) Close() error { return w.client.Close() }
+
+// failed is called after a call failed: on a Cluster the slot map is read
+// again, in case a master died and a replica took its slots.
+func (w *Watcher) failed() {
+	if cc, ok := w.client.(*redis.ClusterClient); ok {
+		cc.ReloadState(context.Background())
+	}
+}
 
 // Ping checks that Redis answers.
 func (w *Watcher) Ping(ctx context.Context) error {
 	if err := w.client.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("ping redis %s: %w", w.addr, err)
+		return fmt.Errorf("ping %s: %w", w.addr, err)
 	}
 	return nil
 }
 
-// Subscribe delivers every message on the heartbeats channel to handle, in
-// order, until ctx is done. onState is called with the first outcome (up, or
-// down with the error when the first subscribe fails) and then each time the
-// subscription is lost and established again, so the caller knows when it is
-// blind. The subscription is restored by itself.
+// Subscribe delivers every message on the reference design's heartbeats
+// channel to handle, in order, until ctx is done. See SubscribeShard.
+func (w *Watcher) Subscribe(ctx context.Context, handle func(payload []byte), onState func(up bool, err error)) error {
+	return w.subscribe(ctx, w.keys.Channel(), false, handle, onState)
+}
+
+// SubscribeShard delivers every beat on the channel of shard s out of n to
+// handle, in order, until ctx is done; with n ≤ 1 that is the heartbeats
+// channel. On a Cluster with n > 1 it uses sharded pub/sub (SSUBSCRIBE), so
+// the beats come from the one node that owns the channel's slot.
+//
+// onState is called with the first outcome (up, or down with the error when
+// the first subscribe fails) and then each time the subscription is lost and
+// established again, so the caller knows when it is blind. The subscription
+// is restored by itself, on the channel's new node after a Cluster failover.
 //
 // Redis cuts off a subscriber that falls behind once its output buffer passes
 // client-output-buffer-limit pubsub (32 MB by default): the beats published
-// meanwhile are lost, and Subscribe reports it down and resubscribes.
-func (w *Watcher) Subscribe(ctx context.Context, handle func(payload []byte), onState func(up bool, err error)) error {
-	ps := w.client.Subscribe(ctx)
-	defer ps.Close()
+// meanwhile are lost, and the subscription is reported down and restored.
+func (w *Watcher) SubscribeShard(ctx context.Context, s, n int, handle func(payload []byte), onState func(up bool, err error)) error {
+	return w.subscribe(ctx, w.keys.ShardChannel(s, n), w.cluster && n > 1, handle, onState)
+}
+
+func (w *Watcher) subscribe(ctx context.Context, channel string, sharded bool, handle func(payload []byte), onState func(up bool, err error)) error {
 	const (
 		unknown = iota
 		up
@@ -75,20 +103,50 @@ func (w *Watcher) Subscribe(ctx context.Context, handle func(payload []byte), on
 		}
 	}
 	wait := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		if state != up {
-			// Subscribe (again): go-redis resubscribes on reconnect, but a
-			// first subscribe that failed must be repeated.
-			if err := ps.Subscribe(ctx, w.keys.Channel()); err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				setState(down, fmt.Errorf("subscribe to %s on redis %s: %w", w.keys.Channel(), w.addr, err))
-				sleep(ctx, wait)
-				wait = min(wait*2, 2*time.Second)
-				continue
-			}
+	lost := func(err error) {
+		setState(down, err)
+		if cc, ok := w.client.(*redis.ClusterClient); ok {
+			// The channel's slot may have a new master: learn it before
+			// subscribing again.
+			cc.ReloadState(ctx)
 		}
+		sleep(ctx, wait)
+		wait = min(wait*2, 2*time.Second)
+	}
+	for ctx.Err() == nil {
+		// A fresh PubSub each time: after a failover it dials the node
+		// that owns the channel now, not the one that went away.
+		var ps *redis.PubSub
+		var err error
+		if sharded {
+			ps = w.client.SSubscribe(ctx)
+			err = ps.SSubscribe(ctx, channel)
+		} else {
+			ps = w.client.Subscribe(ctx)
+			err = ps.Subscribe(ctx, channel)
+		}
+		if err != nil {
+			ps.Close()
+			if ctx.Err() != nil {
+				return nil
+			}
+			lost(fmt.Errorf("subscribe to %s on %s: %w", channel, w.addr, err))
+			continue
+		}
+		err = w.receive(ctx, ps, channel, func() { setState(up, nil); wait = 100 * time.Millisecond }, handle)
+		ps.Close()
+		if ctx.Err() != nil {
+			return nil
+		}
+		lost(err)
+	}
+	return nil
+}
+
+// receive reads one PubSub until it fails, ctx is done, or Redis drops the
+// subscription (a Cluster does when the channel's slot moves).
+func (w *Watcher) receive(ctx context.Context, ps *redis.PubSub, channel string, isUp func(), handle func([]byte)) error {
+	for {
 		msg, err := ps.ReceiveTimeout(ctx, time.Second)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -98,32 +156,28 @@ func (w *Watcher) Subscribe(ctx context.Context, handle func(payload []byte), on
 			if errors.As(err, &ne) && ne.Timeout() {
 				// Quiet channel: check the connection is still there.
 				if perr := ps.Ping(ctx); perr != nil {
-					setState(down, fmt.Errorf("ping redis %s: %w", w.addr, perr))
+					return fmt.Errorf("ping %s: %w", w.addr, perr)
 				}
 				continue
 			}
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) {
-				err = fmt.Errorf("redis %s closed the subscription (restarted, or cut off a subscriber that fell behind: see client-output-buffer-limit pubsub): %w", w.addr, err)
-			} else {
-				err = fmt.Errorf("receive from redis %s: %w", w.addr, err)
+				return fmt.Errorf("%s closed the subscription to %s (restarted, failed over, or cut off a subscriber that fell behind: see client-output-buffer-limit pubsub): %w", w.addr, channel, err)
 			}
-			setState(down, err)
-			sleep(ctx, wait)
-			wait = min(wait*2, 2*time.Second)
-			continue
+			return fmt.Errorf("receive %s from %s: %w", channel, w.addr, err)
 		}
-		wait = 100 * time.Millisecond
 		switch m := msg.(type) {
 		case *redis.Subscription:
-			setState(up, nil)
+			if m.Kind == "sunsubscribe" || m.Kind == "unsubscribe" {
+				return fmt.Errorf("%s dropped the subscription to %s (its slot moved to another node)", w.addr, channel)
+			}
+			isUp()
 		case *redis.Message:
-			setState(up, nil)
+			isUp()
 			handle([]byte(m.Payload))
 		case *redis.Pong:
-			setState(up, nil)
+			isUp()
 		}
 	}
-	return nil
 }
 
 func sleep(ctx context.Context, d time.Duration) {
@@ -141,24 +195,47 @@ type AgentHash struct {
 	Fields map[string]string
 }
 
-// Agents reads every agent hash, in batches, without blocking Redis.
+// Agents reads every agent hash, in batches, without blocking Redis. On a
+// Cluster it reads every master.
 func (w *Watcher) Agents(ctx context.Context) ([]AgentHash, error) {
+	cc, ok := w.client.(*redis.ClusterClient)
+	if !ok {
+		return w.agentsOn(ctx, w.client)
+	}
+	var mu sync.Mutex
+	var out []AgentHash
+	err := cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+		hs, err := w.agentsOn(ctx, node)
+		mu.Lock()
+		out = append(out, hs...)
+		mu.Unlock()
+		return err
+	})
+	if err != nil {
+		w.failed()
+		return nil, err
+	}
+	return out, nil
+}
+
+// agentsOn reads the agent hashes of one server.
+func (w *Watcher) agentsOn(ctx context.Context, c redis.Cmdable) ([]AgentHash, error) {
 	var out []AgentHash
 	var cursor uint64
 	for {
-		keys, next, err := w.client.Scan(ctx, cursor, w.keys.AgentPattern(), 1000).Result()
+		keys, next, err := c.Scan(ctx, cursor, w.keys.AgentPattern(), 1000).Result()
 		if err != nil {
-			return nil, fmt.Errorf("scan agents in redis %s: %w", w.addr, err)
+			return nil, fmt.Errorf("scan agents in %s: %w", w.addr, err)
 		}
 		if len(keys) > 0 {
-			cmds, err := w.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			cmds, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
 				for _, k := range keys {
 					p.HGetAll(ctx, k)
 				}
 				return nil
 			})
 			if err != nil && !errors.Is(err, redis.Nil) {
-				return nil, fmt.Errorf("read agents in redis %s: %w", w.addr, err)
+				return nil, fmt.Errorf("read agents in %s: %w", w.addr, err)
 			}
 			for i, c := range cmds {
 				m, err := c.(*redis.MapStringStringCmd).Result()
@@ -194,14 +271,16 @@ return 0`)
 func (w *Watcher) Lease(ctx context.Context, holder string, ttl time.Duration) (bool, error) {
 	ok, err := renewScript.Run(ctx, w.client, []string{w.keys.Lease()}, holder, ttl.Milliseconds()).Int()
 	if err != nil {
-		return false, fmt.Errorf("renew lease in redis %s: %w", w.addr, err)
+		w.failed()
+		return false, fmt.Errorf("renew lease in %s: %w", w.addr, err)
 	}
 	if ok == 1 {
 		return true, nil
 	}
 	got, err := w.client.SetNX(ctx, w.keys.Lease(), holder, ttl).Result()
 	if err != nil {
-		return false, fmt.Errorf("take lease in redis %s: %w", w.addr, err)
+		w.failed()
+		return false, fmt.Errorf("take lease in %s: %w", w.addr, err)
 	}
 	return got, nil
 }
@@ -213,7 +292,7 @@ func (w *Watcher) LeaseHolder(ctx context.Context) (string, error) {
 		return "", nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("read lease in redis %s: %w", w.addr, err)
+		return "", fmt.Errorf("read lease in %s: %w", w.addr, err)
 	}
 	return v, nil
 }
@@ -222,7 +301,7 @@ func (w *Watcher) LeaseHolder(ctx context.Context) (string, error) {
 // over at once instead of after the TTL.
 func (w *Watcher) ReleaseLease(ctx context.Context, holder string) error {
 	if err := releaseScript.Run(ctx, w.client, []string{w.keys.Lease()}, holder).Err(); err != nil {
-		return fmt.Errorf("release lease in redis %s: %w", w.addr, err)
+		return fmt.Errorf("release lease in %s: %w", w.addr, err)
 	}
 	return nil
 }
@@ -248,7 +327,8 @@ return 0`)
 func (w *Watcher) Claim(ctx context.Context, id, failure, holder string, ttl time.Duration) (bool, error) {
 	ok, err := claimScript.Run(ctx, w.client, []string{w.keys.RecoveryClaim(id, failure)}, holder, ttl.Milliseconds()).Int()
 	if err != nil {
-		return false, fmt.Errorf("claim recovery of %s in redis %s: %w", id, w.addr, err)
+		w.failed()
+		return false, fmt.Errorf("claim recovery of %s in %s: %w", id, w.addr, err)
 	}
 	return ok == 1, nil
 }

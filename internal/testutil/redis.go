@@ -59,6 +59,8 @@ type Redis struct {
 	port int
 	dir  string
 	cmd  *exec.Cmd
+	bin  string   // redis-server (default) or redis-sentinel
+	args []string // added to the server's options; a sentinel's config file
 }
 
 // StartRedis starts a redis-server on a free loopback port, without
@@ -86,10 +88,16 @@ func (r *Redis) Start() {
 	if r.cmd != nil {
 		return
 	}
-	cmd := exec.Command("redis-server", "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", r.dir, "--protected-mode", "no")
+	var cmd *exec.Cmd
+	if r.bin == "redis-sentinel" {
+		cmd = exec.Command(r.bin, r.args...)
+	} else {
+		cmd = exec.Command("redis-server", append([]string{"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
+			"--save", "", "--appendonly", "no", "--dir", r.dir, "--protected-mode", "no"}, r.args...)...)
+	}
+	deathSignal(cmd)
 	if err := cmd.Start(); err != nil {
-		r.t.Fatalf("start redis-server: %v", err)
+		r.t.Fatalf("start %s: %v", cmd.Path, err)
 	}
 	r.cmd = cmd
 	deadline := time.Now().Add(10 * time.Second)
@@ -99,7 +107,8 @@ func (r *Redis) Start() {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	r.t.Fatalf("redis-server on %s did not answer PING within 10s", r.Addr())
+	r.Stop()
+	r.t.Fatalf("%s on %s did not answer PING within 10s", cmd.Path, r.Addr())
 }
 
 // Stop kills the server and waits for it to exit.
