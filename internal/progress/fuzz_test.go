@@ -24,6 +24,7 @@ func FuzzServeLine(f *testing.F) {
 		`[1]`,
 		`{"task":"x"`,
 		`{"progress":"x"}`,
+		"{\"progress\":\"\xc3\"}", // the error quotes a byte that is not UTF-8
 		`{"progress":150}`,
 		`{"progress":-0}`,
 		`{"progress":1e400}`,
@@ -85,7 +86,7 @@ func FuzzServeLine(f *testing.F) {
 			case len(bytes.TrimSpace(line)) == 0:
 			default:
 				if _, err := wire.ParseReport(line); err != nil {
-					wants = append(wants, want{err: err.Error()})
+					wants = append(wants, want{err: asJSONText(err.Error())})
 				} else {
 					wants = append(wants, want{ok: true})
 				}
@@ -147,4 +148,22 @@ func FuzzServeLine(f *testing.F) {
 			}
 		}
 	})
+}
+
+// asJSONText is s as a JSON string carries it: a reply is JSON, and JSON text
+// is UTF-8, so each byte of s that is not part of a valid UTF-8 sequence
+// arrives as U+FFFD. The error of a line that quotes such bytes is therefore
+// not byte for byte the error ParseReport returned, and must not be.
+func asJSONText(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 {
+			b.WriteRune(utf8.RuneError)
+		} else {
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
 }
