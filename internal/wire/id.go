@@ -1,6 +1,9 @@
 package wire
 
-import "fmt"
+import (
+	"fmt"
+	"unicode/utf8"
+)
 
 // MaxIDLength is the longest agent id accepted.
 const MaxIDLength = 128
@@ -17,10 +20,21 @@ func ValidateID(id string) error {
 	}
 	for i := 0; i < len(id); i++ {
 		if !idByte(id[i]) {
-			return fmt.Errorf("agent id %q has %q at %d: only A-Z a-z 0-9 . _ : - are allowed", id, id[i], i)
+			return fmt.Errorf("agent id %q has %s at byte %d: only A-Z a-z 0-9 . _ : - are allowed", id, charAt(id, i), i)
 		}
 	}
 	return nil
+}
+
+// charAt names the character that starts at s[i] as a user typed it: 'é',
+// not the first byte of its UTF-8 ('Ã'); a byte that is not UTF-8 by its
+// value.
+func charAt(s string, i int) string {
+	r, n := utf8.DecodeRuneInString(s[i:])
+	if r == utf8.RuneError && n == 1 {
+		return fmt.Sprintf("byte %#02x", s[i])
+	}
+	return fmt.Sprintf("%q", r)
 }
 
 func idByte(c byte) bool {

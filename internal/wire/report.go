@@ -96,8 +96,10 @@ func ParseReport(line []byte) (Report, error) {
 	if out.Progress, err = optNumber("progress", raw.Progress); err != nil {
 		return r, err
 	}
-	if out.Progress != nil && (*out.Progress < 0 || *out.Progress > 100) {
-		return r, fmt.Errorf("progress must be from 0 to 100, got %v", *out.Progress)
+	if out.Progress != nil {
+		if err := progressRange.check("progress", *out.Progress); err != nil {
+			return r, err
+		}
 	}
 	if out.ActiveTasks, err = optCount("activeTasks", raw.ActiveTasks); err != nil {
 		return r, err
@@ -149,10 +151,6 @@ func optNumber(name string, raw json.RawMessage) (*float64, error) {
 	return &f, nil
 }
 
-// maxCount keeps counts well inside int on every platform and inside what a
-// float64 holds exactly.
-const maxCount = 1 << 40
-
 func optCount(name string, raw json.RawMessage) (*int, error) {
 	f, err := optNumber(name, raw)
 	if err != nil || f == nil {
@@ -161,8 +159,8 @@ func optCount(name string, raw json.RawMessage) (*int, error) {
 	if *f < 0 {
 		return nil, fmt.Errorf("%s must not be negative, got %v", name, *f)
 	}
-	if *f != math.Trunc(*f) || *f > maxCount {
-		return nil, fmt.Errorf("%s must be a whole number up to %d, got %v", name, int64(maxCount), *f)
+	if *f != math.Trunc(*f) || *f > float64(countRange.max) {
+		return nil, fmt.Errorf("%s must be a whole number up to %d, got %v", name, countRange.max, *f)
 	}
 	n := int(*f)
 	return &n, nil
@@ -209,6 +207,15 @@ func cutUTF8(s string, n int) string {
 		n--
 	}
 	return s[:n]
+}
+
+// quoteClip quotes s for an error message, shortened as clip does.
+func quoteClip(s string) string {
+	const max = 40
+	if len(s) > max {
+		return fmt.Sprintf("%q…", cutUTF8(s, max))
+	}
+	return fmt.Sprintf("%q", s)
 }
 
 // clip shortens a raw value for an error message.

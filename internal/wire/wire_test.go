@@ -161,3 +161,69 @@ func TestIdleState(t *testing.T) {
 		}
 	}
 }
+
+// TestParseBeatRefusesOutOfRange: numbers that would wrap around or
+// overflow where a watcher keeps them, and values no agent can have, are
+// refused with the field named.
+func TestParseBeatRefusesOutOfRange(t *testing.T) {
+	tests := []struct {
+		name, in, wantErr string
+	}{
+		{"pid past 32 bits", `{"agentId":"a","pid":99999999999}`, "pid must be from 0 to 2147483647, got 99999999999"},
+		{"negative pid", `{"agentId":"a","pid":-1}`, "pid must not be negative, got -1"},
+		{"restarts MaxInt64", `{"agentId":"a","restarts":9223372036854775807}`, "restarts must be from 0 to 2147483647"},
+		{"negative restarts", `{"agentId":"a","restarts":-3}`, "restarts must not be negative"},
+		{"exit code past 32 bits", `{"agentId":"a","status":"exited","exitCode":4294967297}`, "exitCode must be from -2147483648 to 2147483647"},
+		{"progress 1e308", `{"agentId":"a","taskProgress":1e308}`, "taskProgress must be from 0 to 100, got 1e+308"},
+		{"progress -1e308", `{"agentId":"a","taskProgress":-1e308}`, "taskProgress must be from 0 to 100, got -1e+308"},
+		{"progress 100.5", `{"agentId":"a","taskProgress":100.5}`, "taskProgress must be from 0 to 100"},
+		{"cpu -1e308", `{"agentId":"a","metrics":{"cpuPercent":-1e308}}`, "metrics.cpuPercent must be from 0 to"},
+		{"memory 1e308", `{"agentId":"a","metrics":{"memoryMB":1e308}}`, "metrics.memoryMB must be from 0 to"},
+		{"negative queue", `{"agentId":"a","metrics":{"queueDepth":-1}}`, "metrics.queueDepth must not be negative"},
+		{"queue past counts", `{"agentId":"a","metrics":{"queueDepth":1099511627777}}`, "metrics.queueDepth must be from 0 to 1099511627776"},
+		{"negative tokens", `{"agentId":"a","metrics":{"tokensUsedThisHour":-5}}`, "metrics.tokensUsedThisHour must not be negative"},
+		{"negative errors", `{"agentId":"a","metrics":{"errorsLast5Min":-5}}`, "metrics.errorsLast5Min must not be negative"},
+		{"negative timestamp", `{"agentId":"a","timestamp":-1}`, "timestamp must not be negative"},
+		{"negative missed beats", `{"agentId":"a","missedBeats":-1}`, "missedBeats must not be negative"},
+		{"missed beats past 32 bits", `{"agentId":"a","missedBeats":4294967296}`, "missedBeats must be from 0 to 2147483647"},
+		{"negative grace", `{"agentId":"a","graceMs":-1}`, "graceMs must not be negative"},
+		{"status pwned", `{"agentId":"a","status":"pwned"}`, `status "pwned" is not a known status`},
+		{"id with é names é", `{"agentId":"é"}`, `has 'é' at byte 0`},
+		{"id with a byte that is not UTF-8", "{\"agentId\":\"a\\u0000\"}", `has '\x00' at byte 1`},
+		{"long status is cut", `{"agentId":"a","status":"` + strings.Repeat("x", 1000) + `"}`, `"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"… is not a known status`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, fast := range []bool{true, false} {
+				_, err := readBeat([]byte(tt.in), fast)
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !errors.Is(err, ErrMalformed) {
+					t.Fatalf("fast %v: got %v, want an ErrMalformed with %q", fast, err, tt.wantErr)
+				}
+			}
+		})
+	}
+	// The edges themselves are fine.
+	for _, in := range []string{
+		`{"agentId":"a","pid":2147483647,"restarts":2147483647,"taskProgress":100,"exitCode":-2147483648}`,
+		`{"agentId":"a","pid":0,"restarts":0,"taskProgress":0,"metrics":{"queueDepth":1099511627776,"cpuPercent":6400}}`,
+	} {
+		if _, err := ParseBeat([]byte(in)); err != nil {
+			t.Errorf("%s: %v", in, err)
+		}
+	}
+}
+
+func TestValidateIDNamesTheCharacter(t *testing.T) {
+	tests := []struct{ id, want string }{
+		{"é", `'é' at byte 0`},
+		{"agent-ü", `'ü' at byte 6`},
+		{"a\xffb", `byte 0xff at byte 1`},
+		{"a b", `' ' at byte 1`},
+	}
+	for _, tt := range tests {
+		err := ValidateID(tt.id)
+		if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "Ã") {
+			t.Errorf("ValidateID(%q) = %v, want it to name %s", tt.id, err, tt.want)
+		}
+	}
+}
