@@ -6,6 +6,7 @@
 //	beatwrap [flags] -- COMMAND [ARG...]
 //	beatwrap report [--socket PATH] [--task T] [--progress 0-100] [--tokens N] [--error MSG]
 //	                [--active N] [--queue N] [--idle] [--quiet-for DURATION] [--timeout D]
+//	beatwrap health [--socket PATH] [--id ID] [--timeout D]
 //	beatwrap version
 //	beatwrap completion bash|zsh|fish
 //
@@ -33,6 +34,7 @@
 //	--busy-queue          BEATWRAP_BUSY_QUEUE
 //	--recovering-errors   BEATWRAP_RECOVERING_ERRORS
 //	--subreaper           BEATWRAP_SUBREAPER           reap orphans when not PID 1
+//	--health-listen       BEATWRAP_HEALTH_LISTEN       serve /livez and /metrics on this address (off)
 //	--log-format          BEATWRAP_LOG_FORMAT          auto, text or json
 //	--log-level           BEATWRAP_LOG_LEVEL           debug, info, warn or error
 //
@@ -41,6 +43,15 @@
 // watched for progress; BEATWRAP_TOKEN, BEATWRAP_REDIS and BEATWRAP_WATCHER
 // are removed from its environment. `beatwrap report` reads BEATWRAP_SOCKET;
 // a beatwrap run by another one (BEATWRAP_AGENT_ID is set) does not take it
-// for its own --socket. Every flag is described in full
+// for its own --socket.
+//
+// `beatwrap health` asks the running beatwrap, with the health query line on
+// the progress socket, whether its agent is live, prints the answer as one
+// JSON line and exits 0 (live) or 1 (stalled, child not running, or no
+// answer). It finds the socket by itself: --socket or BEATWRAP_SOCKET, else
+// the default path of --id or BEATWRAP_ID, else the one socket in the
+// default folder; so `HEALTHCHECK CMD ["beatwrap","health"]` needs no shell
+// and no flags. --health-listen serves the same answer on GET /livez (200 or
+// 503) and the agent's own figures on GET /metrics. Every flag is described in full
 // by `beatwrap --help` and in the README's flag reference.
 package main

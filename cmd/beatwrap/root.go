@@ -40,6 +40,7 @@ type options struct {
 	degradedMemoryMB                             float64
 	busyQueue, recoveringErrors                  int
 	subreaper                                    bool
+	healthListen                                 string
 	log                                          cli.LogOptions
 
 	// redisFlag and watcherFlag say that --redis and --watcher were given
@@ -126,10 +127,11 @@ Every flag can also be set by the variable named after it.`,
 	f.IntVar(&o.busyQueue, "busy-queue", 50, "status busy above this queue depth")
 	f.IntVar(&o.recoveringErrors, "recovering-errors", 10, "status recovering above this many errors in 5 minutes")
 	f.BoolVar(&o.subreaper, "subreaper", false, "reap orphaned descendants even when not PID 1 (PR_SET_CHILD_SUBREAPER)")
+	f.StringVar(&o.healthListen, "health-listen", "", "serve GET /livez (200, or 503 when stalled or the child is down) and GET /metrics on this address, e.g. :8081 (default: off)")
 	o.log.AddFlags(f)
 	cli.AnnotateEnv(f, envPrefix)
 
-	root.AddCommand(newReport(ctx), cli.Version("beatwrap", version.String), cli.Completion(root))
+	root.AddCommand(newReport(ctx), newHealth(ctx), cli.Version("beatwrap", version.String), cli.Completion(root))
 	return root
 }
 
@@ -217,6 +219,11 @@ func (o *options) config(argv []string, stderr io.Writer) (wrap.Config, error) {
 		}
 		pub = r
 	}
+	// Last, so that nothing else can fail once the port is taken.
+	healthLn, err := listenHealth(o.healthListen)
+	if err != nil {
+		return wrap.Config{}, err
+	}
 	fmt.Fprintf(stderr, "beatwrap: agent id %s\n", o.id)
 	return wrap.Config{
 		ID: o.id, Type: o.typ, Argv: argv, Host: host, ContainerID: o.containerID,
@@ -226,7 +233,7 @@ func (o *options) config(argv []string, stderr io.Writer) (wrap.Config, error) {
 		},
 		SocketPath: o.socket, StallTimeout: o.stallTimeout, OnStall: o.onStall,
 		Restart: policy, Subreaper: o.subreaper || os.Getpid() == 1,
-		Publisher: pub, ProcRoot: "/proc", Log: log,
+		Publisher: pub, HealthListener: healthLn, ProcRoot: "/proc", Log: log,
 	}, nil
 }
 

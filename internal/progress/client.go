@@ -9,10 +9,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,15 +27,72 @@ import (
 // address holds (a long id), the file is named after a hash of the id
 // instead: the first 16 hex digits of its SHA-256, then .sock.
 func DefaultSocketPath(id string) string {
-	dir := filepath.Join("/tmp", "beatwrap-"+strconv.Itoa(os.Getuid()))
-	if xdg := os.Getenv("XDG_RUNTIME_DIR"); xdg != "" {
-		dir = filepath.Join(xdg, "beatwrap")
-	}
+	dir := DefaultSocketDir()
 	if path := filepath.Join(dir, id+".sock"); len(path) <= maxSocketPath {
 		return path
 	}
 	sum := sha256.Sum256([]byte(id))
 	return filepath.Join(dir, hex.EncodeToString(sum[:8])+".sock")
+}
+
+// DefaultSocketDir is the folder of the default socket paths:
+// $XDG_RUNTIME_DIR/beatwrap, else /tmp/beatwrap-<uid>.
+func DefaultSocketDir() string {
+	if xdg := os.Getenv("XDG_RUNTIME_DIR"); xdg != "" {
+		return filepath.Join(xdg, "beatwrap")
+	}
+	return filepath.Join("/tmp", "beatwrap-"+strconv.Itoa(os.Getuid()))
+}
+
+// Errors from FindSocket, matched with errors.Is.
+var (
+	// ErrNoSocket means no progress socket was found.
+	ErrNoSocket = errors.New("no progress socket found")
+	// ErrManySockets means several beatwraps serve here and nothing says
+	// which one is meant.
+	ErrManySockets = errors.New("several progress sockets found")
+)
+
+// FindSocket finds the progress socket of the beatwrap running here, for a
+// client nobody told (a HEALTHCHECK, a Kubernetes exec probe): the default
+// path of agent id when id is given, else the one socket in
+// DefaultSocketDir(). When the folder holds several, the ones nobody accepts
+// on (left by a crashed run) are passed over; more than one left is
+// ErrManySockets.
+func FindSocket(id string) (string, error) {
+	if id != "" {
+		return DefaultSocketPath(id), nil
+	}
+	dir := DefaultSocketDir()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return "", fmt.Errorf("%w in %s: %w", ErrNoSocket, dir, err)
+	}
+	var found []string
+	for _, e := range entries {
+		if e.Type() == fs.ModeSocket {
+			found = append(found, filepath.Join(dir, e.Name()))
+		}
+	}
+	if len(found) > 1 {
+		live := found[:0:0]
+		for _, p := range found {
+			if c, err := net.DialTimeout("unix", p, time.Second); err == nil {
+				c.Close()
+				live = append(live, p)
+			}
+		}
+		if len(live) > 0 {
+			found = live
+		}
+	}
+	switch len(found) {
+	case 0:
+		return "", fmt.Errorf("%w in %s", ErrNoSocket, dir)
+	case 1:
+		return found[0], nil
+	}
+	return "", fmt.Errorf("%w in %s: %s", ErrManySockets, dir, strings.Join(found, ", "))
 }
 
 // Client is one connection to a progress socket, for an agent that connects
@@ -64,30 +123,57 @@ func (c *Client) Send(ctx context.Context, r wire.Report) (wire.Reply, error) {
 	if err != nil {
 		return wire.Reply{}, fmt.Errorf("encode report: %w", err)
 	}
-	return c.roundTrip(ctx, append(line, '\n'))
+	reply, _, err := c.roundTrip(ctx, append(line, '\n'))
+	return reply, err
 }
 
-// roundTrip writes one line and reads one reply line.
-func (c *Client) roundTrip(ctx context.Context, line []byte) (wire.Reply, error) {
+// Query asks the beatwrap on the other end the query called name and decodes
+// the fields of its reply into answer (a pointer, as for json.Unmarshal). A
+// query the server refused (ok:false: an unknown name, or the query's own
+// error) is an error wrapping ErrRefused, with the server's message; the
+// connection stays usable then. Any other error closes the Client.
+func (c *Client) Query(ctx context.Context, name string, answer any) error {
+	reply, raw, err := c.roundTrip(ctx, append(wire.MarshalQuery(name), '\n'))
+	if err != nil {
+		return err
+	}
+	if !reply.OK {
+		return fmt.Errorf("%w: %s", ErrRefused, reply.Error)
+	}
+	if answer == nil {
+		return nil
+	}
+	if err := json.Unmarshal(raw, answer); err != nil {
+		return fmt.Errorf("read reply to query %q: %w", name, err)
+	}
+	return nil
+}
+
+// ErrRefused means the server answered a query with ok:false.
+var ErrRefused = errors.New("query refused")
+
+// roundTrip writes one line and reads one reply line; raw is the reply line
+// itself, valid until the next round trip.
+func (c *Client) roundTrip(ctx context.Context, line []byte) (wire.Reply, []byte, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.err != nil {
-		return wire.Reply{}, c.err
+		return wire.Reply{}, nil, c.err
 	}
-	reply, err := c.exchange(ctx, line)
+	reply, raw, err := c.exchange(ctx, line)
 	if err != nil {
 		// A reply may still be on its way; the next one read would be the
 		// wrong one, so this connection is done.
 		c.err = fmt.Errorf("progress socket connection closed after an error: %w", err)
 		c.conn.Close()
 	}
-	return reply, err
+	return reply, raw, err
 }
 
-func (c *Client) exchange(ctx context.Context, line []byte) (wire.Reply, error) {
+func (c *Client) exchange(ctx context.Context, line []byte) (wire.Reply, []byte, error) {
 	var reply wire.Reply
 	if err := c.conn.SetDeadline(time.Time{}); err != nil {
-		return reply, fmt.Errorf("set deadline: %w", err)
+		return reply, nil, fmt.Errorf("set deadline: %w", err)
 	}
 	// A deadline in the past wakes a blocked read or write once ctx has
 	// ended, so the error is the context's and not a timeout of our own.
@@ -104,23 +190,23 @@ func (c *Client) exchange(ctx context.Context, line []byte) (wire.Reply, error) 
 		}
 	}()
 	if _, err := c.conn.Write(line); err != nil {
-		return reply, fmt.Errorf("send report: %w", contextError(ctx, err))
+		return reply, nil, fmt.Errorf("send line: %w", contextError(ctx, err))
 	}
 	b, err := c.r.ReadSlice('\n')
 	if err != nil {
-		return reply, fmt.Errorf("read reply: %w", contextError(ctx, err))
+		return reply, nil, fmt.Errorf("read reply: %w", contextError(ctx, err))
 	}
 	if bytes.Equal(b, okReply) {
-		return wire.Reply{OK: true}, nil
+		return wire.Reply{OK: true}, b, nil
 	}
 	var raw struct {
 		OK    *bool  `json:"ok"`
 		Error string `json:"error"`
 	}
 	if err := json.Unmarshal(b, &raw); err != nil || raw.OK == nil {
-		return reply, fmt.Errorf("read reply: not a reply: %.100q", b)
+		return reply, nil, fmt.Errorf("read reply: not a reply: %.100q", b)
 	}
-	return wire.Reply{OK: *raw.OK, Error: raw.Error}, nil
+	return wire.Reply{OK: *raw.OK, Error: raw.Error}, b, nil
 }
 
 // contextError prefers the context's reason over the timeout it caused.
@@ -151,4 +237,16 @@ func Send(ctx context.Context, path string, r wire.Report) (wire.Reply, error) {
 	}
 	defer c.Close()
 	return c.Send(ctx, r)
+}
+
+// Query connects to the progress socket at path, asks the query called name,
+// decodes the reply's fields into answer and disconnects. It is what
+// `beatwrap health` does.
+func Query(ctx context.Context, path, name string, answer any) error {
+	c, err := Dial(ctx, path)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return c.Query(ctx, name, answer)
 }

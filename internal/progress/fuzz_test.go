@@ -11,9 +11,10 @@ import (
 )
 
 // FuzzServeLine feeds arbitrary bytes through serveLines, the loop every
-// server connection runs, and so through wire.ParseReport. It checks that
+// server connection runs, and so through wire.ParseLine. It checks that
 // nothing panics, that each line gets exactly the reply it should, that every
-// reply is {"ok":bool} with a non-empty error when ok is false, and that every
+// reply is {"ok":bool} with a non-empty error when ok is false (and nothing
+// else when ok is true, but for the answer to a query), and that every
 // accepted report, marshalled again, parses back to the same report.
 func FuzzServeLine(f *testing.F) {
 	seeds := []string{
@@ -54,6 +55,8 @@ func FuzzServeLine(f *testing.F) {
 		// Task cut at wire.MaxTaskLength in the middle of a two-byte rune.
 		`{"task":"` + strings.Repeat("a", wire.MaxTaskLength-1) + `é"}`,
 		`{"task":"` + strings.Repeat("b", wire.MaxLineSize) + `"}` + "\n{}\n",
+		`{"query":"health"}`,
+		`{"query":"health","task":"x"}` + "\n" + `{"query":"nope"}` + "\n" + `{"query":1}`,
 	}
 	for _, s := range seeds {
 		f.Add([]byte(s))
@@ -65,14 +68,21 @@ func FuzzServeLine(f *testing.F) {
 			out.Write(reply)
 			return nil
 		}
-		if err := serveLines(bytes.NewReader(data), write, func(r wire.Report) { applied = append(applied, r) }); err != nil {
+		h := Handler{
+			Report: func(r wire.Report) { applied = append(applied, r) },
+			Queries: map[string]func() (any, error){
+				wire.QueryHealth: func() (any, error) { return wire.Health{Status: wire.StatusHealthy, Live: true}, nil },
+			},
+		}
+		if err := serveLines(bytes.NewReader(data), write, h); err != nil {
 			t.Fatalf("serveLines: %v", err)
 		}
 
 		// What each line should get, worked out independently of the reader.
 		type want struct {
-			ok  bool
-			err string
+			ok    bool
+			query bool
+			err   string
 		}
 		var wants []want
 		lines := bytes.Split(data, []byte("\n"))
@@ -85,10 +95,14 @@ func FuzzServeLine(f *testing.F) {
 				wants = append(wants, want{err: "line is longer than 65536 bytes"})
 			case len(bytes.TrimSpace(line)) == 0:
 			default:
-				if _, err := wire.ParseReport(line); err != nil {
+				_, q, err := wire.ParseLine(line)
+				switch {
+				case err != nil:
 					wants = append(wants, want{err: asJSONText(err.Error())})
-				} else {
-					wants = append(wants, want{ok: true})
+				case q != nil && q.Name != wire.QueryHealth:
+					wants = append(wants, want{err: asJSONText(wire.UnknownQueryError(q.Name, []string{wire.QueryHealth}).Error())})
+				default:
+					wants = append(wants, want{ok: true, query: q != nil})
 				}
 			}
 		}
@@ -115,13 +129,16 @@ func FuzzServeLine(f *testing.F) {
 			if !ok && msg == "" {
 				t.Fatalf("reply %d %q: ok:false without an error", i, b)
 			}
-			if ok && len(got) != 1 {
+			if ok && !wants[i].query && len(got) != 1 {
 				t.Fatalf("reply %d %q: ok:true with more than ok", i, b)
+			}
+			if ok && wants[i].query && got["status"] != string(wire.StatusHealthy) {
+				t.Fatalf("reply %d %q: not the health answer", i, b)
 			}
 			if ok != wants[i].ok || msg != wants[i].err {
 				t.Fatalf("reply %d = %q, want ok:%v error %q", i, b, wants[i].ok, wants[i].err)
 			}
-			if ok {
+			if ok && !wants[i].query {
 				oks++
 			}
 		}

@@ -10,9 +10,11 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -48,8 +50,8 @@ var (
 	tooLongReply = errorReply(fmt.Sprintf("line is longer than %d bytes", wire.MaxLineSize))
 )
 
-// Server is the progress socket: it reads report lines from any number of
-// agent connections, hands each valid report to an apply function and answers
+// Server is the progress socket: it reads lines from any number of agent
+// connections, hands each valid report or query to its Handler and answers
 // every line.
 type Server struct {
 	path         string
@@ -167,12 +169,23 @@ func removeStale(path string) error {
 // Path is the socket's file name, for the child's BEATWRAP_SOCKET.
 func (s *Server) Path() string { return s.path }
 
+// Handler is what a Server does with the lines it reads. Its functions are
+// called from many goroutines at once, before the line's reply is sent, and
+// must not block: an agent waits for each reply.
+type Handler struct {
+	// Report takes each valid report.
+	Report func(wire.Report)
+	// Queries answers query lines ({"query":"<name>"}) by name. The function
+	// returns the fields of the reply, a value that marshals to a JSON
+	// object, or an error that the reply carries as ok:false. A name not
+	// here is answered with an error naming it.
+	Queries map[string]func() (any, error)
+}
+
 // Serve accepts connections and answers their lines until ctx is done or
 // Close is called, then closes every connection, waits for their goroutines
-// and returns nil. apply is called with each valid report, from many
-// goroutines at once, before the report's reply is sent; it must not block.
-// Serve is called at most once.
-func (s *Server) Serve(ctx context.Context, apply func(wire.Report)) error {
+// and returns nil. Serve is called at most once.
+func (s *Server) Serve(ctx context.Context, h Handler) error {
 	stop := context.AfterFunc(ctx, func() { s.Close() })
 	defer stop()
 	defer s.wg.Wait()
@@ -205,7 +218,7 @@ func (s *Server) Serve(ctx context.Context, apply func(wire.Report)) error {
 		if !s.track(c) {
 			continue
 		}
-		go s.serveConn(c, apply)
+		go s.serveConn(c, h)
 	}
 }
 
@@ -232,7 +245,7 @@ func (s *Server) track(c net.Conn) bool {
 	return true
 }
 
-func (s *Server) serveConn(c net.Conn, apply func(wire.Report)) {
+func (s *Server) serveConn(c net.Conn, h Handler) {
 	defer s.wg.Done()
 	defer func() {
 		s.mu.Lock()
@@ -249,7 +262,7 @@ func (s *Server) serveConn(c net.Conn, apply func(wire.Report)) {
 	}
 	// The error only says why the connection ended; the client is gone
 	// either way.
-	_ = serveLines(c, write, apply)
+	_ = serveLines(c, write, h)
 }
 
 // Close stops Serve, closes every connection and removes the socket file,
@@ -297,7 +310,7 @@ var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, wir
 // included) is answered as soon as that is known and the rest of it is
 // skipped; the lines after it are served as usual. It returns nil when r
 // ends.
-func serveLines(r io.Reader, write func(reply []byte) error, apply func(wire.Report)) error {
+func serveLines(r io.Reader, write func(reply []byte) error, h Handler) error {
 	br := readerPool.Get().(*bufio.Reader)
 	br.Reset(r)
 	defer func() {
@@ -318,7 +331,7 @@ func serveLines(r io.Reader, write func(reply []byte) error, apply func(wire.Rep
 			}
 			continue
 		}
-		if reply := handleLine(line, apply); reply != nil {
+		if reply := h.handleLine(line); reply != nil {
 			if err := write(reply); err != nil {
 				return err
 			}
@@ -336,20 +349,42 @@ func endOfLines(err error) error {
 	return err
 }
 
-// handleLine parses one line, applies it when it is valid and returns the
-// reply to send, newline included. A blank line gets no reply: it is a
-// stray newline ("\n\n", a keep-alive), not a report, and answering it would
-// give the client a reply it is not waiting for.
-func handleLine(line []byte, apply func(wire.Report)) []byte {
+// handleLine parses one line, applies or answers it when it is valid and
+// returns the reply to send, newline included. A blank line gets no reply: it
+// is a stray newline ("\n\n", a keep-alive), not a report, and answering it
+// would give the client a reply it is not waiting for.
+func (h Handler) handleLine(line []byte) []byte {
 	if len(bytes.TrimSpace(line)) == 0 {
 		return nil
 	}
-	r, err := wire.ParseReport(line)
+	r, q, err := wire.ParseLine(line)
 	if err != nil {
 		return errorReply(err.Error())
 	}
-	apply(r)
+	if q != nil {
+		return h.answer(q.Name)
+	}
+	if h.Report != nil {
+		h.Report(r)
+	}
 	return okReply
+}
+
+// answer runs the query called name and returns its reply line.
+func (h Handler) answer(name string) []byte {
+	fn, ok := h.Queries[name]
+	if !ok {
+		return errorReply(wire.UnknownQueryError(name, slices.Collect(maps.Keys(h.Queries))).Error())
+	}
+	v, err := fn()
+	if err != nil {
+		return errorReply(fmt.Sprintf("query %q: %v", name, err))
+	}
+	b, err := wire.MarshalQueryReply(v)
+	if err != nil {
+		return errorReply(fmt.Sprintf("query %q: %v", name, err))
+	}
+	return append(b, '\n')
 }
 
 func errorReply(msg string) []byte {

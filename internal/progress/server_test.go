@@ -35,7 +35,7 @@ func serve(t *testing.T, srv *Server) *Tracker {
 	tr := NewTracker(TrackerConfig{})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, tr.Apply) }()
+	go func() { done <- srv.Serve(ctx, Handler{Report: tr.Apply}) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -469,7 +469,7 @@ func TestCloseStopsServeAndRemovesSocket(t *testing.T) {
 	}
 	tr := NewTracker(TrackerConfig{})
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(context.Background(), tr.Apply) }()
+	go func() { done <- srv.Serve(context.Background(), Handler{Report: tr.Apply}) }()
 	c := dialRaw(t, srv.Path())
 	if got := c.send(t, `{}`); !got.OK {
 		t.Fatalf("reply %+v", got)
@@ -619,7 +619,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 	}
 	tr := NewTracker(TrackerConfig{})
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(context.Background(), tr.Apply) }()
+	go func() { done <- srv.Serve(context.Background(), Handler{Report: tr.Apply}) }()
 	defer func() {
 		srv.Close()
 		select {

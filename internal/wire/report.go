@@ -53,8 +53,9 @@ type Reply struct {
 	Error string `json:"error,omitempty"`
 }
 
-// reportLine is the JSON form of a Report. Fields are raw so that each can be
-// checked on its own and a wrong type named precisely.
+// reportLine is the JSON form of a socket line. Fields are raw so that each
+// can be checked on its own and a wrong type named precisely. Query is set on
+// a query line (see ParseLine).
 type reportLine struct {
 	Task        json.RawMessage `json:"task"`
 	Progress    json.RawMessage `json:"progress"`
@@ -64,26 +65,59 @@ type reportLine struct {
 	Error       json.RawMessage `json:"error"`
 	Idle        json.RawMessage `json:"idle"`
 	QuietFor    json.RawMessage `json:"quietFor"`
+	Query       json.RawMessage `json:"query"`
+}
+
+// reportField names the first report field the line carries, or "".
+func (raw *reportLine) reportField() string {
+	for _, f := range []struct {
+		name string
+		v    json.RawMessage
+	}{
+		{"task", raw.Task}, {"progress", raw.Progress}, {"activeTasks", raw.ActiveTasks},
+		{"queueDepth", raw.QueueDepth}, {"tokens", raw.Tokens}, {"error", raw.Error},
+		{"idle", raw.Idle}, {"quietFor", raw.QuietFor},
+	} {
+		if !isNull(f.v) {
+			return f.name
+		}
+	}
+	return ""
 }
 
 // MaxTaskLength bounds the task name kept from a report; longer names are cut.
 const MaxTaskLength = 512
 
-// ParseReport decodes and validates one socket line. The error names the
+// ParseReport decodes and validates one report line. The error names the
 // field that was wrong; on error the Report is empty and must not be applied.
+// A query line is not a report and gets an error; ParseLine takes both.
 func ParseReport(line []byte) (Report, error) {
-	var r Report
+	r, q, err := ParseLine(line)
+	if err == nil && q != nil {
+		return Report{}, fmt.Errorf("line is a query (%q), not a report", q.Name)
+	}
+	return r, err
+}
+
+// decodeLine checks the size and shape of a socket line and decodes it.
+func decodeLine(line []byte) (*reportLine, error) {
 	if len(line) > MaxLineSize {
-		return r, fmt.Errorf("line is %d bytes, more than %d", len(line), MaxLineSize)
+		return nil, fmt.Errorf("line is %d bytes, more than %d", len(line), MaxLineSize)
 	}
 	line = bytes.TrimSpace(line)
 	if len(line) == 0 || line[0] != '{' {
-		return r, fmt.Errorf("line is not a JSON object")
+		return nil, fmt.Errorf("line is not a JSON object")
 	}
 	var raw reportLine
 	if err := json.Unmarshal(line, &raw); err != nil {
-		return r, fmt.Errorf("line is not a JSON object: %s", describeJSONError(err))
+		return nil, fmt.Errorf("line is not a JSON object: %s", describeJSONError(err))
 	}
+	return &raw, nil
+}
+
+// report validates the fields of a report line.
+func (raw *reportLine) report() (Report, error) {
+	var r Report
 	var out Report
 	var err error
 	if out.Task, err = optString("task", raw.Task); err != nil {

@@ -3,6 +3,7 @@ package wrap
 import (
 	"context"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -39,6 +40,10 @@ type Config struct {
 	// Publisher delivers beats; nil runs standalone.
 	Publisher store.Publisher
 
+	// HealthListener, when set, serves /livez and /metrics
+	// (--health-listen). Run closes it.
+	HealthListener net.Listener
+
 	ProcRoot string // "/proc"
 	Log      *slog.Logger
 }
@@ -74,6 +79,10 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	signal.Notify(pipe, syscall.SIGPIPE)
 	defer signal.Stop(pipe)
 
+	if cfg.HealthListener != nil {
+		// Serving closes it too; this is for a return before that.
+		defer cfg.HealthListener.Close()
+	}
 	log := cfg.Log.With("agent", cfg.ID)
 	w := &wrapper{cfg: cfg, log: log, start: time.Now()}
 	w.tracker = progress.NewTracker(progress.TrackerConfig{StallTimeout: cfg.StallTimeout})
@@ -110,6 +119,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		Subreaper: cfg.Subreaper,
 		Logger:    log,
 		OnStart:   w.childStarted,
+		OnExit:    w.childExited,
 	}
 	if cfg.StallTimeout > 0 {
 		// Output counts as progress only when beatwrap can see it.
@@ -159,7 +169,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if srv != nil { // the progress socket
 		ctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error {
-			err := srv.Serve(ctx, w.tracker.Apply)
+			err := srv.Serve(ctx, progress.Handler{Report: w.tracker.Apply, Queries: w.queries()})
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -167,6 +177,19 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			// not stop the agent, so wait for the group to end.
 			log.Error("progress socket stopped; reports are no longer read", "error", err)
 			<-ctx.Done()
+			return nil
+		}, func(error) { cancel() })
+	}
+	if ln := cfg.HealthListener; ln != nil { // --health-listen
+		ctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error {
+			err := w.serveHealth(ctx, ln)
+			if ctx.Err() == nil {
+				// Like the socket: the agent goes on without it. A probe
+				// that cannot connect will say so to the orchestrator.
+				log.Error("health server stopped; /livez and /metrics are no longer served", "error", err)
+				<-ctx.Done()
+			}
 			return nil
 		}, func(error) { cancel() })
 	}
@@ -209,6 +232,16 @@ type wrapper struct {
 	sampled   bool
 	stalled   bool
 	stallStop bool // beatwrap stopped the child for stalling
+
+	// What the health question needs beyond a beat: whether the child runs
+	// now, since when, and the status last seen with its start.
+	started      bool // the child has been started at least once
+	running      bool
+	startedAt    time.Time
+	downSince    time.Time
+	downReason   string
+	healthStatus wire.Status
+	healthSince  time.Time
 }
 
 func (w *wrapper) destination() string {
@@ -224,6 +257,7 @@ func (w *wrapper) childStarted(pid, restarts int) {
 	w.pid, w.restarts = pid, restarts
 	w.last, w.sampled = probe.Sample{}, false // the last child's numbers are not this one's
 	w.stalled = false
+	w.started, w.running, w.startedAt = true, true, time.Now()
 	w.mu.Unlock()
 	// The supervisor has logged the start. Every start goes out at once,
 	// a start in place too: the watcher saw the agent stalled and must
@@ -343,23 +377,11 @@ func (w *wrapper) beat(status wire.Status) wire.Beat {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.seq++
-	m := wire.Metrics{
-		CPUPercent:         round1(w.last.CPUPercent),
-		MemoryMB:           round1(w.last.MemoryMB()),
-		ActiveTasks:        st.ActiveTasks,
-		QueueDepth:         st.QueueDepth,
-		TokensUsedThisHour: st.TokensLastHour,
-		ErrorsLast5Min:     st.ErrorsLast5Min,
-		Processes:          w.last.Processes,
-		Threads:            w.last.Threads,
-		ReadBytes:          w.last.ReadBytes,
-		WriteBytes:         w.last.WriteBytes,
-	}
+	m := w.metricsLocked(st)
 	if status == "" {
-		if !w.sampled {
-			status = wire.StatusStarting
-		} else {
-			status = wire.DeriveStatus(m, st.Stalled, w.cfg.Thresholds)
+		status = w.statusLocked(st, m)
+		if w.running {
+			w.observeLocked(status, st, time.Now())
 		}
 	}
 	b := wire.Beat{
@@ -386,6 +408,34 @@ func (w *wrapper) beat(status wire.Status) wire.Beat {
 		b.OnStall = w.cfg.OnStall
 	}
 	return b
+}
+
+// metricsLocked builds a beat's metrics from the last sample and the
+// tracker's snapshot. w.mu is held.
+func (w *wrapper) metricsLocked(st progress.State) wire.Metrics {
+	return wire.Metrics{
+		CPUPercent:         round1(w.last.CPUPercent),
+		MemoryMB:           round1(w.last.MemoryMB()),
+		ActiveTasks:        st.ActiveTasks,
+		QueueDepth:         st.QueueDepth,
+		TokensUsedThisHour: st.TokensLastHour,
+		ErrorsLast5Min:     st.ErrorsLast5Min,
+		Processes:          w.last.Processes,
+		Threads:            w.last.Threads,
+		ReadBytes:          w.last.ReadBytes,
+		WriteBytes:         w.last.WriteBytes,
+	}
+}
+
+// statusLocked is the status of a running agent: what wire.DeriveStatus
+// makes of the sample and the reports, starting before the first sample
+// unless the agent has already stalled (a stall is about progress, which
+// needs no sample). Beats and the health question both use it. w.mu is held.
+func (w *wrapper) statusLocked(st progress.State, m wire.Metrics) wire.Status {
+	if !w.sampled && !st.Stalled {
+		return wire.StatusStarting
+	}
+	return wire.DeriveStatus(m, st.Stalled, w.cfg.Thresholds)
 }
 
 // final sends the last beat: stopped for a graceful stop or exit 0, exited
