@@ -8,6 +8,7 @@ import (
 	"debug/elf"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -433,6 +434,9 @@ func TestCompose(t *testing.T) {
 			Ports           []any             `json:"ports"`
 			StopGracePeriod string            `json:"stop_grace_period"`
 			Restart         string            `json:"restart"`
+			Healthcheck     struct {
+				Test []string `json:"test"`
+			} `json:"healthcheck"`
 		} `json:"services"`
 	}
 	if err := json.Unmarshal(docs[0], &cfg); err != nil {
@@ -467,6 +471,10 @@ func TestCompose(t *testing.T) {
 	// taking it for an operator's docker stop.
 	if ag.Restart == "always" || ag.Restart == "unless-stopped" {
 		t.Errorf("example-agent restart: %s, want none: beatwatch would never recover it", ag.Restart)
+	}
+	// The HEALTHCHECK form: exec, no shell, beatwrap asking itself.
+	if got := ag.Healthcheck.Test; len(got) != 3 || got[0] != "CMD" || filepath.Base(got[1]) != "beatwrap" || got[2] != "health" {
+		t.Errorf("example-agent healthcheck test = %q, want [CMD .../beatwrap health]", got)
 	}
 	if ag.StopGracePeriod == "" {
 		t.Fatal("example-agent has no stop_grace_period")
@@ -631,7 +639,8 @@ type podSpec struct {
 			} `json:"valueFrom"`
 		} `json:"env"`
 		Ports []struct {
-			Name string `json:"name"`
+			Name          string `json:"name"`
+			ContainerPort int    `json:"containerPort"`
 		} `json:"ports"`
 		ReadinessProbe  *probe           `json:"readinessProbe"`
 		LivenessProbe   *probe           `json:"livenessProbe"`
@@ -653,6 +662,8 @@ type probe struct {
 		Path string `json:"path"`
 		Port any    `json:"port"`
 	} `json:"httpGet"`
+	PeriodSeconds    int `json:"periodSeconds"`
+	FailureThreshold int `json:"failureThreshold"`
 }
 
 // TestKubernetes builds the manifests with kubectl kustomize when kubectl is
@@ -828,13 +839,45 @@ func TestKubernetes(t *testing.T) {
 		if !idFromPodName {
 			t.Error("want BEATWRAP_ID from the downward API's metadata.name")
 		}
+
+		// The kubelet restarts a stalled agent: --on-stall report leaves
+		// it the job, /livez on the --health-listen port tells it when.
+		flag := func(name string) string {
+			if i := slices.Index(argv, name); i >= 0 && i+1 < len(argv) {
+				return argv[i+1]
+			}
+			return ""
+		}
+		if got := flag("--on-stall"); got != "report" {
+			t.Errorf("--on-stall %q, want report: the kubelet restarts the pod", got)
+		}
+		if flag("--stall-timeout") == "" {
+			t.Error("no --stall-timeout: /livez would never say stalled")
+		}
+		p := c.LivenessProbe
+		if p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/livez" {
+			t.Fatalf("liveness probe %+v, want httpGet /livez", p)
+		}
+		_, listenPort, err := net.SplitHostPort(flag("--health-listen"))
+		if err != nil {
+			t.Fatalf("--health-listen %q: %v", flag("--health-listen"), err)
+		}
+		var probed bool
+		for _, cp := range c.Ports {
+			if strconv.Itoa(cp.ContainerPort) == listenPort && (p.HTTPGet.Port == cp.Name || fmt.Sprint(p.HTTPGet.Port) == listenPort) {
+				probed = true
+			}
+		}
+		if !probed {
+			t.Errorf("liveness probe port %v is not the --health-listen port %s", p.HTTPGet.Port, listenPort)
+		}
 	})
 }
 
 // flagSets are the flags and variables of the real binaries, read from
 // their --help.
 type flagSets struct {
-	flags map[string]map[string]bool // "beatwrap", "beatwrap report", "beatwatch", "beatwatch status"
+	flags map[string]map[string]bool // "beatwrap", "beatwrap report", "beatwrap health", "beatwatch", "beatwatch status"
 	env   map[string]bool
 }
 
@@ -849,7 +892,7 @@ func readFlagSets(t *testing.T) flagSets {
 	fs := flagSets{flags: map[string]map[string]bool{}, env: map[string]bool{
 		"BEATWRAP_AGENT_ID": true, // set for the child, not a flag (CONTRACT.md)
 	}}
-	for _, cmd := range []string{"beatwrap", "beatwrap report", "beatwatch", "beatwatch status"} {
+	for _, cmd := range []string{"beatwrap", "beatwrap report", "beatwrap health", "beatwatch", "beatwatch status"} {
 		argv := strings.Fields(cmd)
 		help := run(t, time.Minute, filepath.Join(bins, argv[0]), append(argv[1:], "--help")...)
 		set := map[string]bool{}
@@ -910,7 +953,7 @@ func (fs flagSets) check(text string, lineBreaks bool) []string {
 				// A program or its path; beatwrap/beatwrap:dev is an image.
 				prog = base
 				if i+1 < len(words) {
-					if sub := words[i+1]; (base == "beatwrap" && sub == "report") || (base == "beatwatch" && sub == "status") {
+					if sub := words[i+1]; (base == "beatwrap" && (sub == "report" || sub == "health")) || (base == "beatwatch" && sub == "status") {
 						prog += " " + sub
 					}
 				}
