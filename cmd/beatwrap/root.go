@@ -37,6 +37,8 @@ type options struct {
 	interval, grace, stallTimeout, restartWindow time.Duration
 	missedBeats, restartLimit, shards            int
 	socket, onStall, restart, containerID        string
+	orphan                                       string
+	replace                                      bool
 	degradedMemoryMB                             float64
 	busyQueue, recoveringErrors                  int
 	subreaper                                    bool
@@ -128,6 +130,8 @@ Every flag can also be set by the variable named after it.`,
 	f.IntVar(&o.recoveringErrors, "recovering-errors", 10, "status recovering above this many errors in 5 minutes")
 	f.BoolVar(&o.subreaper, "subreaper", false, "reap orphaned descendants even when not PID 1 (PR_SET_CHILD_SUBREAPER)")
 	f.StringVar(&o.healthListen, "health-listen", "", "serve GET /livez (200, or 503 when stalled or the child is down) and GET /metrics on this address, e.g. :8081 (default: off)")
+	f.StringVar(&o.orphan, "orphan", supervise.OrphanKill, "when beatwrap itself dies (SIGKILL, OOM killer, crash): kill ends the agent's whole process group at once, keep leaves it running")
+	f.BoolVar(&o.replace, "replace", false, "when an earlier beatwrap with the same --id still runs its agent on this host: stop it and take over (default: refuse, exit 1)")
 	o.log.AddFlags(f)
 	cli.AnnotateEnv(f, envPrefix)
 
@@ -160,6 +164,9 @@ func (o *options) config(argv []string, stderr io.Writer) (wrap.Config, error) {
 	}
 	policy, err := supervise.ParsePolicy(o.restart, o.restartLimit, o.restartWindow)
 	if err != nil {
+		return wrap.Config{}, cli.Usagef("%v", err)
+	}
+	if _, err := supervise.ParseOrphan(o.orphan); err != nil {
 		return wrap.Config{}, cli.Usagef("%v", err)
 	}
 	if o.degradedMemoryMB < 0 || o.busyQueue < 0 || o.recoveringErrors < 0 {
@@ -233,6 +240,7 @@ func (o *options) config(argv []string, stderr io.Writer) (wrap.Config, error) {
 		},
 		SocketPath: o.socket, StallTimeout: o.stallTimeout, OnStall: o.onStall,
 		Restart: policy, Subreaper: o.subreaper || os.Getpid() == 1,
+		Orphan: o.orphan, Replace: o.replace,
 		Publisher: pub, HealthListener: healthLn, ProcRoot: "/proc", Log: log,
 	}, nil
 }

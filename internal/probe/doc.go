@@ -1,7 +1,9 @@
 // Package probe measures the agent's whole process tree from /proc: how many
 // processes and threads it has, how much CPU it used since the last look, its
 // resident memory and its storage I/O. It also tells which container the
-// current process runs in. It is the only package that imports procfs.
+// current process runs in, whether a process recorded earlier still runs (its
+// pid and start time), and which processes are left in a process group. It is
+// the only package that imports procfs.
 //
 // beatwrap samples once per beat interval (1 s to 30 s) for the life of the
 // agent, so the sampler is built to cost next to nothing. The cost model, per

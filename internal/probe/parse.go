@@ -6,6 +6,7 @@ import "bytes"
 type procStat struct {
 	pid      int
 	ppid     int
+	pgrp     int // process group
 	state    byte
 	threads  int
 	ticks    uint64 // utime+stime+cutime+cstime, in clock ticks
@@ -25,6 +26,7 @@ func (p procStat) zombie() bool {
 const (
 	fieldState   = 0
 	fieldPPID    = 1
+	fieldPGrp    = 2
 	fieldUTime   = 11
 	fieldSTime   = 12
 	fieldCUTime  = 13
@@ -63,6 +65,10 @@ func parseStat(pid int, b []byte) (procStat, bool) {
 			var v uint64
 			v, ok = parseUint(f)
 			st.ppid = int(v)
+		case fieldPGrp:
+			var v uint64
+			v, ok = parseUint(f)
+			st.pgrp = int(v)
 		case fieldUTime, fieldSTime, fieldCUTime, fieldCSTime:
 			var v uint64
 			v, ok = parseUint(f)

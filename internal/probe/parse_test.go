@@ -16,19 +16,19 @@ func TestParseStat(t *testing.T) {
 		{
 			name:   "full line",
 			in:     full,
-			want:   procStat{pid: 4711, ppid: 4700, state: 'S', threads: 12, ticks: 250 + 40 + 7 + 3, start: 98765, rssPages: 20480},
+			want:   procStat{pid: 4711, ppid: 4700, pgrp: 4711, state: 'S', threads: 12, ticks: 250 + 40 + 7 + 3, start: 98765, rssPages: 20480},
 			wantOK: true,
 		},
 		{
 			name:   "comm with spaces and parentheses",
 			in:     "9 (a) (b c) R 1 9 9 0 -1 0 0 0 0 0 5 6 0 0 20 0 1 0 77 0 3 0 0\n",
-			want:   procStat{pid: 9, ppid: 1, state: 'R', threads: 1, ticks: 11, start: 77, rssPages: 3},
+			want:   procStat{pid: 9, ppid: 1, pgrp: 9, state: 'R', threads: 1, ticks: 11, start: 77, rssPages: 3},
 			wantOK: true,
 		},
 		{
 			name:   "zombie",
 			in:     "10133 (sleep) Z 10131 10129 4277 0 -1 4227084 96 0 0 0 0 0 0 0 20 0 1 0 33966 0 0 18446744073709551615 0 0 0 0 0 0 0 6 0 1 0 0 17 1 0 0 0 0 0 0 0 0 0 0 0 0 0\n",
-			want:   procStat{pid: 10133, ppid: 10131, state: 'Z', threads: 1, start: 33966},
+			want:   procStat{pid: 10133, ppid: 10131, pgrp: 10129, state: 'Z', threads: 1, start: 33966},
 			wantOK: true,
 		},
 		{name: "cut short before rss", in: full[:60]},

@@ -18,6 +18,7 @@ type loop struct {
 	done    <-chan struct{} // ctx.Done(), nil once seen
 	ctx     context.Context
 	io      *childIO
+	wd      *watchdog // nil without one
 
 	pid       int  // current child, 0 between runs
 	tty       bool // the child was given the terminal's foreground
@@ -76,6 +77,11 @@ func (l *loop) start() error {
 		Files: l.io.fds[:],
 		Sys:   &syscall.SysProcAttr{Setpgid: true},
 	}
+	if cfg.Orphan == OrphanKill {
+		// Fired when the forking thread exits; Run keeps that thread
+		// alive as long as beatwrap (see orphan.go).
+		attr.Sys.Pdeathsig = syscall.SIGKILL
+	}
 	if holdsForeground(l.io.fds[0]) {
 		// An agent that reads the terminal (a prompt, a REPL) must own
 		// it, as it would without us. With Foreground, Ctty is the
@@ -92,6 +98,10 @@ func (l *loop) start() error {
 	restarts := l.starts
 	l.starts++
 	l.pid, l.startedAt = pid, s.now()
+	// The child is its process group's leader: its pid is the group's id.
+	if err := l.wd.track(pid); err != nil {
+		s.log.Warn("orphan watchdog not told of the agent", "pid", pid, "error", err)
+	}
 	s.mu.Lock()
 	s.pid, s.restarts = pid, restarts
 	s.mu.Unlock()
@@ -159,6 +169,9 @@ func (l *loop) supervise() (e Exit, asked string) {
 			// new instance must not share the world with stale helpers, and
 			// beatwrap is about to exit otherwise.
 			l.killGroup()
+			if err := l.wd.track(0); err != nil {
+				s.log.Warn("orphan watchdog not told the agent ended", "error", err)
+			}
 			l.reclaimTerminal()
 			s.mu.Lock()
 			s.pid = 0
@@ -249,6 +262,11 @@ func (l *loop) pause(d time.Duration) {
 // status of our child when that one is among them. Waiting with WNOHANG
 // until nothing is left makes up for SIGCHLDs merged by the kernel.
 func (l *loop) reap() (ws syscall.WaitStatus, found bool) {
+	if l.wd != nil && !l.reapAny {
+		if pid, _ := syscall.Wait4(l.wd.pid, nil, syscall.WNOHANG, nil); pid == l.wd.pid {
+			l.watchdogEnded()
+		}
+	}
 	target := l.pid
 	if l.reapAny {
 		target = -1
@@ -271,7 +289,21 @@ func (l *loop) reap() (ws syscall.WaitStatus, found bool) {
 			}
 			continue
 		}
+		if l.wd != nil && pid == l.wd.pid {
+			l.watchdogEnded()
+			continue
+		}
 		l.s.log.Debug("reaped orphan", "pid", pid)
+	}
+}
+
+// watchdogEnded starts the orphan watchdog again after it died (someone
+// killed it), telling it the current child's group.
+func (l *loop) watchdogEnded() {
+	l.s.log.Warn("orphan watchdog ended; starting another", "pid", l.wd.pid)
+	if err := l.wd.ended(); err != nil {
+		l.s.log.Warn("no orphan watchdog: if beatwrap is killed, the agent's children may outlive it", "error", err)
+		l.wd = nil
 	}
 }
 

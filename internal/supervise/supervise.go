@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/signal"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -61,6 +62,11 @@ type Config struct {
 	// Subreaper makes beatwrap the reaper of orphans below it
 	// (PR_SET_CHILD_SUBREAPER). It is automatic when running as PID 1.
 	Subreaper bool
+	// Orphan says what becomes of the child's process group when this
+	// process dies without running the stop sequence: OrphanKill (empty is
+	// the same) ends it within moments, OrphanKeep leaves it running. See
+	// orphan.go for how.
+	Orphan string
 
 	// OnOutput, when set, is called after each chunk the child writes on
 	// stdout or stderr, from the goroutines that copy them (it may be called
@@ -142,6 +148,9 @@ type Supervisor struct {
 	jitter func() float64 // in [0,1); replaced by tests
 	ran    atomic.Bool
 	wake   chan struct{} // a request is waiting for the loop
+	// noWatchdog leaves Pdeathsig alone to end the child; tests set it to
+	// show what the watchdog adds.
+	noWatchdog bool
 
 	mu       sync.Mutex
 	pid      int
@@ -165,6 +174,11 @@ func New(cfg Config) (*Supervisor, error) {
 		return nil, fmt.Errorf("--grace must not be negative, got %q", cfg.Grace.String())
 	}
 	if err := cfg.Restart.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Orphan == "" {
+		cfg.Orphan = OrphanKill
+	} else if _, err := ParseOrphan(cfg.Orphan); err != nil {
 		return nil, err
 	}
 	s := &Supervisor{
@@ -210,8 +224,43 @@ func (s *Supervisor) Run(ctx context.Context) (Exit, error) {
 	}
 	defer cio.close()
 
+	// Every child is forked from this goroutine, and with OrphanKill it
+	// gets Pdeathsig: locked, its thread cannot exit before Run returns,
+	// which is after the last child was reaped (see orphan.go).
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+
 	l := &loop{s: s, reapAny: reapAny, chld: chld, done: ctx.Done(), ctx: ctx, io: cio}
+	l.wd = s.startWatchdog()
+	defer func() { l.wd.stop() }() // the one running at the end
+
 	return l.run()
+}
+
+// startWatchdog starts the watchdog that kills the child's group should this
+// process die; nil when it is not wanted (OrphanKeep, PID 1) or cannot run.
+func (s *Supervisor) startWatchdog() *watchdog {
+	if s.cfg.Orphan != OrphanKill || s.noWatchdog {
+		return nil
+	}
+	if os.Getpid() == 1 {
+		// When PID 1 dies, the kernel kills every process of its PID
+		// namespace: the container ends, the agent with it.
+		return nil
+	}
+	stderr := noFD
+	if f, ok := s.cfg.Stderr.(*os.File); ok && f != nil {
+		stderr = f.Fd()
+	}
+	wd, err := startWatchdog(stderr)
+	if err != nil {
+		// The child itself still dies with us (Pdeathsig); its own
+		// children might not.
+		s.log.Warn("no orphan watchdog: if beatwrap is killed, the agent's children may outlive it", "error", err)
+		return nil
+	}
+	s.log.Debug("orphan watchdog started", "pid", wd.pid)
+	return wd
 }
 
 // becomeReaper reports whether every child, not only ours, is to be reaped:

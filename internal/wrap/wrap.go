@@ -2,6 +2,7 @@ package wrap
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/beatwrap/beatwrap/internal/claim"
 	"github.com/beatwrap/beatwrap/internal/probe"
 	"github.com/beatwrap/beatwrap/internal/progress"
 	"github.com/beatwrap/beatwrap/internal/run"
@@ -36,6 +38,14 @@ type Config struct {
 	OnStall      string // report, restart or exit
 	Restart      supervise.Policy
 	Subreaper    bool
+	// Orphan is --orphan: supervise.OrphanKill or OrphanKeep.
+	Orphan string
+	// Replace is --replace: stop an earlier incarnation of the agent that
+	// still runs on this host rather than refuse to start.
+	Replace bool
+	// ClaimPath is the file that keeps the agent id to one incarnation per
+	// host; empty is claim.Path(ID).
+	ClaimPath string
 
 	// Publisher delivers beats; nil runs standalone.
 	Publisher store.Publisher
@@ -85,6 +95,22 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	log := cfg.Log.With("agent", cfg.ID)
 	w := &wrapper{cfg: cfg, log: log, start: time.Now()}
+
+	// Before anything starts: an earlier incarnation of this agent that
+	// still runs here means refusing, or stopping it first (--replace).
+	cl, err := claim.Take(ctx, claim.Options{
+		Path: cfg.ClaimPath, ID: cfg.ID, Replace: cfg.Replace,
+		Orphan: cfg.Orphan, Grace: cfg.Grace, ProcRoot: cfg.ProcRoot, Log: log,
+	})
+	switch {
+	case errors.Is(err, claim.ErrTaken) || ctx.Err() != nil:
+		return Result{}, err
+	case err != nil:
+		// A read-only /tmp must not keep the agent from running.
+		log.Warn("cannot claim the agent id: a second beatwrap with the same id would not be refused", "error", err)
+	}
+	defer cl.Release()
+	w.claim = cl
 	w.tracker = progress.NewTracker(progress.TrackerConfig{StallTimeout: cfg.StallTimeout})
 
 	// Without /proc the agent still runs and beats, with no CPU or memory.
@@ -117,6 +143,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		Grace:     cfg.Grace,
 		Restart:   cfg.Restart,
 		Subreaper: cfg.Subreaper,
+		Orphan:    cfg.Orphan,
 		Logger:    log,
 		OnStart:   w.childStarted,
 		OnExit:    w.childExited,
@@ -223,6 +250,7 @@ type wrapper struct {
 	sampler *probe.Sampler
 	sup     *supervise.Supervisor
 	sender  *store.Sender
+	claim   *claim.Claim // nil when none could be taken
 
 	mu        sync.Mutex
 	seq       uint64
@@ -252,6 +280,7 @@ func (w *wrapper) destination() string {
 }
 
 func (w *wrapper) childStarted(pid, restarts int) {
+	w.claim.AgentStarted(pid)
 	w.tracker.ChildStarted()
 	w.mu.Lock()
 	w.pid, w.restarts = pid, restarts
