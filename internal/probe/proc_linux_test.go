@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -245,5 +246,67 @@ func waitSample(tb testing.TB, s *Sampler, pid int, d time.Duration, ok func(Sam
 		case <-timeout:
 			tb.Fatalf("Sample(%d) after %v: %+v, not what the test waits for", pid, d, got)
 		}
+	}
+}
+
+func TestLookupAndGroup(t *testing.T) {
+	cmd := startTree(t, nil, `sleep 30 & sleep 30 & wait`)
+	leader := cmd.Process.Pid
+	deadline := time.Now().Add(5 * time.Second)
+	var members []Process
+	for len(members) < 3 && time.Now().Before(deadline) {
+		var err error
+		if members, err = Group("/proc", leader); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(members) != 3 {
+		t.Fatalf("Group(%d) = %v, want the shell and its 2 sleeps", leader, members)
+	}
+
+	got, err := Lookup("/proc", leader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs, err := procfs.NewFS("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := fs.Proc(leader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := p.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.PID != leader || got.Start != st.Starttime {
+		t.Errorf("Lookup(%d) = %+v, want start %d (procfs)", leader, got, st.Starttime)
+	}
+	if mine, _ := Group("/proc", syscall.Getpgrp()); len(mine) == 0 {
+		t.Error("Group of the test's own process group is empty")
+	}
+
+	// Killed and not reaped: the leader is a zombie, which is not live.
+	if err := syscall.Kill(-leader, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		_, err := Lookup("/proc", leader)
+		left, gerr := Group("/proc", leader)
+		if errors.Is(err, ErrNotFound) && gerr == nil && len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after SIGKILL: Lookup error %v, Group %v %v; want ErrNotFound and none", err, left, gerr)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := os.Stat("/proc/" + strconv.Itoa(leader)); err != nil {
+		t.Errorf("the leader was reaped before the check (%v): the test did not see a zombie", err)
+	}
+	if _, err := Lookup("/proc", 0); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Lookup(0) error = %v, want ErrNotFound", err)
 	}
 }

@@ -78,19 +78,20 @@ const (
 // that runs a Supervisor: none of them can forget to check, and the check
 // happens before any of them does its own work.
 func init() {
-	if len(os.Args) > 0 && os.Args[0] == watchdogArg0 && os.Getenv(watchdogEnv) == "1" {
-		os.Exit(runWatchdog(os.NewFile(watchdogFD, "beatwrap pipe"), os.Stderr))
+	if len(os.Args) == 0 || os.Args[0] != watchdogArg0 || os.Getenv(watchdogEnv) != "1" {
+		return
 	}
-}
-
-// runWatchdog is the whole life of the watchdog process: it reads process
-// groups from pipe until end of file, then kills the last one.
-func runWatchdog(pipe io.Reader, stderr io.Writer) int {
 	// Only the pipe's end may end the watchdog: not Ctrl-C in beatwrap's
 	// terminal, not a SIGTERM sent to every process of a service.
 	signal.Ignore(syscall.SIGHUP, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGTERM,
 		syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGPIPE, syscall.SIGTSTP,
 		syscall.SIGTTIN, syscall.SIGTTOU)
+	os.Exit(runWatchdog(os.NewFile(watchdogFD, "beatwrap pipe"), os.Stderr))
+}
+
+// runWatchdog is the whole life of the watchdog process: it reads process
+// groups from pipe until end of file, then kills the last one.
+func runWatchdog(pipe io.Reader, stderr io.Writer) int {
 	pgid := 0
 	sc := bufio.NewScanner(pipe)
 	for sc.Scan() {

@@ -40,6 +40,9 @@ sleep 1`
 // own pid and the zombies among its children once the script has ended.
 func helperMain(mode string) int {
 	fmt.Printf("self=%d\n", os.Getpid())
+	if strings.HasPrefix(mode, "orphan-") {
+		return orphanHelper(mode)
+	}
 	argv := []string{"/bin/sh", "-c", orphanScript}
 	zombies, code := -1, 0
 	switch mode {

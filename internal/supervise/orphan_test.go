@@ -1,0 +1,191 @@
+package supervise
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// treeScript is a child with a child and a grandchild of its own, all in its
+// process group; each writes its pid to a file in $TREE.
+const treeScript = `sh -c 'sleep 60 & echo $! > "$TREE/grandchild"; wait' &
+echo $! > "$TREE/child"
+echo $$ > "$TREE/agent"
+wait`
+
+// orphanHelper runs treeScript under a Supervisor until the test kills the
+// helper: mode orphan-kill and orphan-keep set Orphan, orphan-pdeathsig is
+// OrphanKill without the watchdog.
+func orphanHelper(mode string) int {
+	policy := OrphanKill
+	if mode == "orphan-keep" {
+		policy = OrphanKeep
+	}
+	s, err := New(Config{Argv: sh(treeScript), Stdout: os.Stdout, Stderr: os.Stderr, Orphan: policy})
+	if err != nil {
+		fmt.Printf("new: %v\n", err)
+		return 3
+	}
+	s.noWatchdog = mode == "orphan-pdeathsig"
+	e, err := s.Run(context.Background())
+	fmt.Printf("run returned: %+v %v\n", e, err)
+	return 3
+}
+
+// liveSince returns pid's start time, and false when it is gone or a zombie.
+func liveSince(pid int) (string, bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return "", false
+	}
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 20 || f[0] == "Z" {
+		return "", false
+	}
+	return f[19], true
+}
+
+// TestOrphans kills a process that runs a Supervisor with SIGKILL and looks
+// at what is left of the child's tree a second later.
+func TestOrphans(t *testing.T) {
+	tests := []struct {
+		mode string
+		// which of agent, child, grandchild must still run
+		wantLive [3]bool
+	}{
+		{"orphan-kill", [3]bool{false, false, false}},
+		// Pdeathsig alone ends the child only: why the watchdog is there.
+		{"orphan-pdeathsig", [3]bool{false, true, true}},
+		{"orphan-keep", [3]bool{true, true, true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.mode, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			cmd := exec.Command(os.Args[0])
+			cmd.Env = append(os.Environ(), helperEnv+"="+tt.mode, "TREE="+dir)
+			// A file, not a pipe: Wait would wait for the children that
+			// outlive the helper to close a pipe.
+			out, err := os.Create(filepath.Join(dir, "out"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer out.Close()
+			cmd.Stdout, cmd.Stderr = out, out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			names := [3]string{"agent", "child", "grandchild"}
+			var pids [3]int
+			var starts [3]string
+			for i, name := range names {
+				pids[i], _ = strconv.Atoi(strings.TrimSpace(waitFile(t, filepath.Join(dir, name), 10*time.Second)))
+				starts[i], _ = liveSince(pids[i])
+			}
+			live := func(i int) bool {
+				s, ok := liveSince(pids[i])
+				return ok && s == starts[i]
+			}
+			t.Cleanup(func() {
+				for i := range pids {
+					if live(i) {
+						syscall.Kill(pids[i], syscall.SIGKILL)
+					}
+				}
+			})
+
+			cmd.Process.Kill()
+			cmd.Wait()
+			// Poll until what must end has ended; then what must live
+			// still has to, a second after the kill.
+			deadline := time.Now().Add(time.Second)
+			for time.Now().Before(deadline) {
+				done := true
+				for i := range pids {
+					if !tt.wantLive[i] && live(i) {
+						done = false
+					}
+				}
+				if done {
+					break
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			time.Sleep(time.Until(deadline))
+			for i, name := range names {
+				if got := live(i); got != tt.wantLive[i] {
+					t.Errorf("%s %d running a second after the kill = %v, want %v", name, pids[i], got, tt.wantLive[i])
+				}
+			}
+			if t.Failed() {
+				b, _ := os.ReadFile(out.Name())
+				t.Logf("helper output:\n%s", b)
+			}
+		})
+	}
+}
+
+// TestWatchdogKillsTheLastGroup drives the watchdog's own loop: on end of
+// file it kills the last group it was told of, and nothing when that was 0.
+func TestWatchdogKillsTheLastGroup(t *testing.T) {
+	tests := []struct {
+		name     string
+		lines    func(pgid int) string
+		wantKill bool
+	}{
+		{"group", func(pgid int) string { return fmt.Sprintf("%d\n", pgid) }, true},
+		{"group ended", func(pgid int) string { return fmt.Sprintf("%d\n0\n", pgid) }, false},
+		{"junk ignored", func(pgid int) string { return fmt.Sprintf("%d\nnot a number\n", pgid) }, true},
+		{"nothing", func(int) string { return "" }, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cmd := exec.Command("/bin/sh", "-c", "sleep 60 & wait")
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			pgid := cmd.Process.Pid
+			exited := make(chan struct{})
+			go func() { cmd.Wait(); close(exited) }()
+			t.Cleanup(func() { syscall.Kill(-pgid, syscall.SIGKILL); <-exited })
+
+			var stderr bytes.Buffer
+			if code := runWatchdog(strings.NewReader(tt.lines(pgid)), &stderr); code != 0 {
+				t.Fatalf("runWatchdog = %d, want 0; stderr: %s", code, &stderr)
+			}
+			select {
+			case <-exited:
+				if !tt.wantKill {
+					t.Fatal("the group was killed")
+				}
+				if !strings.Contains(stderr.String(), strconv.Itoa(pgid)) {
+					t.Errorf("the watchdog did not say which group it killed: %q", &stderr)
+				}
+			case <-time.After(500 * time.Millisecond):
+				if tt.wantKill {
+					t.Fatal("the group still runs 500ms after the watchdog ended")
+				}
+			}
+		})
+	}
+}
+
+func TestParseOrphan(t *testing.T) {
+	for _, v := range []string{OrphanKill, OrphanKeep} {
+		if got, err := ParseOrphan(v); err != nil || got != v {
+			t.Errorf("ParseOrphan(%q) = %q, %v", v, got, err)
+		}
+	}
+	if _, err := ParseOrphan("Kill"); err == nil || err.Error() != `--orphan must be kill or keep, got "Kill"` {
+		t.Errorf("ParseOrphan(\"Kill\") error = %v", err)
+	}
+}
