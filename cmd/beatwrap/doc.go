@@ -35,6 +35,8 @@
 //	--recovering-errors   BEATWRAP_RECOVERING_ERRORS
 //	--subreaper           BEATWRAP_SUBREAPER           reap orphans when not PID 1
 //	--health-listen       BEATWRAP_HEALTH_LISTEN       serve /livez and /metrics on this address (off)
+//	--orphan              BEATWRAP_ORPHAN              beatwrap killed: kill (the agent's group too) or keep
+//	--replace             BEATWRAP_REPLACE             same id already running here: stop it, take over
 //	--log-format          BEATWRAP_LOG_FORMAT          auto, text or json
 //	--log-level           BEATWRAP_LOG_LEVEL           debug, info, warn or error
 //
@@ -54,4 +56,12 @@
 // and no flags. --health-listen serves the same answer on GET /livez (200 or
 // 503) and the agent's own figures on GET /metrics. Every flag is described in full
 // by `beatwrap --help` and in the README's flag reference.
+//
+// beatwrap claims its agent id in $XDG_RUNTIME_DIR/beatwrap/<id>.lock (else
+// /tmp/beatwrap-<uid>/<id>.lock) for as long as it runs; a second beatwrap
+// with the same id exits 1 while the first, or an agent it left running with
+// --orphan keep, still runs (internal/claim). With --orphan kill it also
+// runs a small watchdog, itself started again as "beatwrap-watchdog", that
+// kills the agent's process group should beatwrap be killed
+// (internal/supervise).
 package main

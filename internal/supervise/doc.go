@@ -11,6 +11,12 @@
 // every orphan that the kernel re-parents to us, and the child's own exit
 // status with them, so the two never race for a wait.
 //
+// Should beatwrap die without running the stop sequence (SIGKILL, the OOM
+// killer), the child's process group dies with it (OrphanKill, the default)
+// or runs on (OrphanKeep). orphan.go says how: Pdeathsig from a thread that
+// outlives every child, and a watchdog process that kills the group when its
+// pipe from beatwrap closes.
+//
 // The package installs no signal handler for the caller: the caller passes
 // ForwardedSignals to signal.Notify and calls Signal for each one. SIGCHLD is
 // the only signal the package listens to itself.
