@@ -94,7 +94,6 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		defer cfg.HealthListener.Close()
 	}
 	log := cfg.Log.With("agent", cfg.ID)
-	w := &wrapper{cfg: cfg, log: log, start: time.Now()}
 
 	// Before anything starts: an earlier incarnation of this agent that
 	// still runs here means refusing, or stopping it first (--replace).
@@ -110,7 +109,8 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		log.Warn("cannot claim the agent id: a second beatwrap with the same id would not be refused", "error", err)
 	}
 	defer cl.Release()
-	w.claim = cl
+
+	w := &wrapper{cfg: cfg, log: log, start: time.Now(), claim: cl}
 	w.tracker = progress.NewTracker(progress.TrackerConfig{StallTimeout: cfg.StallTimeout})
 
 	// Without /proc the agent still runs and beats, with no CPU or memory.
@@ -281,7 +281,12 @@ func (w *wrapper) destination() string {
 
 func (w *wrapper) childStarted(pid, restarts int) {
 	w.claim.AgentStarted(pid)
-	w.tracker.ChildStarted()
+	if restarts > 0 {
+		// What the old process reported is forgotten. Before the first
+		// start there was no old process: a report that came in the
+		// moment between the socket opening and the fork stays.
+		w.tracker.ChildStarted()
+	}
 	w.mu.Lock()
 	w.pid, w.restarts = pid, restarts
 	w.last, w.sampled = probe.Sample{}, false // the last child's numbers are not this one's
