@@ -37,7 +37,7 @@ const (
 
 // Path is the claim file of agent id: beside the default progress socket.
 func Path(id string) string {
-	return filepath.Join(filepath.Dir(progress.DefaultSocketPath(id)), id+".lock")
+	return filepath.Join(progress.DefaultSocketDir(), id+".lock")
 }
 
 // Options says which claim to take and what to do about an earlier holder.
