@@ -13,7 +13,9 @@
 #      PUBLISHing the same beats, sweep cost by fleet size, memory per agent
 #      (deploy/bench-watch.sh);
 #   4. the hot paths in isolation: sampling the process tree, applying a
-#      socket report, observing a beat.
+#      socket report, observing a beat;
+#   5. decoding a beat: the hand-written decoder next to encoding/json on the
+#      same beats.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,3 +39,7 @@ echo
 
 echo "## 4. hot paths (go test -run '^\$' -bench 'Sample\$|Apply\$|Observe\$' -benchmem ./internal/probe ./internal/progress ./internal/monitor)"
 go test -run '^$' -bench 'Sample$|Apply$|Observe$' -benchmem ./internal/probe ./internal/progress ./internal/monitor | grep -E '^Benchmark'
+echo
+
+echo "## 5. beat decoding (go test -run '^\$' -bench ParseBeat -benchmem ./internal/wire): encoding-json is the baseline"
+go test -run '^$' -bench ParseBeat -benchmem ./internal/wire | grep -E '^Benchmark'
