@@ -59,7 +59,7 @@ func TestParseHashRefusesOutOfRange(t *testing.T) {
 		{"lastHeartbeat", "-5", "lastHeartbeat must not be negative"},
 		{"lastHeartbeat", "2025-11-24T16:00:00Z", "lastHeartbeat must be a whole number"},
 		{"intervalMs", "-1", "intervalMs must not be negative"},
-		{"missedBeats", "4294967296", "missedBeats must be from 0 to 2147483647"},
+		{"missedBeats", "-4294967296", "missedBeats must not be negative"},
 		{"exitCode", "4294967297", "exitCode must be from -2147483648 to 2147483647"},
 		{"sequence", "-1", "sequence must be a whole number"},
 		{"type", strings.Repeat("t", 129), "type is longer than 128 bytes"},

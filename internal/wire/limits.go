@@ -14,10 +14,12 @@ var (
 	pidRange      = intRange{0, math.MaxInt32} // pid_t is 32 bits wide on every Unix
 	restartsRange = intRange{0, math.MaxInt32}
 	exitCodeRange = intRange{math.MinInt32, math.MaxInt32}
-	msRange       = intRange{0, math.MaxInt64} // times since the epoch, intervals, durations
-	missedRange   = intRange{0, math.MaxInt32}
+	// Times since the epoch, intervals, durations, missed beats, tokens.
+	// Large ones are clamped where they are used (a watcher bounds an
+	// interval and missed beats) rather than refused: beatwrap sends what
+	// its flags say, and refusing its beats would fail the agent.
+	nonNegative   = intRange{0, math.MaxInt64}
 	countRange    = intRange{0, maxCount} // tasks, queue depth, errors, processes, threads
-	tokensRange   = intRange{0, math.MaxInt64}
 	progressRange = floatRange{0, 100}
 	// The CPU of a process tree is up to 100 per core: room for 10,000
 	// cores. Memory in MiB: room for an exbibyte.
@@ -68,20 +70,20 @@ func (b *Beat) check() error {
 	}
 	m := &b.Metrics
 	errs := [...]error{
-		msRange.check("timestamp", b.Timestamp),
+		nonNegative.check("timestamp", b.Timestamp),
 		cpuRange.check("metrics.cpuPercent", m.CPUPercent),
 		memoryRange.check("metrics.memoryMB", m.MemoryMB),
 		countRange.check("metrics.activeTasks", int64(m.ActiveTasks)),
 		countRange.check("metrics.queueDepth", int64(m.QueueDepth)),
-		tokensRange.check("metrics.tokensUsedThisHour", m.TokensUsedThisHour),
+		nonNegative.check("metrics.tokensUsedThisHour", m.TokensUsedThisHour),
 		countRange.check("metrics.errorsLast5Min", int64(m.ErrorsLast5Min)),
 		countRange.check("metrics.processes", int64(m.Processes)),
 		countRange.check("metrics.threads", int64(m.Threads)),
-		msRange.check("intervalMs", b.IntervalMs),
-		missedRange.check("missedBeats", int64(b.MissedBeats)),
+		nonNegative.check("intervalMs", b.IntervalMs),
+		nonNegative.check("missedBeats", int64(b.MissedBeats)),
 		pidRange.check("pid", int64(b.PID)),
 		restartsRange.check("restarts", int64(b.Restarts)),
-		msRange.check("graceMs", b.GraceMs),
+		nonNegative.check("graceMs", b.GraceMs),
 	}
 	for _, err := range errs {
 		if err != nil {
