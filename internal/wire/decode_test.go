@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -182,43 +183,62 @@ func FuzzDecodeBeat(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		var got, want Beat
-		ok := decodeBeat(data, &got)
-		err := json.Unmarshal(data, &want)
-		if ok {
-			if err != nil {
-				t.Fatalf("fast path took %q, which json refuses: %v", data, err)
-			}
-			if msg := beatDiff(got, want); msg != "" {
-				t.Fatalf("%q:\n%s", data, msg)
-			}
-		}
+	f.Fuzz(sameAsJSON)
+}
 
-		fast, fastErr := readBeat(data, true)
-		slow, slowErr := readBeat(data, false)
-		if fmt.Sprint(fastErr) != fmt.Sprint(slowErr) {
-			t.Fatalf("%q: error %v, encoding/json's %v", data, fastErr, slowErr)
+// FuzzDecodeBeatField is FuzzDecodeBeat with the shape of a beat given: one
+// field, at the top or in metrics, so the fuzzer spends its time on the
+// values (numbers at the edges of their types, escapes, odd bytes).
+func FuzzDecodeBeatField(f *testing.F) {
+	for _, n := range append(append([]string{}, beatNames...), metricsNames...) {
+		for _, v := range []string{`1`, `-0`, `1.5e3`, `"x"`, `null`, `9223372036854775808`, `"\ud83d\ude00"`} {
+			f.Add(n, v)
 		}
-		if msg := beatDiff(fast, slow); msg != "" {
+	}
+	f.Fuzz(func(t *testing.T, name, value string) {
+		sameAsJSON(t, []byte(`{"agentId":"a",`+strconv.Quote(name)+`:`+value+`}`))
+		sameAsJSON(t, []byte(`{"agentId":"a","metrics":{`+strconv.Quote(name)+`:`+value+`}}`))
+	})
+}
+
+// sameAsJSON fails t unless the fast path agrees with encoding/json on data.
+func sameAsJSON(t *testing.T, data []byte) {
+	t.Helper()
+	var got, want Beat
+	ok := decodeBeat(data, &got)
+	err := json.Unmarshal(data, &want)
+	if ok {
+		if err != nil {
+			t.Fatalf("fast path took %q, which json refuses: %v", data, err)
+		}
+		if msg := beatDiff(got, want); msg != "" {
 			t.Fatalf("%q:\n%s", data, msg)
 		}
-		if fastErr != nil {
-			return
-		}
+	}
 
-		again, err := MarshalBeat(fast)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var back Beat
-		if !decodeBeat(again, &back) {
-			t.Fatalf("fast path gave up on an encoded beat: %s", again)
-		}
-		if msg := beatDiff(back, fast); msg != "" {
-			t.Fatalf("round trip of %s:\n%s", again, msg)
-		}
-	})
+	fast, fastErr := readBeat(data, true)
+	slow, slowErr := readBeat(data, false)
+	if fmt.Sprint(fastErr) != fmt.Sprint(slowErr) {
+		t.Fatalf("%q: error %v, encoding/json's %v", data, fastErr, slowErr)
+	}
+	if msg := beatDiff(fast, slow); msg != "" {
+		t.Fatalf("%q:\n%s", data, msg)
+	}
+	if fastErr != nil {
+		return
+	}
+
+	again, err := MarshalBeat(fast)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Beat
+	if !decodeBeat(again, &back) {
+		t.Fatalf("fast path gave up on an encoded beat: %s", again)
+	}
+	if msg := beatDiff(back, fast); msg != "" {
+		t.Fatalf("round trip of %s:\n%s", again, msg)
+	}
 }
 
 // BenchmarkParseBeat sets the two decoders side by side on the same beats:
