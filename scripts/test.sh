@@ -2,9 +2,10 @@
 # The project's one test command (`make test` runs it; so does .ci/run).
 # It installs what the tests need when it is missing (redis-server, redis-sentinel
 # for the Sentinel topology some tests start, busybox-static for test images),
-# starts a Redis of its own on a free loopback port, runs gofmt, go vet and
-# go test -race ./..., and stops what it started. Tests that need a Redis
-# Cluster or Sentinel start their own (internal/testutil/topology.go).
+# starts a Redis of its own on a free loopback port, runs gofmt, go mod tidy -diff
+# (go.mod and go.sum must already be tidy), go vet and go test -race ./..., and
+# stops what it started. Tests that need a Redis Cluster or Sentinel start their
+# own (internal/testutil/topology.go).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,6 +38,9 @@ echo "redis for tests: $BEATWRAP_TEST_REDIS"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 if [ -n "$unformatted" ]; then
   echo "gofmt: these files need formatting:"; echo "$unformatted"; exit 1
+fi
+if ! go mod tidy -diff; then
+  echo "go mod tidy: go.mod or go.sum is not tidy (the diff above); run go mod tidy"; exit 1
 fi
 go vet ./...
 go test -race -count=1 -timeout 12m "$@" ./...
