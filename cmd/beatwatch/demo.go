@@ -106,14 +106,11 @@ func runDemo(ctx context.Context, listen, beatwrap string, out io.Writer) error 
 	wctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ready := make(chan string, 1)
-	w, err := watch.New(watch.Config{
+	w := watch.New(watch.Config{
 		Listen: listen, CheckInterval: 100 * time.Millisecond, DefaultInterval: 30 * time.Second,
 		MissedBeats: 3, Log: slog.New(&transitionPrinter{out: out}),
 		Ready: func(addr string) { ready <- addr },
 	})
-	if err != nil {
-		return err
-	}
 	werr := make(chan error, 1)
 	go func() { werr <- w.Run(wctx) }()
 	var addr string
@@ -129,7 +126,7 @@ func runDemo(ctx context.Context, listen, beatwrap string, out io.Writer) error 
 		fmt.Fprintf(out, "  %-14s %s\n", a.id, a.what)
 	}
 	fmt.Fprintln(out, "state changes as beatwatch sees them (Ctrl-C stops everything):")
-	go printRestarts(wctx, w, out)
+	go printRestarts(wctx, url, out)
 
 	var wg sync.WaitGroup
 	for _, a := range demoAgents {
@@ -184,8 +181,8 @@ func runDemo(ctx context.Context, listen, beatwrap string, out io.Writer) error 
 }
 
 // printRestarts shows restarts in place, which are no change of state: the
-// watcher sees the same agent beating with a higher restart count.
-func printRestarts(ctx context.Context, w *watch.Watcher, out io.Writer) {
+// watcher at url sees the same agent beating with a higher restart count.
+func printRestarts(ctx context.Context, url string, out io.Writer) {
 	seen := map[string]int{}
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
@@ -195,7 +192,11 @@ func printRestarts(ctx context.Context, w *watch.Watcher, out io.Writer) {
 			return
 		case <-t.C:
 		}
-		for _, a := range w.Monitor().Agents() {
+		sum, err := fromWatcher(ctx, url, "")
+		if err != nil {
+			continue
+		}
+		for _, a := range sum.Agents {
 			if a.Restarts > seen[a.AgentID] {
 				seen[a.AgentID] = a.Restarts
 				fmt.Fprintf(out, "%s  %-14s restarted in place by beatwrap (restarts: %d)\n",

@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
+	"github.com/beatwrap/beatwrap/internal/alert"
 	"github.com/beatwrap/beatwrap/internal/cli"
-	"github.com/beatwrap/beatwrap/internal/recover"
-	"github.com/beatwrap/beatwrap/internal/watch"
+	"github.com/beatwrap/beatwrap/internal/docker"
+	"github.com/beatwrap/beatwrap/internal/recovery"
+	"github.com/beatwrap/beatwrap/internal/store"
 )
 
 // recoverOptions are the flags of the recovery ladder.
@@ -17,22 +20,20 @@ type recoverOptions struct {
 	budget, brakeMin, maxBusy int
 	brakeFraction             float64
 	repeat, beatWait          time.Duration
-
-	alerter *recover.Alerter // built by validate, so a bad webhook stops nothing started
 }
 
-func (o *recoverOptions) validate(log *slog.Logger) error {
+// validate checks the flags that need nothing started, so that a bad one
+// exits 2 before anything runs.
+func (o *recoverOptions) validate() error {
 	switch o.mode {
 	case "", "docker", "none":
 	default:
 		return cli.Usagef("--recover must be docker or none, got %q", o.mode)
 	}
-	if _, _, err := recover.ParseLabel(o.label); err != nil {
-		return cli.Usagef("%v", err)
+	if _, _, err := docker.ParseLabel(o.label); err != nil {
+		return cli.Usagef("--recover-label must be key=value, got %q", o.label)
 	}
-	switch o.format {
-	case recover.FormatSlack, recover.FormatPagerDuty, recover.FormatJSON:
-	default:
+	if _, err := alert.ParseFormat(o.format); err != nil {
 		return cli.Usagef("--alert-format must be slack, pagerduty or json, got %q", o.format)
 	}
 	if o.budget < 1 {
@@ -53,64 +54,71 @@ func (o *recoverOptions) validate(log *slog.Logger) error {
 	if o.beatWait < 0 {
 		return cli.Usagef("--recover-wait must not be negative, got %q", o.beatWait)
 	}
-	if o.webhook != "" {
-		a, err := recover.NewAlerter(recover.AlertConfig{URL: o.webhook, Format: o.format, Repeat: o.repeat, Logger: log})
-		if err != nil {
-			return cli.Usagef("%v", err)
-		}
-		o.alerter = a
-	}
 	return nil
 }
 
-// attach builds the recovery layer and attaches it to w. The Docker Engine
-// is optional: unreachable, recovery falls back to alerts (default mode) or
-// retries at each failure (--recover docker); it never stops the watcher.
-func (o *recoverOptions) attach(ctx context.Context, w *watch.Watcher, log *slog.Logger) (func(), error) {
-	m := w.Metrics()
-	onStep := func(_ string, s recover.StepResult) { m.Recovery(string(s.Step), string(s.Result)) }
-	cleanup := func() {}
-	var docker *recover.Docker
-	if o.mode != "none" {
-		engine, err := recover.DialEngine(o.dockerHost)
-		if err != nil {
-			return cleanup, cli.Usagef("--docker-host: %v", err)
-		}
-		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		perr := engine.Ping(pctx)
-		cancel()
-		switch {
-		case perr == nil:
-			log.Info("recovery through the docker engine", "label", o.label)
-		case o.mode == "docker":
-			log.Warn("docker engine unreachable now; recovery will try it at each failure", "error", perr)
-		default:
-			log.Warn("docker engine unreachable: recovery is off, failures are alerted only (--recover docker to insist)", "error", perr)
-			engine.Close()
-			engine = nil
-		}
-		if engine != nil {
-			cleanup = func() { engine.Close() }
-			docker, err = recover.New(engine, recover.Config{RecoverLabel: o.label, OnStep: onStep, Logger: log})
-			if err != nil {
-				return cleanup, cli.Usagef("%v", err)
-			}
-		}
+// webhookOf builds the alert webhook, or nil without --alert-webhook.
+func (o *recoverOptions) webhookOf(log *slog.Logger) (*alert.Webhook, error) {
+	if o.webhook == "" {
+		return nil, nil
 	}
-	cfg := recover.OrchestratorConfig{
-		Fleet: w.Monitor(), Docker: docker, Alerter: o.alerter,
-		Guard: recover.NewGuard(recover.GuardConfig{
+	format, _ := alert.ParseFormat(o.format) // checked by validate
+	a, err := alert.NewWebhook(alert.Config{URL: o.webhook, Format: format, Repeat: o.repeat, Logger: log})
+	switch {
+	case errors.Is(err, alert.ErrBadURL):
+		return nil, cli.Usagef("--alert-webhook must be an http or https URL, got %q", o.webhook)
+	case err != nil:
+		return nil, cli.Usagef("--alert-webhook: %v", err)
+	}
+	return a, nil
+}
+
+// engineOf dials the Docker Engine, or returns nil when recovery is off.
+// The engine is optional: unreachable, recovery falls back to alerts
+// (default mode) or tries it again at each failure (--recover docker); it
+// never stops the watcher.
+func (o *recoverOptions) engineOf(ctx context.Context, log *slog.Logger) (*docker.Engine, error) {
+	if o.mode == "none" {
+		return nil, nil
+	}
+	engine, err := docker.Dial(o.dockerHost, docker.Config{RecoverLabel: o.label, Logger: log})
+	if err != nil {
+		return nil, cli.Usagef("--docker-host: %v", err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	perr := engine.Ping(pctx)
+	cancel()
+	switch {
+	case perr == nil:
+		log.Info("recovery through the docker engine", "label", o.label)
+	case o.mode == "docker":
+		log.Warn("docker engine unreachable now; recovery will try it at each failure", "error", perr)
+	default:
+		log.Warn("docker engine unreachable: recovery is off, failures are alerted only (--recover docker to insist)", "error", perr)
+		engine.Close()
+		return nil, nil
+	}
+	return engine, nil
+}
+
+// orchestrator builds the recovery layer over its parts; st, when set, lets
+// several replicas share the work.
+func (o *recoverOptions) orchestrator(engine *docker.Engine, hook *alert.Webhook, st *store.Watcher, log *slog.Logger) (*recovery.Orchestrator, error) {
+	cfg := recovery.Config{
+		Guard: recovery.NewGuard(recovery.GuardConfig{
 			Budget: o.budget, BrakeFraction: o.brakeFraction, BrakeMinAgents: o.brakeMin, MaxInFlight: o.maxBusy,
 		}),
-		BeatWait: o.beatWait, Changed: w.Report, OnStep: onStep, OnLeader: m.Leader, Logger: log,
+		BeatWait: o.beatWait, Logger: log,
 	}
-	if s := w.Store(); s != nil {
-		cfg.Coordinator = s
+	// Nil pointers stay nil interfaces: no engine, no webhook, one replica.
+	if engine != nil {
+		cfg.Engine = engine
 	}
-	orch, err := recover.NewOrchestrator(cfg)
-	if err != nil {
-		return cleanup, err
+	if hook != nil {
+		cfg.Alerter = hook
 	}
-	w.SetRecovery(orch)
-	return cleanup, nil
+	if st != nil {
+		cfg.Coordinator = st
+	}
+	return recovery.New(cfg)
 }

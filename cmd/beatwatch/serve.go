@@ -34,20 +34,7 @@ func newServe(ctx context.Context, stderr io.Writer) *cobra.Command {
 			if err := cli.BindEnv(cmd.Flags(), envPrefix, os.Getenv); err != nil {
 				return err
 			}
-			cfg, err := o.config(stderr)
-			if err != nil {
-				return err
-			}
-			w, err := watch.New(cfg)
-			if err != nil {
-				return err
-			}
-			cleanup, err := o.recover.attach(ctx, w, cfg.Log)
-			defer cleanup()
-			if err != nil {
-				return err
-			}
-			return w.Run(ctx)
+			return o.run(ctx, stderr)
 		},
 	}
 	f := cmd.Flags()
@@ -74,37 +61,71 @@ func newServe(ctx context.Context, stderr io.Writer) *cobra.Command {
 	return cmd
 }
 
-func (o *serveOptions) config(stderr io.Writer) (watch.Config, error) {
+// run builds every part of the watcher once, in one order (the logger, the
+// alert webhook, Redis, the Docker Engine, the recovery layer, then the
+// runtime with its monitor), and runs it until ctx is done. Bad flags stop
+// it before anything is built.
+func (o *serveOptions) run(ctx context.Context, stderr io.Writer) error {
+	if err := o.validate(); err != nil {
+		return err
+	}
 	log, err := o.log.Logger(stderr)
 	if err != nil {
-		return watch.Config{}, err
+		return err
+	}
+	hook, err := o.recover.webhookOf(log)
+	if err != nil {
+		return err
+	}
+	var st *store.Watcher
+	if o.redisURL != "" {
+		if st, err = store.NewWatcher(o.redisURL, store.Options{Namespace: o.namespace}); err != nil {
+			return cli.Usagef("--redis: %v", err)
+		}
+		defer st.Close()
+	}
+	engine, err := o.recover.engineOf(ctx, log)
+	if err != nil {
+		return err
+	}
+	if engine != nil {
+		defer engine.Close()
+	}
+	orch, err := o.recover.orchestrator(engine, hook, st, log)
+	if err != nil {
+		return err
+	}
+	return watch.New(watch.Config{
+		Redis: st, Listen: o.listen,
+		CheckInterval: o.checkInterval, DefaultInterval: o.defaultInterval, MissedBeats: o.missedBeats,
+		Token: o.token, Recovery: orch, Log: log,
+	}).Run(ctx)
+}
+
+// validate checks every flag that needs nothing started.
+func (o *serveOptions) validate() error {
+	if _, err := o.log.Logger(io.Discard); err != nil {
+		return err
 	}
 	if o.redisURL == "" {
 		o.redisURL = os.Getenv("REDIS_URL")
 	}
 	if o.redisURL != "" {
 		if _, err := store.ParseRedisURL(o.redisURL, store.Options{}); err != nil {
-			return watch.Config{}, cli.Usagef("--redis: %v", err)
+			return cli.Usagef("--redis: %v", err)
 		}
 	}
 	if o.checkInterval < 10*time.Millisecond {
-		return watch.Config{}, cli.Usagef("--check-interval must be at least 10ms, got %q", o.checkInterval)
+		return cli.Usagef("--check-interval must be at least 10ms, got %q", o.checkInterval)
 	}
 	if o.defaultInterval < 100*time.Millisecond {
-		return watch.Config{}, cli.Usagef("--default-interval must be at least 100ms, got %q", o.defaultInterval)
+		return cli.Usagef("--default-interval must be at least 100ms, got %q", o.defaultInterval)
 	}
 	if o.missedBeats < 1 {
-		return watch.Config{}, cli.Usagef("--missed-beats must be at least 1, got %d", o.missedBeats)
+		return cli.Usagef("--missed-beats must be at least 1, got %d", o.missedBeats)
 	}
 	if _, _, err := net.SplitHostPort(o.listen); err != nil {
-		return watch.Config{}, cli.Usagef("--listen must be host:port, got %q", o.listen)
+		return cli.Usagef("--listen must be host:port, got %q", o.listen)
 	}
-	if err := o.recover.validate(log); err != nil {
-		return watch.Config{}, err
-	}
-	return watch.Config{
-		RedisURL: o.redisURL, Namespace: o.namespace, Listen: o.listen,
-		CheckInterval: o.checkInterval, DefaultInterval: o.defaultInterval, MissedBeats: o.missedBeats,
-		Token: o.token, Log: log,
-	}, nil
+	return o.recover.validate()
 }

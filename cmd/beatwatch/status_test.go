@@ -18,7 +18,8 @@ func TestStatus(t *testing.T) {
 	ns := testutil.Namespace(t)
 	w := startRedisWatcher(t, url, ns)
 	startAgent(t, "--redis", url, "--namespace", ns, "--id", "st-1", "--interval", "200ms")
-	stopper := startAgent(t, "--redis", url, "--namespace", ns, "--id", "st-2", "--interval", "200ms")
+	// A stopped agent's hash lives 4 intervals: 1s keeps it for the whole test.
+	stopper := startAgent(t, "--redis", url, "--namespace", ns, "--id", "st-2", "--interval", "1s")
 	w.waitState("st-1", monitor.Healthy, 10*time.Second)
 	w.waitState("st-2", monitor.Healthy, 10*time.Second)
 	stopper.signal(syscall.SIGTERM)

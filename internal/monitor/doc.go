@@ -5,7 +5,10 @@
 //
 // It is pure logic. It does no I/O, starts no goroutine and reads no clock:
 // the caller passes the watcher's receive time to Observe and drives Sweep
-// from its own ticker. Deadlines are always counted on the watcher's clock,
+// from its own ticker. Every change, whether a beat, the sweep or a report of
+// the recovery layer (MarkRecovering, AddRecoveryStep, RecoveryDone,
+// SetState) caused it, is handed to the Subscribers fixed in its Config, in
+// their order, once the monitor's lock is released. Deadlines are always counted on the watcher's clock,
 // never on the timestamp an agent writes into its beat.
 //
 // How an agent is judged:

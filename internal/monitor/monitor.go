@@ -21,6 +21,18 @@ type Config struct {
 	// Forget is how long an agent stays failed or stopped before Sweep drops
 	// it. Default 24h; negative keeps such agents forever.
 	Forget time.Duration
+	// Subscribers are told of every state change, in this order: those
+	// the beats and the sweep cause and those the recovery layer's reports
+	// cause alike (not the view Restore rebuilds, which changes nothing).
+	Subscribers []Subscriber
+}
+
+// Subscriber is told of every state change of the monitor, with the agent as
+// the change left it. It is called after the change, without the monitor's
+// lock held, from whichever goroutine made the change; it must not block,
+// and it must not call back into the monitor to change state.
+type Subscriber interface {
+	Changed(tr Transition, a Agent)
 }
 
 // Defaults of Config.
@@ -39,6 +51,7 @@ type Monitor struct {
 	defIv  int64
 	missed int32
 	forget int64 // ns, < 0: never
+	subs   []Subscriber
 
 	mu        sync.Mutex
 	agents    map[string]*agent
@@ -67,17 +80,43 @@ func New(cfg Config) *Monitor {
 		defIv:    clampInterval(int64(cfg.DefaultInterval)),
 		missed:   clampMissed(cfg.MissedBeats),
 		forget:   int64(cfg.Forget),
+		subs:     slices.Clone(cfg.Subscribers),
 		agents:   make(map[string]*agent),
 		interned: make(map[string]string),
 	}
 }
 
 // Observe takes one beat, received by the watcher at recv, and returns the
-// state change it causes, if any. A duplicate or out-of-order beat changes
-// nothing and is counted (see Ignored).
+// state change it causes, if any, after telling the subscribers of it. A
+// duplicate or out-of-order beat changes nothing and is counted (see
+// Ignored).
 func (m *Monitor) Observe(b wire.Beat, recv time.Time) (Transition, bool) {
+	tr, v, ok := m.observe(b, recv)
+	if ok {
+		m.publish(tr, v)
+	}
+	return tr, ok
+}
+
+// publish tells every subscriber of one change; the caller holds no lock.
+func (m *Monitor) publish(tr Transition, a Agent) {
+	for _, s := range m.subs {
+		s.Changed(tr, a)
+	}
+}
+
+// changed is what a locked method returns for publish: the view of a, if
+// anyone is told of it.
+func (m *Monitor) changed(a *agent) Agent {
+	if len(m.subs) == 0 {
+		return Agent{}
+	}
+	return m.view(a)
+}
+
+func (m *Monitor) observe(b wire.Beat, recv time.Time) (Transition, Agent, bool) {
 	if b.AgentID == "" {
-		return Transition{}, false
+		return Transition{}, Agent{}, false
 	}
 	t := recv.UnixNano()
 	m.mu.Lock()
@@ -92,7 +131,7 @@ func (m *Monitor) Observe(b wire.Beat, recv time.Time) (Transition, bool) {
 	} else if a.stale(&b) {
 		a.ignored++
 		m.ignored++
-		return Transition{}, false
+		return Transition{}, Agent{}, false
 	}
 
 	gap := false
@@ -129,14 +168,14 @@ func (m *Monitor) Observe(b wire.Beat, recv time.Time) (Transition, bool) {
 		}
 	}
 
-	var tr Transition
-	changed := from != to
-	if changed {
-		tr = m.setState(a, to, t, beatReason(a, from, to))
-		tr.At = recv
+	if from == to {
+		m.schedule(a, true)
+		return Transition{}, Agent{}, false
 	}
+	tr := m.setState(a, to, t, beatReason(a, from, to))
+	tr.At = recv
 	m.schedule(a, true)
-	return tr, changed
+	return tr, m.changed(a), true
 }
 
 // countsAsGap reports whether the time since a's last beat is an interval:
@@ -234,18 +273,28 @@ func beatReason(a *agent, from, to code) string {
 }
 
 // Sweep judges every agent whose deadline has passed at now and returns the
-// changes: missing, failed, and (silently) forgetting agents failed or
-// stopped for longer than Config.Forget. While the watcher is blind it does
-// nothing. Its cost follows the number of agents due, not the fleet size.
+// changes, after telling the subscribers of them: missing, failed, and
+// (silently) forgetting agents failed or stopped for longer than
+// Config.Forget. While the watcher is blind it does nothing. Its cost
+// follows the number of agents due, not the fleet size.
 func (m *Monitor) Sweep(now time.Time) []Transition {
+	out, views := m.sweep(now)
+	for i, tr := range out {
+		m.publish(tr, views[i])
+	}
+	return out
+}
+
+func (m *Monitor) sweep(now time.Time) ([]Transition, []Agent) {
 	t := now.UnixNano()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.tick(t)
 	if m.blind {
-		return nil
+		return nil, nil
 	}
 	var out []Transition
+	var views []Agent
 	for len(m.deadlines) > 0 && m.deadlines[0].due < t {
 		m.examined++
 		a := m.deadlines[0].a
@@ -261,9 +310,10 @@ func (m *Monitor) Sweep(now time.Time) []Transition {
 		if tr, ok := m.expire(a, t); ok {
 			tr.At = now
 			out = append(out, tr)
+			views = append(views, m.changed(a))
 		}
 	}
-	return out
+	return out, views
 }
 
 // expire applies the deadline that passed for a at t: missing, failed, or
@@ -480,20 +530,33 @@ func (m *Monitor) Blind() bool {
 	return m.blind
 }
 
-// MarkRecovering records that the recovery layer started on agent id.
+// MarkRecovering records that the recovery layer started on agent id, and
+// tells the subscribers.
 func (m *Monitor) MarkRecovering(id string, now time.Time) (Transition, bool) {
-	t := now.UnixNano()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.tick(t)
-	a := m.agents[id]
-	if a == nil || a.state == cRecovering {
-		return Transition{}, false
+	return m.publishing(func() (Transition, Agent, bool) {
+		t := now.UnixNano()
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		m.tick(t)
+		a := m.agents[id]
+		if a == nil || a.state == cRecovering {
+			return Transition{}, Agent{}, false
+		}
+		tr := m.setState(a, cRecovering, t, "recovery under way")
+		tr.At = now
+		m.schedule(a, false)
+		return tr, m.changed(a), true
+	})
+}
+
+// publishing runs a locked change and tells the subscribers of it once the
+// lock is released.
+func (m *Monitor) publishing(change func() (Transition, Agent, bool)) (Transition, bool) {
+	tr, a, ok := change()
+	if ok {
+		m.publish(tr, a)
 	}
-	tr := m.setState(a, cRecovering, t, "recovery under way")
-	tr.At = now
-	m.schedule(a, false)
-	return tr, true
+	return tr, ok
 }
 
 // AddRecoveryStep appends one step to agent id's recovery history, which
@@ -515,19 +578,24 @@ func (m *Monitor) AddRecoveryStep(id string, s Step) bool {
 }
 
 // RecoveryDone records that the recovery layer is done with agent id, with
-// ok saying whether its steps succeeded. An agent that beat recently goes
+// ok saying whether its steps succeeded, and tells the subscribers of the
+// change. An agent that beat recently goes
 // back to the state its beats give; otherwise, after a successful recovery,
 // it is missing and has one full timeout from now to beat before it is
 // failed again; after an unsuccessful one it is failed. It does nothing when
 // the agent is no longer recovering (it beat again meanwhile).
 func (m *Monitor) RecoveryDone(id string, ok bool, now time.Time) (Transition, bool) {
+	return m.publishing(func() (Transition, Agent, bool) { return m.recoveryDone(id, ok, now) })
+}
+
+func (m *Monitor) recoveryDone(id string, ok bool, now time.Time) (Transition, Agent, bool) {
 	t := now.UnixNano()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.tick(t)
 	a := m.agents[id]
 	if a == nil || a.state != cRecovering {
-		return Transition{}, false
+		return Transition{}, Agent{}, false
 	}
 	var tr Transition
 	switch {
@@ -546,20 +614,25 @@ func (m *Monitor) RecoveryDone(id string, ok bool, now time.Time) (Transition, b
 	}
 	tr.At = now
 	m.schedule(a, false)
-	return tr, true
+	return tr, m.changed(a), true
 }
 
 // SetState puts agent id into a state observed outside the beats, such as
 // stopped when an operator stopped its container. The change is dated at the
 // latest time the monitor was given. An agent put into healthy, stalled or
-// missing gets a full timeout from then before it can be failed.
+// missing gets a full timeout from then before it can be failed. The
+// subscribers are told of the change.
 func (m *Monitor) SetState(id string, s State, reason string) (Transition, bool) {
+	return m.publishing(func() (Transition, Agent, bool) { return m.setStateOf(id, s, reason) })
+}
+
+func (m *Monitor) setStateOf(id string, s State, reason string) (Transition, Agent, bool) {
 	c, known := codeOf(s)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	a := m.agents[id]
 	if !known || a == nil || a.state == c {
-		return Transition{}, false
+		return Transition{}, Agent{}, false
 	}
 	t := m.clock
 	if c == cHealthy || c == cStalled || c == cMissing {
@@ -568,7 +641,7 @@ func (m *Monitor) SetState(id string, s State, reason string) (Transition, bool)
 	tr := m.setState(a, c, t, reason)
 	tr.At = time.Unix(0, t)
 	m.schedule(a, false)
-	return tr, true
+	return tr, m.changed(a), true
 }
 
 // Agents returns every agent, sorted by id. Computed fields (missedBeats,

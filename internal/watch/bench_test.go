@@ -16,6 +16,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/beatwrap/beatwrap/internal/store"
 	"github.com/beatwrap/beatwrap/internal/testutil"
 	"github.com/beatwrap/beatwrap/internal/wire"
 )
@@ -78,7 +79,7 @@ func (t beatTemplate) appendBeat(dst []byte, ts int64, seq uint64) []byte {
 // BenchmarkIngest is the watcher's own cost per beat, without Redis: parse
 // and observe one realistic beat of one of benchAgents agents.
 func BenchmarkIngest(b *testing.B) {
-	w := newBenchWatcher(b, "")
+	w, _ := newBenchWatcher(b, "")
 	tmpl := make([]beatTemplate, benchAgents)
 	for i := range tmpl {
 		tmpl[i] = newTemplate(i)
@@ -96,17 +97,23 @@ func BenchmarkIngest(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "beats/s")
 }
 
-func newBenchWatcher(b *testing.B, redisURL string) *Watcher {
+func newBenchWatcher(b *testing.B, redisURL string) (*Watcher, string) {
 	b.Helper()
-	w, err := New(Config{
-		RedisURL: redisURL, Namespace: testutil.Namespace(b), Listen: "127.0.0.1:0",
+	ns := testutil.Namespace(b)
+	var st *store.Watcher
+	if redisURL != "" {
+		var err error
+		st, err = store.NewWatcher(redisURL, store.Options{Namespace: ns})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { st.Close() })
+	}
+	return New(Config{
+		Redis: st, Listen: "127.0.0.1:0",
 		CheckInterval: time.Second, DefaultInterval: 30 * time.Second, MissedBeats: 3,
 		Log: slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	return w
+	}), ns
 }
 
 // BenchmarkRedisIngest is beats per second from Redis into one watcher; ns/op
@@ -124,8 +131,8 @@ func BenchmarkRedisIngest(b *testing.B) {
 			url = r.URL()
 			raiseOutputLimit(b, url)
 		}
-		w := newBenchWatcher(b, url)
-		ns = w.cfg.Namespace
+		var w *Watcher
+		w, ns = newBenchWatcher(b, url)
 		ready := make(chan string, 1)
 		w.cfg.Ready = func(addr string) { ready <- addr }
 		ctx, cancel := context.WithCancel(context.Background())

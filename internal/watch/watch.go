@@ -2,6 +2,7 @@ package watch
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -17,16 +18,19 @@ import (
 
 	"github.com/beatwrap/beatwrap/internal/dashboard"
 	"github.com/beatwrap/beatwrap/internal/monitor"
+	"github.com/beatwrap/beatwrap/internal/recovery"
 	"github.com/beatwrap/beatwrap/internal/run"
 	"github.com/beatwrap/beatwrap/internal/store"
 	"github.com/beatwrap/beatwrap/internal/wire"
 )
 
-// Config is everything beatwatch serve was told, validated.
+// Config is everything beatwatch serve was told, validated, and the parts
+// built for it.
 type Config struct {
-	RedisURL  string // "": single-node mode, state in memory, beats over HTTP
-	Namespace string
-	Listen    string
+	// Redis is the Redis watched; nil: single-node mode, state in memory,
+	// beats over HTTP. Its owner closes it after Run.
+	Redis  *store.Watcher
+	Listen string
 
 	CheckInterval   time.Duration
 	DefaultInterval time.Duration
@@ -40,15 +44,18 @@ type Config struct {
 	// Ready, when set, receives the address the HTTP server listens on once
 	// it does.
 	Ready func(addr string)
+	// Now is the watcher's clock (receive times, deadlines, outages);
+	// nil means time.Now.
+	Now func() time.Time
 }
 
-// Recovery is what the watcher needs of the recovery layer.
+// Recovery is what the watcher needs of the recovery layer: a monitor
+// subscriber (told of every transition after the watcher's own log and
+// metrics) that runs until ctx is done and answers through the fleet it is
+// given.
 type Recovery interface {
-	// Run works until ctx is done.
-	Run(ctx context.Context) error
-	// Changed is told every state change, after the monitor made it. It must
-	// not block.
-	Changed(tr monitor.Transition, a monitor.Agent)
+	monitor.Subscriber
+	Run(ctx context.Context, fleet recovery.Fleet) error
 }
 
 // Watcher is a running beatwatch.
@@ -58,6 +65,7 @@ type Watcher struct {
 	mon     *monitor.Monitor
 	metrics *dashboard.Metrics
 	redis   *store.Watcher
+	now     func() time.Time
 
 	malformedLogged atomic.Int64
 
@@ -70,32 +78,28 @@ type Watcher struct {
 	judgedFrom atomic.Int64
 }
 
-// New builds a watcher; it connects to nothing until Run.
-func New(cfg Config) (*Watcher, error) {
+// New builds a watcher: the monitor, whose subscribers are the watcher's
+// log and metrics and then the recovery layer, and the metrics. It connects
+// to nothing until Run.
+func New(cfg Config) *Watcher {
 	if cfg.CheckInterval <= 0 {
 		cfg.CheckInterval = time.Second
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	w := &Watcher{cfg: cfg, log: cfg.Log}
-	w.mon = monitor.New(monitor.Config{DefaultInterval: cfg.DefaultInterval, MissedBeats: cfg.MissedBeats})
-	w.metrics = dashboard.NewMetrics(w.mon)
-	if cfg.RedisURL != "" {
-		r, err := store.NewWatcher(cfg.RedisURL, store.Options{Namespace: cfg.Namespace})
-		if err != nil {
-			return nil, err
-		}
-		w.redis = r
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
-	return w, nil
+	w := &Watcher{cfg: cfg, log: cfg.Log, now: cfg.Now, redis: cfg.Redis}
+	subs := []monitor.Subscriber{logAndCount{w}}
+	if cfg.Recovery != nil {
+		subs = append(subs, cfg.Recovery)
+	}
+	w.mon = monitor.New(monitor.Config{DefaultInterval: cfg.DefaultInterval, MissedBeats: cfg.MissedBeats, Subscribers: subs})
+	w.metrics = dashboard.NewMetrics(w.mon)
+	return w
 }
-
-// Monitor exposes the state machine, for the recovery layer.
-func (w *Watcher) Monitor() *monitor.Monitor { return w.mon }
-
-// Metrics exposes the metrics, for the recovery layer.
-func (w *Watcher) Metrics() *dashboard.Metrics { return w.metrics }
 
 // Run serves until ctx is done or a part fails.
 func (w *Watcher) Run(ctx context.Context) error {
@@ -126,7 +130,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 	if w.cfg.Ready != nil {
 		w.cfg.Ready(ln.Addr().String())
 	}
-	w.judgedFrom.Store(time.Now().UnixMilli())
+	w.judgedFrom.Store(w.now().UnixMilli())
 
 	var g run.Group
 	g.Add(func() error {
@@ -149,7 +153,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 	}
 	if w.cfg.Recovery != nil {
 		ctx, cancel := context.WithCancel(ctx)
-		g.Add(func() error { return w.cfg.Recovery.Run(ctx) }, func(error) { cancel() })
+		g.Add(func() error { return w.cfg.Recovery.Run(ctx, fleet{w.mon, w.metrics}) }, func(error) { cancel() })
 	}
 	{ // the group ends when ctx does
 		done := make(chan struct{})
@@ -161,11 +165,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 			return nil
 		}, func(error) { close(done) })
 	}
-	err = g.Run()
-	if w.redis != nil {
-		w.redis.Close()
-	}
-	return err
+	return g.Run()
 }
 
 func (w *Watcher) healthy() error {
@@ -197,7 +197,7 @@ func (w *Watcher) consume(ctx context.Context) error {
 		}
 		w.restore(ctx)
 	}()
-	q := newQueue(runtime.GOMAXPROCS(0), w.Ingest)
+	q := newQueue(runtime.GOMAXPROCS(0), w.Ingest, w.now)
 	err := w.redis.Subscribe(ctx, q.add, func(up bool, err error) {
 		w.setBlind(!up, err)
 		if up {
@@ -219,7 +219,7 @@ func (w *Watcher) restore(ctx context.Context) {
 			for _, h := range hashes {
 				recs = append(recs, recordOf(h))
 			}
-			now := time.Now()
+			now := w.now()
 			w.mon.Restore(recs, now)
 			w.judgedFrom.Store(now.UnixMilli())
 			w.log.Info("view rebuilt from redis", "agents", len(recs))
@@ -259,7 +259,7 @@ func recordOf(h store.AgentHash) monitor.Record {
 func (w *Watcher) setBlind(blind bool, err error) {
 	w.blindMu.Lock()
 	defer w.blindMu.Unlock()
-	now := time.Now()
+	now := w.now()
 	changed := w.mon.SetBlind(blind, now)
 	if blind {
 		if changed {
@@ -301,9 +301,8 @@ func (w *Watcher) Ingest(payload []byte, recv time.Time) error {
 		}
 		return err
 	}
-	if tr, ok := w.mon.Observe(b, recv); ok {
-		w.changed(tr)
-	}
+	// The monitor tells its subscribers of any change.
+	w.mon.Observe(b, recv)
 	return nil
 }
 
@@ -328,18 +327,22 @@ func (w *Watcher) sweepLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case now := <-t.C:
-			for _, tr := range w.mon.Sweep(now) {
-				w.changed(tr)
-			}
+		case <-t.C:
+			// The monitor tells its subscribers of every change.
+			w.mon.Sweep(w.now())
 		}
 	}
 }
 
-// changed logs, counts and passes on one state change.
-func (w *Watcher) changed(tr monitor.Transition) {
+// logAndCount is the monitor's first subscriber: the watcher's log and
+// metrics.
+type logAndCount struct{ w *Watcher }
+
+func (s logAndCount) Changed(tr monitor.Transition, a monitor.Agent) { s.w.changed(tr, a) }
+
+// changed logs and counts one state change.
+func (w *Watcher) changed(tr monitor.Transition, a monitor.Agent) {
 	w.metrics.Transition(tr.From, tr.To)
-	a, _ := w.mon.Get(tr.AgentID)
 	level := slog.LevelInfo
 	switch tr.To {
 	case monitor.Missing, monitor.Stalled:
@@ -365,8 +368,32 @@ func (w *Watcher) changed(tr monitor.Transition) {
 	}
 	w.log.Log(context.Background(), level, "agent state changed",
 		"agent", tr.AgentID, "from", from, "to", string(tr.To), "reason", tr.Reason, "recovered", tr.Recovered)
-	if w.cfg.Recovery != nil {
-		w.cfg.Recovery.Changed(tr, a)
+}
+
+// fleet is the watcher as the recovery layer sees it: it applies the
+// layer's events to the monitor, which tells its subscribers of the changes
+// that follow, and counts them.
+type fleet struct {
+	mon     *monitor.Monitor
+	metrics *dashboard.Metrics
+}
+
+func (f fleet) Counts() map[monitor.State]int { return f.mon.Counts() }
+
+func (f fleet) Report(ev recovery.Event) {
+	switch ev.Kind {
+	case recovery.Started:
+		f.mon.MarkRecovering(ev.AgentID, ev.At)
+	case recovery.StepTaken:
+		s := ev.Step
+		f.mon.AddRecoveryStep(ev.AgentID, monitor.Step{At: s.At, Step: string(s.Step), Result: string(s.Result), Error: cmp.Or(s.Error, s.Detail)})
+		f.metrics.Recovery(string(s.Step), string(s.Result))
+	case recovery.Done:
+		f.mon.RecoveryDone(ev.AgentID, ev.OK, ev.At)
+	case recovery.LeftAlone:
+		f.mon.SetState(ev.AgentID, monitor.Stopped, ev.Reason)
+	case recovery.Leader:
+		f.metrics.Leader(ev.Leading)
 	}
 }
 
@@ -377,6 +404,7 @@ func (w *Watcher) changed(tr monitor.Transition) {
 type queue struct {
 	shards []chan job
 	done   sync.WaitGroup
+	now    func() time.Time
 }
 
 type job struct {
@@ -388,9 +416,9 @@ type job struct {
 // short stall of one worker, small next to what Redis buffers.
 const queueDepth = 1024
 
-func newQueue(workers int, ingest func([]byte, time.Time) error) *queue {
+func newQueue(workers int, ingest func([]byte, time.Time) error, now func() time.Time) *queue {
 	workers = min(max(workers, 1), 16)
-	q := &queue{shards: make([]chan job, workers)}
+	q := &queue{shards: make([]chan job, workers), now: now}
 	for i := range q.shards {
 		ch := make(chan job, queueDepth)
 		q.shards[i] = ch
@@ -409,7 +437,7 @@ func newQueue(workers int, ingest func([]byte, time.Time) error) *queue {
 // add hands one payload to its agent's worker. It is called from one
 // goroutine only (the subscription).
 func (q *queue) add(payload []byte) {
-	j := job{payload: payload, recv: time.Now()}
+	j := job{payload: payload, recv: q.now()}
 	if len(q.shards) == 1 {
 		q.shards[0] <- j
 		return

@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/beatwrap/beatwrap/internal/monitor"
+	"github.com/beatwrap/beatwrap/internal/store"
 	"github.com/beatwrap/beatwrap/internal/testutil"
 	"github.com/beatwrap/beatwrap/internal/wire"
 )
@@ -74,7 +75,7 @@ func TestQueueKeepsEachAgentsOrder(t *testing.T) {
 		recv[b.AgentID] = at
 		seen[b.AgentID] = append(seen[b.AgentID], b.Sequence)
 		return nil
-	})
+	}, time.Now)
 	for seq := 1; seq <= beats; seq++ {
 		for a := range agents {
 			q.add([]byte(fmt.Sprintf(`{"agentId":"a-%d","sequence":%d}`, a, seq)))
@@ -140,11 +141,12 @@ func TestSetBlindLogsEachOutageOnce(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var buf bytes.Buffer
-			w, err := New(Config{RedisURL: "redis://127.0.0.1:1", Log: slog.New(slog.NewJSONHandler(&buf, nil))})
+			st, err := store.NewWatcher("redis://127.0.0.1:1", store.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer w.redis.Close()
+			defer st.Close()
+			w := New(Config{Redis: st, Log: slog.New(slog.NewJSONHandler(&buf, nil))})
 			for _, c := range tt.calls {
 				w.setBlind(c.blind, c.err)
 				if got := w.mon.Blind(); got != c.blind {
@@ -163,10 +165,7 @@ func TestSetBlindLogsEachOutageOnce(t *testing.T) {
 }
 
 func TestIngestDropsMalformedBeats(t *testing.T) {
-	w, err := New(Config{Log: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := New(Config{Log: slog.New(slog.DiscardHandler)})
 	now := time.Now()
 	for _, p := range []string{"", "[]", `{"agentId":""}`, `{"agentId":"a b"}`, `{"agentId":"a","intervalMs":-1}`} {
 		if err := w.Ingest([]byte(p), now); !errors.Is(err, wire.ErrMalformed) {
@@ -200,11 +199,13 @@ func TestStartRestoresAfterSubscribing(t *testing.T) {
 		t.Fatal(err)
 	}
 	var buf testutil.Buffer
-	w, err := New(Config{RedisURL: url, Namespace: ns, Listen: "127.0.0.1:0", CheckInterval: 20 * time.Millisecond,
-		Log: slog.New(slog.NewJSONHandler(&buf, nil))})
+	st, err := store.NewWatcher(url, store.Options{Namespace: ns})
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer st.Close()
+	w := New(Config{Redis: st, Listen: "127.0.0.1:0", CheckInterval: 20 * time.Millisecond,
+		Log: slog.New(slog.NewJSONHandler(&buf, nil))})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()

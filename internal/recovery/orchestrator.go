@@ -1,44 +1,27 @@
-package recover
+package recovery
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"strconv"
 	"sync"
 	"time"
 
+	"github.com/beatwrap/beatwrap/internal/alert"
+	"github.com/beatwrap/beatwrap/internal/docker"
 	"github.com/beatwrap/beatwrap/internal/monitor"
 	"github.com/beatwrap/beatwrap/internal/wire"
 )
 
-// Fleet is what the Orchestrator needs of the watcher's state machine.
-type Fleet interface {
-	Get(id string) (monitor.Agent, bool)
-	Counts() map[monitor.State]int
-	MarkRecovering(id string, now time.Time) (monitor.Transition, bool)
-	AddRecoveryStep(id string, s monitor.Step) bool
-	RecoveryDone(id string, ok bool, now time.Time) (monitor.Transition, bool)
-	SetState(id string, s monitor.State, reason string) (monitor.Transition, bool)
-}
-
-// Coordinator lets several beatwatch replicas share one Redis: only the
-// holder of the lease recovers, and each failure is claimed once. Nil means
-// a single replica, which always leads.
-type Coordinator interface {
-	Lease(ctx context.Context, holder string, ttl time.Duration) (bool, error)
-	ReleaseLease(ctx context.Context, holder string) error
-	Claim(ctx context.Context, id, failure, holder string, ttl time.Duration) (bool, error)
-}
-
-// OrchestratorConfig wires the ladder's parts. Docker and Alerter may be
-// nil: without Docker every failure is alerted only; without an Alerter
-// nothing is sent, and the history still says what happened.
-type OrchestratorConfig struct {
-	Fleet       Fleet
-	Docker      *Docker
-	Alerter     *Alerter
+// Config wires the ladder's parts. Engine and Alerter may be nil: without an
+// Engine every failure is alerted only; without an Alerter nothing is sent,
+// and the history still says what happened.
+type Config struct {
+	Engine      Engine
+	Alerter     Alerter
 	Guard       *Guard
 	Coordinator Coordinator
 	// Settle is how long a failure waits before its ladder starts, so
@@ -52,38 +35,42 @@ type OrchestratorConfig struct {
 	// after a step; 0 derives it from the agent: its timeout, at least 15s,
 	// since a restarted container must start and beat.
 	BeatWait time.Duration
-	// Changed is told of every state change the Orchestrator makes, so the
-	// watcher logs and counts it like its own.
-	Changed func(monitor.Transition)
-	// OnStep is told of the steps the Orchestrator takes itself (skips,
-	// alerts); Docker's Config.OnStep is told of the engine steps.
-	OnStep func(agent string, s StepResult)
-	// OnLeader is told when this replica takes or loses the recovery lease
-	// (and once at start).
-	OnLeader func(leading bool)
-	Logger   *slog.Logger
-	Now      func() time.Time
+	// Forget is how long an agent may stay failed or stopped before the
+	// Orchestrator forgets it, as the monitor does (monitor.DefaultForget).
+	Forget time.Duration
+	Logger *slog.Logger
+	// Now is the clock of every decision and record; Tick, when set,
+	// replaces the ticker that looks at pending failures, renews the lease
+	// and prunes (a test drives it).
+	Now  func() time.Time
+	Tick <-chan time.Time
 }
 
 // Orchestrator runs the recovery ladder for failed and stalled agents:
-// inspect, restart, replace, alert, under the Guard's rules.
+// inspect, restart, replace, alert, under the Guard's rules. It learns of
+// failures as a monitor subscriber (Changed) and answers with Events to the
+// Fleet it runs for.
 type Orchestrator struct {
-	cfg OrchestratorConfig
+	cfg Config
 	log *slog.Logger
+	// fleet is set by Run, before any ladder starts.
+	fleet Fleet
 
 	mu       sync.Mutex
-	pending  map[string]time.Time // agents to look at, and since when
-	incident map[string]string    // agent -> id of its failure, from failed or stalled until it beats again
-	open     map[string]string    // agent -> failure id of an alert that may need resolving
-	held     map[string]bool      // failed agents the brake kept from recovery
+	pending  map[string]time.Time     // agents to look at, and since when
+	incident map[string]string        // agent -> id of its failure, from failed or stalled until it beats again
+	open     map[string]string        // agent -> failure id of an alert that may need resolving
+	held     map[string]bool          // failed agents the brake kept from recovery
+	agents   map[string]monitor.Agent // agent in trouble -> as its last transition left it
+	beats    map[string]chan struct{} // agent under recovery -> told when it beats again
 	leading  bool
 	wake     chan struct{}
 }
 
-// NewOrchestrator checks the configuration.
-func NewOrchestrator(cfg OrchestratorConfig) (*Orchestrator, error) {
-	if cfg.Fleet == nil || cfg.Guard == nil {
-		return nil, errors.New("orchestrator needs a fleet and a guard")
+// New checks the configuration.
+func New(cfg Config) (*Orchestrator, error) {
+	if cfg.Guard == nil {
+		return nil, errors.New("orchestrator needs a guard")
 	}
 	if cfg.Holder == "" {
 		host, _ := os.Hostname()
@@ -101,18 +88,13 @@ func NewOrchestrator(cfg OrchestratorConfig) (*Orchestrator, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if cfg.Changed == nil {
-		cfg.Changed = func(monitor.Transition) {}
-	}
-	if cfg.OnStep == nil {
-		cfg.OnStep = func(string, StepResult) {}
-	}
-	if cfg.OnLeader == nil {
-		cfg.OnLeader = func(bool) {}
+	if cfg.Forget == 0 {
+		cfg.Forget = monitor.DefaultForget
 	}
 	return &Orchestrator{
 		cfg: cfg, log: cfg.Logger,
 		pending: map[string]time.Time{}, incident: map[string]string{}, open: map[string]string{}, held: map[string]bool{},
+		agents: map[string]monitor.Agent{}, beats: map[string]chan struct{}{},
 		leading: cfg.Coordinator == nil,
 		wake:    make(chan struct{}, 1),
 	}, nil
@@ -125,8 +107,10 @@ func (o *Orchestrator) Leading() bool {
 	return o.leading
 }
 
-// Changed is told every state change; it never blocks.
+// Changed is told every state change, with the agent as the change left
+// it: the Orchestrator is a monitor subscriber. It never blocks.
 func (o *Orchestrator) Changed(tr monitor.Transition, a monitor.Agent) {
+	o.track(tr, a)
 	switch {
 	case tr.To == monitor.Stalled && a.SelfHeals:
 		// beatwrap restarts it in place (--on-stall restart); recovering
@@ -152,25 +136,56 @@ func (o *Orchestrator) Changed(tr monitor.Transition, a monitor.Agent) {
 	}
 }
 
-// prune forgets agents the watcher no longer knows (it drops agents failed
-// or stopped for a day), so a fleet whose ids churn does not grow these
-// maps for ever.
+// track keeps what the latest transition says of an agent in trouble, from
+// its failing or stalling until it beats again or stops, and tells a ladder
+// waiting for the agent that it beats again.
+func (o *Orchestrator) track(tr monitor.Transition, a monitor.Agent) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	_, known := o.agents[tr.AgentID]
+	switch {
+	case tr.To == monitor.Healthy || tr.To == monitor.Stopped:
+		delete(o.agents, tr.AgentID)
+	case known || tr.To == monitor.Failed || tr.To == monitor.Stalled:
+		o.agents[tr.AgentID] = a
+	}
+	if tr.To == monitor.Healthy {
+		if ch, ok := o.beats[tr.AgentID]; ok {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// prune forgets agents the watcher no longer knows: it drops agents failed
+// or stopped for Config.Forget, silently, so a fleet whose ids churn does
+// not grow these maps for ever.
 func (o *Orchestrator) prune() {
+	now := o.cfg.Now()
 	o.mu.Lock()
 	var gone []string
+	for id, a := range o.agents {
+		if (a.State == monitor.Failed || a.State == monitor.Stopped) && o.cfg.Forget > 0 &&
+			now.Sub(time.UnixMilli(a.StateSince)) > o.cfg.Forget {
+			gone = append(gone, id)
+		}
+	}
 	for _, m := range []map[string]string{o.incident, o.open} {
 		for id := range m {
-			if _, ok := o.cfg.Fleet.Get(id); !ok {
+			if _, ok := o.agents[id]; !ok {
 				gone = append(gone, id)
 			}
 		}
 	}
 	for id := range o.held {
-		if _, ok := o.cfg.Fleet.Get(id); !ok {
+		if _, ok := o.agents[id]; !ok {
 			gone = append(gone, id)
 		}
 	}
 	for _, id := range gone {
+		delete(o.agents, id)
 		delete(o.incident, id)
 		delete(o.open, id)
 		delete(o.held, id)
@@ -207,14 +222,19 @@ func (o *Orchestrator) recovered(id string) {
 	delete(o.incident, id)
 	o.mu.Unlock()
 	if ok && o.cfg.Alerter != nil {
-		o.cfg.Alerter.Send(Alert{AgentID: id, FailureID: failure, Resolve: true, State: string(monitor.Healthy),
+		o.cfg.Alerter.Send(alert.Alert{AgentID: id, FailureID: failure, Resolve: true, State: string(monitor.Healthy),
 			Summary: "agent " + id + " beats again"})
 	}
 }
 
-// Run keeps the lease (with several replicas) and starts ladders until ctx
-// is done, then waits for the ladders under way.
-func (o *Orchestrator) Run(ctx context.Context) error {
+// Run keeps the lease (with several replicas) and starts ladders for fleet
+// until ctx is done, then waits for the ladders under way. It reports every
+// event to fleet.
+func (o *Orchestrator) Run(ctx context.Context, fleet Fleet) error {
+	if fleet == nil {
+		return errors.New("recovery needs a fleet")
+	}
+	o.fleet = fleet
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	if o.cfg.Alerter != nil {
@@ -226,10 +246,14 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 	}
 	// Pending failures are looked at four times a second; the lease is
 	// renewed every second.
-	tick := time.NewTicker(250 * time.Millisecond)
-	defer tick.Stop()
+	tick := o.cfg.Tick
+	if tick == nil {
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		tick = t.C
+	}
 	var renewed, pruned time.Time
-	o.cfg.OnLeader(o.Leading())
+	o.report(Event{Kind: Leader, Leading: o.Leading(), At: o.cfg.Now()})
 	if o.cfg.Coordinator != nil {
 		o.lease(ctx)
 		defer func() {
@@ -242,15 +266,16 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-tick.C:
-			if o.cfg.Coordinator != nil && time.Since(renewed) >= time.Second {
+		case <-tick:
+			now := o.cfg.Now()
+			if o.cfg.Coordinator != nil && now.Sub(renewed) >= time.Second {
 				o.lease(ctx)
-				renewed = time.Now()
+				renewed = now
 			}
 			o.checkBrake()
-			if time.Since(pruned) >= time.Minute {
+			if now.Sub(pruned) >= time.Minute {
 				o.prune()
-				pruned = time.Now()
+				pruned = now
 			}
 		case <-o.wake:
 		}
@@ -278,7 +303,7 @@ func (o *Orchestrator) lease(ctx context.Context) {
 	o.leading = held
 	o.mu.Unlock()
 	if changed {
-		o.cfg.OnLeader(held)
+		o.report(Event{Kind: Leader, Leading: held, At: o.cfg.Now()})
 		if held {
 			o.log.Info("recovery lease taken: this replica recovers failed agents", "holder", o.cfg.Holder)
 		} else {
@@ -308,7 +333,7 @@ func (o *Orchestrator) takePending() []string {
 // should be running, for the brake. Missing agents count: a fleet that
 // died at once is missing together before any of it is failed.
 func (o *Orchestrator) down() (down, total int) {
-	c := o.cfg.Fleet.Counts()
+	c := o.fleet.Counts()
 	for s, n := range c {
 		if s != monitor.Stopped {
 			total += n
@@ -357,7 +382,9 @@ func failureID(a monitor.Agent) string {
 
 // handle runs the ladder for one agent, if it still needs it.
 func (o *Orchestrator) handle(ctx context.Context, id string) {
-	a, ok := o.cfg.Fleet.Get(id)
+	o.mu.Lock()
+	a, ok := o.agents[id]
+	o.mu.Unlock()
 	if !ok || (a.State != monitor.Failed && a.State != monitor.Stalled) {
 		return
 	}
@@ -415,13 +442,20 @@ func (o *Orchestrator) handle(ctx context.Context, id string) {
 		return
 	}
 	defer o.cfg.Guard.End(id, o.cfg.Now())
-	if tr, ok := o.cfg.Fleet.MarkRecovering(id, o.cfg.Now()); ok {
-		o.cfg.Changed(tr)
-	}
-	back := o.ladder(ctx, a, failure)
-	if tr, ok := o.cfg.Fleet.RecoveryDone(id, back, o.cfg.Now()); ok {
-		o.cfg.Changed(tr)
-	}
+	// Beats are listened for from before the agent is recovering, so that
+	// none that a step brings is missed.
+	beats := make(chan struct{}, 1)
+	o.mu.Lock()
+	o.beats[id] = beats
+	o.mu.Unlock()
+	defer func() {
+		o.mu.Lock()
+		delete(o.beats, id)
+		o.mu.Unlock()
+	}()
+	o.report(Event{Kind: Started, AgentID: id, At: o.cfg.Now()})
+	back := o.ladder(ctx, a, failure, beats)
+	o.report(Event{Kind: Done, AgentID: id, OK: back, At: o.cfg.Now()})
 }
 
 // Bounds on the engine's calls, so that a hung Docker Engine (or a process
@@ -441,20 +475,20 @@ const claimTTL = 10 * time.Minute
 
 // ladder tries restart, then replace, then alerts. It reports whether the
 // agent beats again.
-func (o *Orchestrator) ladder(ctx context.Context, a monitor.Agent, failure string) bool {
+func (o *Orchestrator) ladder(ctx context.Context, a monitor.Agent, failure string, beats <-chan struct{}) bool {
 	reason := a.StateReason
 	if a.State == monitor.Stalled && a.StallReason != "" {
 		reason = "stalled: " + a.StallReason
 	}
-	if o.cfg.Docker == nil {
+	if o.cfg.Engine == nil {
 		o.alert(a, failure, "agent "+a.AgentID+" is "+string(a.State)+" ("+reason+"); automatic recovery is off", nil)
 		return false
 	}
 	fctx, cancel := context.WithTimeout(ctx, engineCallTimeout)
-	c, err := o.cfg.Docker.Find(fctx, a.AgentID, a.ContainerID)
+	c, err := o.cfg.Engine.Find(fctx, a.AgentID, a.ContainerID)
 	cancel()
 	switch {
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, docker.ErrNotFound):
 		o.step(a.AgentID, StepResult{Step: StepInspect, Result: ResultSkipped, Detail: "no container", At: o.cfg.Now()})
 		o.alert(a, failure, "agent "+a.AgentID+" is "+string(a.State)+" ("+reason+") and runs in no container beatwatch can find", nil)
 		return false
@@ -463,25 +497,24 @@ func (o *Orchestrator) ladder(ctx context.Context, a monitor.Agent, failure stri
 		o.alert(a, failure, "agent "+a.AgentID+" is "+string(a.State)+" ("+reason+"); its container cannot be inspected: "+err.Error(), nil)
 		return false
 	case !c.Eligible:
-		o.step(a.AgentID, StepResult{Step: StepInspect, Result: ResultSkipped, Container: c.ID, Detail: string(VerdictNotEligible), At: o.cfg.Now()})
+		o.step(a.AgentID, StepResult{Step: StepInspect, Result: ResultSkipped, Container: c.ID, Detail: string(docker.VerdictNotEligible), At: o.cfg.Now()})
 		o.alert(a, failure, "agent "+a.AgentID+" is "+string(a.State)+" ("+reason+"); its container "+c.ShortID()+" lacks the recover label, so it is not touched", nil)
 		return false
 	}
 	// Check may wait for a container the engine is restarting.
+	start := o.cfg.Now()
 	cctx, cancel := context.WithTimeout(ctx, 2*engineCallTimeout)
-	c, verdict, res := o.cfg.Docker.Check(cctx, c, a.Status == wire.StatusStopped)
+	c, verdict, err := o.cfg.Engine.Check(cctx, c, a.Status == wire.StatusStopped)
 	cancel()
-	o.history(a.AgentID, res)
+	res := o.engineStep(a.AgentID, checkResult(c.ID, verdict, err, start, o.cfg.Now()))
 	switch verdict {
-	case VerdictOperatorStopped, VerdictPaused, VerdictRemoved:
+	case docker.VerdictOperatorStopped, docker.VerdictPaused, docker.VerdictRemoved:
 		// The operator acted: leave the container alone and say so.
-		if tr, ok := o.cfg.Fleet.SetState(a.AgentID, monitor.Stopped, "container "+string(verdict)); ok {
-			o.cfg.Changed(tr)
-		}
+		o.report(Event{Kind: LeftAlone, AgentID: a.AgentID, Reason: "container " + string(verdict), At: o.cfg.Now()})
 		return false
-	case VerdictRestartedByEngine, VerdictRestarting:
+	case docker.VerdictRestartedByEngine, docker.VerdictRestarting:
 		// The engine is at it already: give it the time a restart gets.
-		if o.waitBeat(ctx, a) {
+		if o.waitBeat(ctx, a, beats) {
 			return true
 		}
 	case "":
@@ -496,23 +529,29 @@ func (o *Orchestrator) ladder(ctx context.Context, a monitor.Agent, failure stri
 	// The grace comes from the agent's beat: a wild one must not hold a
 	// recovery slot for hours.
 	grace = min(grace, maxGrace)
+	start = o.cfg.Now()
 	rctx, cancel := context.WithTimeout(ctx, grace+engineCallTimeout)
-	res, err = o.cfg.Docker.Restart(rctx, c, grace)
+	err = o.cfg.Engine.Restart(rctx, c, grace)
 	cancel()
-	o.history(a.AgentID, res)
+	res = o.engineStep(a.AgentID, actionResult(StepRestart, c.ID, "", err, start, o.cfg.Now()))
 	steps = append(steps, res)
-	if err == nil && o.waitBeat(ctx, a) {
+	if err == nil && o.waitBeat(ctx, a, beats) {
 		return true
 	}
 	if ctx.Err() != nil {
 		return false
 	}
+	start = o.cfg.Now()
 	rctx, cancel = context.WithTimeout(ctx, grace+3*engineCallTimeout)
-	res, err = o.cfg.Docker.Replace(rctx, c, grace)
+	nu, err := o.cfg.Engine.Replace(rctx, c, grace)
 	cancel()
-	o.history(a.AgentID, res)
+	id := c.ID
+	if err == nil {
+		id = nu.ID
+	}
+	res = o.engineStep(a.AgentID, actionResult(StepReplace, id, nu.Detail, err, start, o.cfg.Now()))
 	steps = append(steps, res)
-	if err == nil && o.waitBeat(ctx, a) {
+	if err == nil && o.waitBeat(ctx, a, beats) {
 		return true
 	}
 	if ctx.Err() != nil {
@@ -522,52 +561,81 @@ func (o *Orchestrator) ladder(ctx context.Context, a monitor.Agent, failure stri
 	return false
 }
 
-// waitBeat waits until the agent beats again (it leaves recovering).
-func (o *Orchestrator) waitBeat(ctx context.Context, a monitor.Agent) bool {
+// waitBeat waits until the agent beats again (beats is told of its
+// transition to healthy), or until the time a step gets has passed.
+func (o *Orchestrator) waitBeat(ctx context.Context, a monitor.Agent, beats <-chan struct{}) bool {
 	wait := o.cfg.BeatWait
 	if wait <= 0 {
 		wait = max(time.Duration(a.IntervalMs)*time.Millisecond*time.Duration(max(a.MissedBeatsLimit, 1)), 15*time.Second)
 	}
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
-	poll := time.NewTicker(100 * time.Millisecond)
-	defer poll.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return false
-		case <-deadline.C:
-			return false
-		case <-poll.C:
-			now, ok := o.cfg.Fleet.Get(a.AgentID)
-			if !ok {
-				return false
-			}
-			if now.State == monitor.Healthy {
-				return true
-			}
-		}
+	select {
+	case <-ctx.Done():
+		return false
+	case <-deadline.C:
+		return false
+	case <-beats:
+		return true
 	}
 }
 
-// step records a step the Orchestrator took itself in the agent's history,
-// and has it counted.
+// report hands an event to the fleet.
+func (o *Orchestrator) report(ev Event) { o.fleet.Report(ev) }
+
+// step reports a step the Orchestrator took itself (a skip, an alert).
 func (o *Orchestrator) step(id string, r StepResult) {
-	o.history(id, r)
-	o.cfg.OnStep(id, r)
+	o.report(Event{Kind: StepTaken, AgentID: id, Step: r, At: r.At})
 }
 
-// history records a step of the engine's, which Docker has already logged
-// and counted.
-func (o *Orchestrator) history(id string, r StepResult) {
-	o.cfg.Fleet.AddRecoveryStep(id, monitor.Step{At: r.At, Step: string(r.Step), Result: string(r.Result), Error: firstNonEmpty(r.Error, r.Detail)})
-}
-
-func firstNonEmpty(a, b string) string {
-	if a != "" {
-		return a
+// engineStep logs and reports a step taken through the engine, and returns
+// it.
+func (o *Orchestrator) engineStep(id string, r StepResult) StepResult {
+	msg := fmt.Sprintf("recovery %s %s", r.Step, r.Result)
+	if r.Detail != "" {
+		msg += ": " + r.Detail
 	}
-	return b
+	if r.Error != "" {
+		o.log.Warn(msg, "agent", id, "container", shortID(r.Container), "error", r.Error)
+	} else {
+		o.log.Info(msg, "agent", id, "container", shortID(r.Container))
+	}
+	o.step(id, r)
+	return r
+}
+
+// checkResult is the record of an inspection: ok when the verdict calls for
+// a restart, skipped (Detail is the verdict) when it does not, error when
+// the engine could not be asked.
+func checkResult(container string, v docker.Verdict, err error, start, end time.Time) StepResult {
+	r := StepResult{Step: StepInspect, Result: ResultOK, Container: container, Detail: string(v), At: start, Duration: end.Sub(start)}
+	switch {
+	case err != nil:
+		r.Result, r.Error = ResultError, err.Error()
+	case !v.Actionable():
+		r.Result = ResultSkipped
+	}
+	return r
+}
+
+// actionResult is the record of a restart or a replace: skipped for a
+// container that lacks the recover label, error when the engine failed.
+func actionResult(step Step, container, detail string, err error, start, end time.Time) StepResult {
+	r := StepResult{Step: step, Result: ResultOK, Container: container, Detail: detail, At: start, Duration: end.Sub(start)}
+	switch {
+	case errors.Is(err, docker.ErrNotEligible):
+		r.Result, r.Detail = ResultSkipped, string(docker.VerdictNotEligible)
+	case err != nil:
+		r.Result, r.Error = ResultError, err.Error()
+	}
+	return r
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
 }
 
 // alert tells a human, once per failure (the Alerter suppresses repeats).
@@ -576,9 +644,9 @@ func (o *Orchestrator) alert(a monitor.Agent, failure, summary string, steps []S
 	now := o.cfg.Now()
 	res := StepResult{Step: StepAlert, Result: ResultSkipped, Detail: "no --alert-webhook", At: now}
 	if o.cfg.Alerter != nil {
-		if o.cfg.Alerter.Send(Alert{
+		if o.cfg.Alerter.Send(alert.Alert{
 			AgentID: a.AgentID, FailureID: failure, Summary: summary, Reason: a.StateReason,
-			State: string(a.State), Steps: steps, At: now,
+			State: string(a.State), Steps: alertSteps(steps), At: now,
 			Details: map[string]any{"host": a.Host, "pid": a.PID, "containerId": a.ContainerID, "lastHeartbeat": a.LastHeartbeat},
 		}) {
 			res = StepResult{Step: StepAlert, Result: ResultOK, Detail: "queued", At: now}
@@ -590,4 +658,17 @@ func (o *Orchestrator) alert(a monitor.Agent, failure, summary string, steps []S
 		o.mu.Unlock()
 	}
 	o.step(a.AgentID, res)
+}
+
+// alertSteps writes a failure's steps as an alert reports them.
+func alertSteps(steps []StepResult) []alert.Step {
+	if steps == nil {
+		return nil
+	}
+	out := make([]alert.Step, len(steps))
+	for i, s := range steps {
+		out[i] = alert.Step{Step: string(s.Step), Result: string(s.Result), Container: s.Container,
+			Detail: s.Detail, Error: s.Error, At: s.At, Duration: s.Duration}
+	}
+	return out
 }

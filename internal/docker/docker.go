@@ -1,6 +1,7 @@
-package recover
+package docker
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -30,18 +31,21 @@ var (
 	ErrAmbiguous = errors.New("more than one container carries the agent label")
 )
 
-// ParseLabel splits a --recover-label value "key=value". The key must not be
-// empty; the value may be.
+// ErrBadLabel: a recover label that is not key=value.
+var ErrBadLabel = errors.New("label must be key=value")
+
+// ParseLabel splits a recover label "key=value". The key must not be
+// empty; the value may be. An error wraps ErrBadLabel.
 func ParseLabel(s string) (key, value string, err error) {
 	key, value, ok := strings.Cut(s, "=")
 	key = strings.TrimSpace(key)
 	if !ok || key == "" {
-		return "", "", fmt.Errorf("--recover-label must be key=value, got %q", s)
+		return "", "", fmt.Errorf("%w, got %q", ErrBadLabel, s)
 	}
 	return key, value, nil
 }
 
-// Config tunes a Docker. The zero value works: the default recover label,
+// Config tunes an Engine. The zero value works: the default recover label,
 // a 30s wait for a restarting container, logs to slog.Default.
 type Config struct {
 	// RecoverLabel is "key=value"; only containers carrying it are acted on.
@@ -51,30 +55,62 @@ type Config struct {
 	RestartingWait time.Duration
 	// PollInterval is how often Check looks at a restarting container.
 	PollInterval time.Duration
-	// OnStep, if set, is called with every step's result, so that the
-	// caller can count beatwatch_recoveries_total{step,result}. It must not
-	// block.
-	OnStep func(agent string, s StepResult)
-	// Logger receives one line per step; nil means slog.Default().
+	// Logger receives what an action leaves behind that its caller is not
+	// told of (a replaced container that could not be removed); nil means
+	// slog.Default().
 	Logger *slog.Logger
-	// Now is the clock for step times; nil means time.Now.
+	// Now is the clock that names a replaced container; nil means time.Now.
 	Now func() time.Time
 }
 
-// Docker recovers agents that run in Docker containers, through an Engine.
-type Docker struct {
-	engine               Engine
+// Engine is one Docker Engine as recovery sees it: it finds an agent's
+// container and judges, restarts or replaces it, and touches only
+// containers that carry the recover label.
+type Engine struct {
+	engine               api
 	labelKey, labelValue string
 	restartingWait       time.Duration
 	poll                 time.Duration
-	onStep               func(string, StepResult)
 	log                  *slog.Logger
 	now                  func() time.Time
 }
 
-// New returns a Docker that acts through engine. It fails only on a bad
-// RecoverLabel.
-func New(engine Engine, cfg Config) (*Docker, error) {
+// Dial returns the Engine at host (a DOCKER_HOST style address such as
+// unix:///var/run/docker.sock or tcp://host:2375), or, when host is empty,
+// where the DOCKER_* environment variables say (the local socket by
+// default). No connection is made until the first call; Ping checks that
+// the engine is there. It fails on an address the client cannot use and on
+// a bad RecoverLabel (ErrBadLabel).
+func Dial(host string, cfg Config) (*Engine, error) {
+	if _, _, err := ParseLabel(cmp.Or(cfg.RecoverLabel, DefaultRecoverLabel)); err != nil {
+		return nil, err
+	}
+	a, err := dialAPI(host)
+	if err != nil {
+		return nil, err
+	}
+	return newEngine(a, cfg)
+}
+
+// Ping checks that the engine answers.
+func (d *Engine) Ping(ctx context.Context) error {
+	if m, ok := d.engine.(*mobyAPI); ok {
+		return m.Ping(ctx)
+	}
+	return nil
+}
+
+// Close releases the client's connections.
+func (d *Engine) Close() error {
+	if m, ok := d.engine.(*mobyAPI); ok {
+		return m.Close()
+	}
+	return nil
+}
+
+// newEngine returns an Engine that acts through engine. It fails only on a
+// bad RecoverLabel.
+func newEngine(engine api, cfg Config) (*Engine, error) {
 	if cfg.RecoverLabel == "" {
 		cfg.RecoverLabel = DefaultRecoverLabel
 	}
@@ -82,10 +118,10 @@ func New(engine Engine, cfg Config) (*Docker, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Docker{
+	d := &Engine{
 		engine: engine, labelKey: key, labelValue: value,
 		restartingWait: cfg.RestartingWait, poll: cfg.PollInterval,
-		onStep: cfg.OnStep, log: cfg.Logger, now: cfg.Now,
+		log: cfg.Logger, now: cfg.Now,
 	}
 	if d.restartingWait <= 0 {
 		d.restartingWait = 30 * time.Second
@@ -138,7 +174,7 @@ var containerIDPattern = regexp.MustCompile(`^[0-9a-f]{12,64}$`)
 // returns ErrNotFound when there is none and ErrAmbiguous when more than one
 // carries the label. A container found without the recover label is
 // returned with Eligible false.
-func (d *Docker) Find(ctx context.Context, agent, containerID string) (Container, error) {
+func (d *Engine) Find(ctx context.Context, agent, containerID string) (Container, error) {
 	if containerID != "" {
 		if !containerIDPattern.MatchString(containerID) {
 			return Container{}, fmt.Errorf("container id %q is not 12 to 64 hex characters", containerID)
@@ -172,7 +208,7 @@ func (d *Docker) Find(ctx context.Context, agent, containerID string) (Container
 }
 
 // container turns an inspection into a Container.
-func (d *Docker) container(agent string, info container.InspectResponse) Container {
+func (d *Engine) container(agent string, info container.InspectResponse) Container {
 	c := Container{ID: info.ID, Name: strings.TrimPrefix(info.Name, "/"), Agent: agent}
 	if info.Config != nil {
 		c.Image = info.Config.Image
@@ -223,46 +259,34 @@ func (v Verdict) Actionable() bool { return v == VerdictRunning || v == VerdictC
 // Check inspects c afresh and judges whether recovery should act on it.
 // finalStopped says the agent's last beat was a final "stopped": together
 // with a stopped container, that is an operator's stop. A container that the
-// engine is restarting is waited for, up to Config.RestartingWait. The
-// returned Container is the fresh one; the StepResult is ok when the verdict
-// is actionable, skipped (Detail is the verdict) when it is not, and error
-// when the engine could not be asked.
-func (d *Docker) Check(ctx context.Context, c Container, finalStopped bool) (Container, Verdict, StepResult) {
-	start := d.now()
-	rec := func(v Verdict, err error) StepResult {
-		r := StepResult{Step: StepInspect, Result: ResultOK, Container: c.ID, Detail: string(v), At: start, Duration: d.now().Sub(start)}
-		if err != nil {
-			r.Result, r.Error = ResultError, err.Error()
-		} else if !v.Actionable() {
-			r.Result = ResultSkipped
-		}
-		return d.report(c, r)
-	}
+// engine is restarting is waited for, up to Config.RestartingWait. It returns
+// the fresh Container and the verdict, or an error when the engine could not
+// be asked.
+func (d *Engine) Check(ctx context.Context, c Container, finalStopped bool) (Container, Verdict, error) {
 	info, err := d.engine.Inspect(ctx, c.ID)
 	if errors.Is(err, ErrNotFound) {
-		return c, VerdictRemoved, rec(VerdictRemoved, nil)
+		return c, VerdictRemoved, nil
 	}
 	if err != nil {
-		return c, "", rec("", fmt.Errorf("inspect container %s: %w", c.ShortID(), err))
+		return c, "", fmt.Errorf("inspect container %s: %w", c.ShortID(), err)
 	}
 	fresh := d.container(c.Agent, info)
 	if !fresh.Eligible {
-		return fresh, VerdictNotEligible, rec(VerdictNotEligible, nil)
+		return fresh, VerdictNotEligible, nil
 	}
 	if fresh.State == string(container.StateRestarting) {
 		fresh, err = d.waitRestarting(ctx, fresh)
 		if errors.Is(err, ErrNotFound) {
-			return c, VerdictRemoved, rec(VerdictRemoved, nil)
+			return c, VerdictRemoved, nil
 		}
 		if err != nil {
-			return fresh, "", rec("", err)
+			return fresh, "", err
 		}
 		if fresh.State == string(container.StateRunning) {
-			return fresh, VerdictRestartedByEngine, rec(VerdictRestartedByEngine, nil)
+			return fresh, VerdictRestartedByEngine, nil
 		}
 	}
-	v := judge(fresh, finalStopped)
-	return fresh, v, rec(v, nil)
+	return fresh, judge(fresh, finalStopped), nil
 }
 
 // judge decides on a container that is not being restarted by Check's wait.
@@ -295,7 +319,7 @@ func judge(c Container, finalStopped bool) Verdict {
 
 // waitRestarting polls a container the engine is restarting until it is
 // not, or RestartingWait has passed.
-func (d *Docker) waitRestarting(ctx context.Context, c Container) (Container, error) {
+func (d *Engine) waitRestarting(ctx context.Context, c Container) (Container, error) {
 	deadline := time.NewTimer(d.restartingWait)
 	defer deadline.Stop()
 	tick := time.NewTicker(d.poll)
@@ -323,20 +347,12 @@ func (d *Docker) waitRestarting(ctx context.Context, c Container) (Container, er
 // before it is killed (the agent's --grace; 0 means the container's own stop
 // timeout). It refuses, with ErrNotEligible, a container that does not carry
 // the recover label when looked at now. The container must be running after
-// the restart for the step to be ok.
-func (d *Docker) Restart(ctx context.Context, c Container, grace time.Duration) (StepResult, error) {
-	start := d.now()
-	err := d.restart(ctx, c, grace)
-	r := StepResult{Step: StepRestart, Result: ResultOK, Container: c.ID, At: start, Duration: d.now().Sub(start)}
-	if errors.Is(err, ErrNotEligible) {
-		r.Result, r.Detail = ResultSkipped, string(VerdictNotEligible)
-	} else if err != nil {
-		r.Result, r.Error = ResultError, err.Error()
-	}
-	return d.report(c, r), err
+// the restart for Restart to succeed.
+func (d *Engine) Restart(ctx context.Context, c Container, grace time.Duration) error {
+	return d.restart(ctx, c, grace)
 }
 
-func (d *Docker) restart(ctx context.Context, c Container, grace time.Duration) error {
+func (d *Engine) restart(ctx context.Context, c Container, grace time.Duration) error {
 	info, err := d.eligible(ctx, c)
 	if err != nil {
 		return err
@@ -349,7 +365,7 @@ func (d *Docker) restart(ctx context.Context, c Container, grace time.Duration) 
 
 // eligible inspects c and returns it only if it carries the recover label:
 // the label is checked on every action, not trusted from an earlier look.
-func (d *Docker) eligible(ctx context.Context, c Container) (container.InspectResponse, error) {
+func (d *Engine) eligible(ctx context.Context, c Container) (container.InspectResponse, error) {
 	info, err := d.engine.Inspect(ctx, c.ID)
 	if err != nil {
 		return info, fmt.Errorf("inspect container %s: %w", c.ShortID(), err)
@@ -364,7 +380,7 @@ func (d *Docker) eligible(ctx context.Context, c Container) (container.InspectRe
 }
 
 // running checks that a container that was just started still runs.
-func (d *Docker) running(ctx context.Context, id string) error {
+func (d *Engine) running(ctx context.Context, id string) error {
 	info, err := d.engine.Inspect(ctx, id)
 	if err != nil {
 		return fmt.Errorf("inspect container %s: %w", short(id), err)
@@ -401,21 +417,4 @@ func short(id string) string {
 		return id[:12]
 	}
 	return id
-}
-
-// report logs a step and hands it to OnStep.
-func (d *Docker) report(c Container, r StepResult) StepResult {
-	msg := fmt.Sprintf("recovery %s %s", r.Step, r.Result)
-	if r.Detail != "" {
-		msg += ": " + r.Detail
-	}
-	if r.Error != "" {
-		d.log.Warn(msg, "agent", c.Agent, "container", short(r.Container), "error", r.Error)
-	} else {
-		d.log.Info(msg, "agent", c.Agent, "container", short(r.Container))
-	}
-	if d.onStep != nil {
-		d.onStep(c.Agent, r)
-	}
-	return r
 }

@@ -1,4 +1,4 @@
-package recover
+package docker
 
 import (
 	"context"
@@ -31,9 +31,8 @@ const undoTimeout = 30 * time.Second
 // if it still runs), and only then is the old one removed, its volumes kept.
 // If anything before that fails, the new container is removed and the old
 // one gets its name back (and is started again if it was running), so a
-// failed Replace leaves things as they were. The StepResult names the new
-// container. A container without the recover label is refused with
-// ErrNotEligible.
+// failed Replace leaves things as they were. A container without the
+// recover label is refused with ErrNotEligible.
 //
 // The hostname is kept: beatwrap derives an agent's id from the host name
 // when it is not given --id, so a new hostname would turn the replacement
@@ -42,20 +41,19 @@ const undoTimeout = 30 * time.Second
 // The image is the one the old container ran: its name when that still
 // points to the same image, else the image's id, so that a tag moved since
 // (a newer :latest) does not sneak an upgrade into a recovery.
-func (d *Docker) Replace(ctx context.Context, c Container, grace time.Duration) (StepResult, error) {
-	start := d.now()
+func (d *Engine) Replace(ctx context.Context, c Container, grace time.Duration) (Replacement, error) {
 	newID, detail, err := d.replace(ctx, c, grace)
-	r := StepResult{Step: StepReplace, Result: ResultOK, Container: newID, Detail: detail, At: start, Duration: d.now().Sub(start)}
-	switch {
-	case errors.Is(err, ErrNotEligible):
-		r.Result, r.Container, r.Detail = ResultSkipped, c.ID, string(VerdictNotEligible)
-	case err != nil:
-		r.Result, r.Container, r.Error = ResultError, c.ID, err.Error()
-	}
-	return d.report(c, r), err
+	return Replacement{ID: newID, Detail: detail}, err
 }
 
-func (d *Docker) replace(ctx context.Context, c Container, grace time.Duration) (newID, detail string, err error) {
+// Replacement is what Replace did: the new container, and a few words on
+// the old one.
+type Replacement struct {
+	ID     string
+	Detail string
+}
+
+func (d *Engine) replace(ctx context.Context, c Container, grace time.Duration) (newID, detail string, err error) {
 	old, err := d.eligible(ctx, c)
 	if err != nil {
 		return "", "", err
@@ -124,7 +122,7 @@ func (d *Docker) replace(ctx context.Context, c Container, grace time.Duration) 
 }
 
 // image picks the image for the replacement of old (see Replace).
-func (d *Docker) image(ctx context.Context, old container.InspectResponse) string {
+func (d *Engine) image(ctx context.Context, old container.InspectResponse) string {
 	if old.Config.Image != "" {
 		if id, err := d.engine.ImageID(ctx, old.Config.Image); err == nil && id == old.Image {
 			return old.Config.Image

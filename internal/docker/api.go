@@ -1,4 +1,4 @@
-package recover
+package docker
 
 import (
 	"context"
@@ -11,10 +11,10 @@ import (
 	"github.com/moby/moby/client"
 )
 
-// Engine is the part of the Docker Engine API that recovery uses. The ladder
-// depends on it alone; Dial provides the real one, and a test may pass a
-// fake.
-type Engine interface {
+// api is the part of the Docker Engine API that an Engine uses, in the
+// client's own types. mobyAPI is the real one; a test may wrap it to make
+// one call fail on cue.
+type api interface {
 	// Inspect returns a container's full configuration and state.
 	Inspect(ctx context.Context, id string) (container.InspectResponse, error)
 	// List returns all containers, running or not, that carry the label
@@ -39,23 +39,22 @@ type Engine interface {
 	Remove(ctx context.Context, id string) error
 }
 
-// ErrNotFound is what an Engine returns for a container or image that does
-// not exist.
+// ErrNotFound: the container (or image) does not exist.
 var ErrNotFound = errors.New("not found")
 
-// DockerEngine is the Engine of a real Docker daemon, a thin layer over the
+// mobyAPI is the api of a real Docker daemon, a thin layer over the
 // Docker client.
-type DockerEngine struct {
+type mobyAPI struct {
 	c *client.Client
 }
 
-// DialEngine connects to the Docker Engine at host (a DOCKER_HOST style
+// dialAPI connects to the Docker Engine at host (a DOCKER_HOST style
 // address such as unix:///var/run/docker.sock or tcp://host:2375), or, when
 // host is empty, where the DOCKER_* environment variables say (the local
 // socket by default). The API version is negotiated on first use, so an
 // engine as old as API 1.40 is spoken to in its own version. No connection is
 // made until the first call; use Ping to check that the engine is there.
-func DialEngine(host string) (*DockerEngine, error) {
+func dialAPI(host string) (*mobyAPI, error) {
 	opts := []client.Opt{client.FromEnv}
 	if host != "" {
 		opts = append(opts, client.WithHost(host))
@@ -64,11 +63,11 @@ func DialEngine(host string) (*DockerEngine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("docker client for %q: %w", host, err)
 	}
-	return &DockerEngine{c: c}, nil
+	return &mobyAPI{c: c}, nil
 }
 
 // Ping checks that the engine answers.
-func (e *DockerEngine) Ping(ctx context.Context) error {
+func (e *mobyAPI) Ping(ctx context.Context) error {
 	if _, err := e.c.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
 		return fmt.Errorf("ping docker engine at %s: %w", e.c.DaemonHost(), err)
 	}
@@ -76,68 +75,68 @@ func (e *DockerEngine) Ping(ctx context.Context) error {
 }
 
 // Close releases the client's connections.
-func (e *DockerEngine) Close() error { return e.c.Close() }
+func (e *mobyAPI) Close() error { return e.c.Close() }
 
-// Inspect implements Engine.
-func (e *DockerEngine) Inspect(ctx context.Context, id string) (container.InspectResponse, error) {
+// Inspect implements api.
+func (e *mobyAPI) Inspect(ctx context.Context, id string) (container.InspectResponse, error) {
 	res, err := e.c.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
 	return res.Container, mapErr(err)
 }
 
-// List implements Engine.
-func (e *DockerEngine) List(ctx context.Context, key, value string) ([]container.Summary, error) {
+// List implements api.
+func (e *mobyAPI) List(ctx context.Context, key, value string) ([]container.Summary, error) {
 	f := client.Filters{}
 	f.Add("label", key+"="+value)
 	res, err := e.c.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
 	return res.Items, mapErr(err)
 }
 
-// ImageID implements Engine.
-func (e *DockerEngine) ImageID(ctx context.Context, ref string) (string, error) {
+// ImageID implements api.
+func (e *mobyAPI) ImageID(ctx context.Context, ref string) (string, error) {
 	res, err := e.c.ImageInspect(ctx, ref)
 	return res.ID, mapErr(err)
 }
 
-// Restart implements Engine.
-func (e *DockerEngine) Restart(ctx context.Context, id string, timeout *int) error {
+// Restart implements api.
+func (e *mobyAPI) Restart(ctx context.Context, id string, timeout *int) error {
 	_, err := e.c.ContainerRestart(ctx, id, client.ContainerRestartOptions{Timeout: timeout})
 	return mapErr(err)
 }
 
-// Stop implements Engine.
-func (e *DockerEngine) Stop(ctx context.Context, id string, timeout *int) error {
+// Stop implements api.
+func (e *mobyAPI) Stop(ctx context.Context, id string, timeout *int) error {
 	_, err := e.c.ContainerStop(ctx, id, client.ContainerStopOptions{Timeout: timeout})
 	return mapErr(err)
 }
 
-// Create implements Engine.
-func (e *DockerEngine) Create(ctx context.Context, name string, cfg *container.Config, host *container.HostConfig, net *network.NetworkingConfig) (string, error) {
+// Create implements api.
+func (e *mobyAPI) Create(ctx context.Context, name string, cfg *container.Config, host *container.HostConfig, net *network.NetworkingConfig) (string, error) {
 	res, err := e.c.ContainerCreate(ctx, client.ContainerCreateOptions{
 		Name: name, Config: cfg, HostConfig: host, NetworkingConfig: net,
 	})
 	return res.ID, mapErr(err)
 }
 
-// Connect implements Engine.
-func (e *DockerEngine) Connect(ctx context.Context, networkID, id string, ep *network.EndpointSettings) error {
+// Connect implements api.
+func (e *mobyAPI) Connect(ctx context.Context, networkID, id string, ep *network.EndpointSettings) error {
 	_, err := e.c.NetworkConnect(ctx, networkID, client.NetworkConnectOptions{Container: id, EndpointConfig: ep})
 	return mapErr(err)
 }
 
-// Start implements Engine.
-func (e *DockerEngine) Start(ctx context.Context, id string) error {
+// Start implements api.
+func (e *mobyAPI) Start(ctx context.Context, id string) error {
 	_, err := e.c.ContainerStart(ctx, id, client.ContainerStartOptions{})
 	return mapErr(err)
 }
 
-// Rename implements Engine.
-func (e *DockerEngine) Rename(ctx context.Context, id, name string) error {
+// Rename implements api.
+func (e *mobyAPI) Rename(ctx context.Context, id, name string) error {
 	_, err := e.c.ContainerRename(ctx, id, client.ContainerRenameOptions{NewName: name})
 	return mapErr(err)
 }
 
-// Remove implements Engine.
-func (e *DockerEngine) Remove(ctx context.Context, id string) error {
+// Remove implements api.
+func (e *mobyAPI) Remove(ctx context.Context, id string) error {
 	_, err := e.c.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true})
 	return mapErr(err)
 }

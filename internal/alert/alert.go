@@ -1,4 +1,4 @@
-package recover
+package alert
 
 import (
 	"bytes"
@@ -18,12 +18,61 @@ import (
 	"unicode/utf8"
 )
 
-// Formats of the alert webhook (--alert-format).
+// Format is how an alert is written for the webhook.
+type Format string
+
+// The formats of the alert webhook.
 const (
-	FormatSlack     = "slack"     // {"text": "..."}, for Slack and the many chat tools that speak it
-	FormatPagerDuty = "pagerduty" // PagerDuty Events API v2
-	FormatJSON      = "json"      // beatwatch's own plain document
+	FormatSlack     Format = "slack"     // {"text": "..."}, for Slack and the many chat tools that speak it
+	FormatPagerDuty Format = "pagerduty" // PagerDuty Events API v2
+	FormatJSON      Format = "json"      // beatwatch's own plain document
 )
+
+// Errors of a Config, matched with errors.Is; the caller names the flag.
+var (
+	ErrBadURL       = errors.New("must be an http or https URL")
+	ErrBadFormat    = errors.New("must be slack, pagerduty or json")
+	ErrNoRoutingKey = errors.New("the pagerduty format needs a routing_key in the URL query")
+)
+
+// ParseFormat checks a format's name; the empty one is slack. An error
+// wraps ErrBadFormat.
+func ParseFormat(s string) (Format, error) {
+	switch f := Format(s); f {
+	case "":
+		return FormatSlack, nil
+	case FormatSlack, FormatPagerDuty, FormatJSON:
+		return f, nil
+	}
+	return "", fmt.Errorf("%w, got %q", ErrBadFormat, s)
+}
+
+// Step is one step of a recovery, as an alert reports it.
+type Step struct {
+	Step   string // inspect, restart, replace, alert
+	Result string // ok, error, skipped
+	// Container is the container the step acted on.
+	Container string
+	// Detail says why a step was skipped or what came of it.
+	Detail string
+	// Error is the error text when Result is error.
+	Error    string
+	At       time.Time
+	Duration time.Duration
+}
+
+// MarshalJSON writes the step with its duration in milliseconds.
+func (s Step) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		Step       string    `json:"step"`
+		Result     string    `json:"result"`
+		Container  string    `json:"container,omitempty"`
+		Detail     string    `json:"detail,omitempty"`
+		Error      string    `json:"error,omitempty"`
+		At         time.Time `json:"at"`
+		DurationMs int64     `json:"durationMs"`
+	}{s.Step, s.Result, s.Container, s.Detail, s.Error, s.At, s.Duration.Milliseconds()})
+}
 
 // FleetAgent is the AgentID of alerts about the whole fleet (the brake). It
 // is outside the agent id alphabet, so it never clashes with an agent.
@@ -43,7 +92,7 @@ type Alert struct {
 	// State is the agent's state: failed, stalled, recovering...
 	State string
 	// Steps is the recovery history of this failure.
-	Steps []StepResult
+	Steps []Step
 	// Details are extra fields, sent as they are.
 	Details map[string]any
 	// Resolve marks the agent's recovery: the alert is closed.
@@ -53,17 +102,16 @@ type Alert struct {
 }
 
 // DedupKey is the key that identifies the failure in PagerDuty and in the
-// Alerter's repeat suppression.
+// Webhook's repeat suppression.
 func (a Alert) DedupKey() string { return "beatwatch/" + a.AgentID + "/" + a.FailureID }
 
-// AlertConfig configures an Alerter. Only URL is required.
-type AlertConfig struct {
-	// URL is the webhook alerts are POSTed to (--alert-webhook), http or
-	// https. For pagerduty, a routing_key query parameter gives the
+// Config configures a Webhook. Only URL is required.
+type Config struct {
+	// URL is the webhook alerts are POSTed to, http or https. For pagerduty, a routing_key query parameter gives the
 	// integration key (and is not sent on to the server in the URL).
 	URL string
 	// Format is slack (the default), pagerduty or json.
-	Format string
+	Format Format
 	// RoutingKey is the PagerDuty integration key when the URL has none.
 	RoutingKey string
 	// Source names this watcher in PagerDuty events; default the host name.
@@ -88,8 +136,8 @@ type AlertConfig struct {
 	Logger *slog.Logger
 }
 
-// AlertStats counts what an Alerter did, for metrics.
-type AlertStats struct {
+// Stats counts what a Webhook did, for metrics.
+type Stats struct {
 	Queued     uint64 // accepted by Send
 	Suppressed uint64 // repeats inside Repeat, resolves without a delivered trigger
 	Dropped    uint64 // pushed out of a full queue
@@ -99,11 +147,11 @@ type AlertStats struct {
 	Pending    int    // in the queue now
 }
 
-// Alerter delivers alerts to one webhook. Send queues and returns at once;
+// Webhook delivers alerts to one webhook URL. Send queues and returns at once;
 // Run, in one goroutine, POSTs them in order, retrying what failed for
-// reasons that may pass. An Alerter is safe for concurrent use.
-type Alerter struct {
-	cfg        AlertConfig
+// reasons that may pass. An Webhook is safe for concurrent use.
+type Webhook struct {
+	cfg        Config
 	url        string
 	routingKey string
 
@@ -117,23 +165,19 @@ type Alerter struct {
 	// that a resolve is sent only for those.
 	delivered map[string]bool
 	lastPrune time.Time
-	stats     AlertStats
+	stats     Stats
 }
 
-// NewAlerter checks cfg and returns an Alerter; call Run to start sending.
-// Errors name the flag and the value.
-func NewAlerter(cfg AlertConfig) (*Alerter, error) {
+// NewWebhook checks cfg and returns a Webhook; call Run to start sending.
+// Errors wrap ErrBadURL, ErrBadFormat or ErrNoRoutingKey and quote the
+// value.
+func NewWebhook(cfg Config) (*Webhook, error) {
 	u, err := url.Parse(cfg.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("--alert-webhook must be an http or https URL, got %q", cfg.URL)
+		return nil, fmt.Errorf("%w, got %q", ErrBadURL, cfg.URL)
 	}
-	if cfg.Format == "" {
-		cfg.Format = FormatSlack
-	}
-	switch cfg.Format {
-	case FormatSlack, FormatPagerDuty, FormatJSON:
-	default:
-		return nil, fmt.Errorf("--alert-format must be slack, pagerduty or json, got %q", cfg.Format)
+	if cfg.Format, err = ParseFormat(string(cfg.Format)); err != nil {
+		return nil, err
 	}
 	key := cfg.RoutingKey
 	if q := u.Query(); q.Has("routing_key") {
@@ -142,7 +186,7 @@ func NewAlerter(cfg AlertConfig) (*Alerter, error) {
 		u.RawQuery = q.Encode()
 	}
 	if cfg.Format == FormatPagerDuty && key == "" {
-		return nil, fmt.Errorf("--alert-webhook: the pagerduty format needs a routing_key in the URL query")
+		return nil, ErrNoRoutingKey
 	}
 	if cfg.Source == "" {
 		cfg.Source, _ = os.Hostname()
@@ -177,7 +221,7 @@ func NewAlerter(cfg AlertConfig) (*Alerter, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Alerter{
+	return &Webhook{
 		cfg: cfg, url: u.String(), routingKey: key,
 		wake: make(chan struct{}, 1),
 		open: map[string]time.Time{}, delivered: map[string]bool{},
@@ -187,7 +231,7 @@ func NewAlerter(cfg AlertConfig) (*Alerter, error) {
 // Send queues an alert and returns at once; it never waits for the network.
 // It reports whether the alert was queued: a trigger for a failure already
 // alerted within Repeat, or a resolve for a failure never alerted, is not.
-func (a *Alerter) Send(al Alert) bool {
+func (a *Webhook) Send(al Alert) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	now := a.cfg.Now()
@@ -225,8 +269,8 @@ func (a *Alerter) Send(al Alert) bool {
 }
 
 // prune forgets failures not alerted for a long time (the watcher forgets
-// such agents too), so the Alerter's memory stays bounded.
-func (a *Alerter) prune(now time.Time) {
+// such agents too), so the Webhook's memory stays bounded.
+func (a *Webhook) prune(now time.Time) {
 	if now.Sub(a.lastPrune) < a.cfg.Repeat {
 		return
 	}
@@ -241,7 +285,7 @@ func (a *Alerter) prune(now time.Time) {
 }
 
 // Stats returns the counters.
-func (a *Alerter) Stats() AlertStats {
+func (a *Webhook) Stats() Stats {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	s := a.stats
@@ -251,7 +295,7 @@ func (a *Alerter) Stats() AlertStats {
 
 // Run sends queued alerts until ctx is done, and returns nil then. Alerts
 // still queued are not sent.
-func (a *Alerter) Run(ctx context.Context) error {
+func (a *Webhook) Run(ctx context.Context) error {
 	for {
 		al, ok := a.pop()
 		if !ok {
@@ -269,7 +313,7 @@ func (a *Alerter) Run(ctx context.Context) error {
 	}
 }
 
-func (a *Alerter) pop() (Alert, bool) {
+func (a *Webhook) pop() (Alert, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if len(a.queue) == 0 {
@@ -283,7 +327,7 @@ func (a *Alerter) pop() (Alert, bool) {
 
 // deliver POSTs one alert, retrying what may pass: network errors, 5xx and
 // 429. Any other answer is final.
-func (a *Alerter) deliver(ctx context.Context, al Alert) {
+func (a *Webhook) deliver(ctx context.Context, al Alert) {
 	k := al.DedupKey()
 	if al.Resolve {
 		a.mu.Lock()
@@ -336,7 +380,7 @@ func (a *Alerter) deliver(ctx context.Context, al Alert) {
 	}
 }
 
-func (a *Alerter) fail(al Alert, err error) {
+func (a *Webhook) fail(al Alert, err error) {
 	a.mu.Lock()
 	a.stats.Failed++
 	a.mu.Unlock()
@@ -347,7 +391,7 @@ func (a *Alerter) fail(al Alert, err error) {
 // next try: 0 for the usual backoff, a server's Retry-After, or -1 when
 // trying again is pointless. Errors never carry the URL: webhook URLs hold
 // secrets.
-func (a *Alerter) post(ctx context.Context, body []byte) (time.Duration, error) {
+func (a *Webhook) post(ctx context.Context, body []byte) (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.url, bytes.NewReader(body))
@@ -384,7 +428,7 @@ func (a *Alerter) post(ctx context.Context, body []byte) (time.Duration, error) 
 }
 
 // encode renders an alert in the configured format.
-func (a *Alerter) encode(al Alert) ([]byte, error) {
+func (a *Webhook) encode(al Alert) ([]byte, error) {
 	if al.Summary == "" {
 		if al.Resolve {
 			al.Summary = fmt.Sprintf("agent %s recovered", al.AgentID)
@@ -393,7 +437,7 @@ func (a *Alerter) encode(al Alert) ([]byte, error) {
 		}
 	}
 	if al.Steps == nil {
-		al.Steps = []StepResult{}
+		al.Steps = []Step{}
 	}
 	var doc any
 	switch a.cfg.Format {
@@ -427,7 +471,7 @@ func jsonAlert(al Alert) any {
 		Summary   string         `json:"summary"`
 		State     string         `json:"state,omitempty"`
 		Reason    string         `json:"reason,omitempty"`
-		Steps     []StepResult   `json:"steps"`
+		Steps     []Step         `json:"steps"`
 		Details   map[string]any `json:"details,omitempty"`
 		At        time.Time      `json:"at"`
 	}{event(al), al.AgentID, al.FailureID, al.Summary, al.State, al.Reason, al.Steps, al.Details, al.At.UTC()}

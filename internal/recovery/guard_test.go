@@ -1,9 +1,11 @@
-package recover
+package recovery
 
 import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/beatwrap/beatwrap/internal/alert"
 )
 
 var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -229,7 +231,7 @@ func TestBrakeAlert(t *testing.T) {
 	if on.Resolve || !off.Resolve {
 		t.Fatalf("Resolve = %v, %v; want false, true", on.Resolve, off.Resolve)
 	}
-	if on.AgentID != FleetAgent || on.Summary == "" {
+	if on.AgentID != alert.FleetAgent || on.Summary == "" {
 		t.Fatalf("alert = %+v", on)
 	}
 }

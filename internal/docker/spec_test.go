@@ -1,4 +1,4 @@
-package recover
+package docker
 
 import (
 	"context"
@@ -199,7 +199,7 @@ func TestJudge(t *testing.T) {
 // inspectEngine answers Inspect from a script of states; the other methods
 // are not used by Check.
 type inspectEngine struct {
-	Engine
+	api
 	states []container.ContainerState
 	calls  int
 }
@@ -224,32 +224,26 @@ func TestCheckWaitsForRestarting(t *testing.T) {
 		name    string
 		states  []container.ContainerState
 		want    Verdict
-		result  Result
 		atLeast int // inspections
 	}{
-		{"comes back", []container.ContainerState{r, r, up}, VerdictRestartedByEngine, ResultSkipped, 3},
-		{"keeps restarting", []container.ContainerState{r}, VerdictRestarting, ResultSkipped, 2},
-		{"removed meanwhile", []container.ContainerState{r, ""}, VerdictRemoved, ResultSkipped, 2},
-		{"running", []container.ContainerState{up}, VerdictRunning, ResultOK, 1},
+		{"comes back", []container.ContainerState{r, r, up}, VerdictRestartedByEngine, 3},
+		{"keeps restarting", []container.ContainerState{r}, VerdictRestarting, 2},
+		{"removed meanwhile", []container.ContainerState{r, ""}, VerdictRemoved, 2},
+		{"running", []container.ContainerState{up}, VerdictRunning, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := &inspectEngine{states: tt.states}
-			var steps []StepResult
-			d, err := New(e, Config{RestartingWait: 50 * time.Millisecond, PollInterval: time.Millisecond,
-				OnStep: func(_ string, s StepResult) { steps = append(steps, s) }})
+			d, err := newEngine(e, Config{RestartingWait: 50 * time.Millisecond, PollInterval: time.Millisecond})
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, v, res := d.Check(context.Background(), Container{ID: "c1", Agent: "a"}, false)
-			if v != tt.want || res.Result != tt.result || res.Step != StepInspect || res.Detail != string(tt.want) {
-				t.Fatalf("Check = %s, %+v; want %s, %s", v, res, tt.want, tt.result)
+			_, v, err := d.Check(context.Background(), Container{ID: "c1", Agent: "a"}, false)
+			if v != tt.want || err != nil {
+				t.Fatalf("Check = %s, %v; want %s", v, err, tt.want)
 			}
 			if e.calls < tt.atLeast {
 				t.Fatalf("%d inspections, want at least %d", e.calls, tt.atLeast)
-			}
-			if len(steps) != 1 || steps[0].Result != tt.result {
-				t.Fatalf("OnStep saw %+v", steps)
 			}
 		})
 	}
@@ -257,21 +251,21 @@ func TestCheckWaitsForRestarting(t *testing.T) {
 
 func TestCheckContextDone(t *testing.T) {
 	e := &inspectEngine{states: []container.ContainerState{container.StateRestarting}}
-	d, err := New(e, Config{RestartingWait: time.Hour, PollInterval: time.Millisecond})
+	d, err := newEngine(e, Config{RestartingWait: time.Hour, PollInterval: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
-	done := make(chan StepResult, 1)
+	done := make(chan error, 1)
 	go func() {
-		_, _, res := d.Check(ctx, Container{ID: "c1"}, false)
-		done <- res
+		_, _, err := d.Check(ctx, Container{ID: "c1"}, false)
+		done <- err
 	}()
 	select {
-	case res := <-done:
-		if res.Result != ResultError || !errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			t.Fatalf("Check = %+v, want an error", res)
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Check = %v, want the context's error", err)
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Check did not return when its context ended")

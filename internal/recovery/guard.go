@@ -1,10 +1,12 @@
-package recover
+package recovery
 
 import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/beatwrap/beatwrap/internal/alert"
 )
 
 // Reasons a Guard says no, as they appear in a Decision.
@@ -272,9 +274,9 @@ func (g *Guard) InFlight() int {
 // BrakeAlert is the alert for the brake engaging (or, with engaged false,
 // the resolve of it), whose FailureID is derived from since, the time the
 // brake engaged. Its AgentID is FleetAgent.
-func BrakeAlert(engaged bool, failed, total int, since time.Time) Alert {
-	a := Alert{
-		AgentID:   FleetAgent,
+func BrakeAlert(engaged bool, failed, total int, since time.Time) alert.Alert {
+	a := alert.Alert{
+		AgentID:   alert.FleetAgent,
 		FailureID: fmt.Sprintf("brake-%d", since.Unix()),
 		State:     "brake",
 		Reason:    ReasonBrake,

@@ -1,6 +1,7 @@
-package recover
+package recovery
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/beatwrap/beatwrap/internal/alert"
 	"github.com/beatwrap/beatwrap/internal/monitor"
 	"github.com/beatwrap/beatwrap/internal/wire"
 )
@@ -70,6 +72,27 @@ func (c *fakeCoord) Claim(_ context.Context, id, failure, holder string, _ time.
 	return true, nil
 }
 
+// fleet applies the Orchestrator's events to the monitor, as the watcher
+// does, and hands the steps to the test.
+type fleet struct {
+	*monitor.Monitor
+	steps chan StepResult
+}
+
+func (f fleet) Report(ev Event) {
+	switch ev.Kind {
+	case Started:
+		f.MarkRecovering(ev.AgentID, ev.At)
+	case StepTaken:
+		f.AddRecoveryStep(ev.AgentID, monitor.Step{At: ev.Step.At, Step: string(ev.Step.Step), Result: string(ev.Step.Result), Error: cmp.Or(ev.Step.Error, ev.Step.Detail)})
+		f.steps <- ev.Step
+	case Done:
+		f.RecoveryDone(ev.AgentID, ev.OK, ev.At)
+	case LeftAlone:
+		f.SetState(ev.AgentID, monitor.Stopped, ev.Reason)
+	}
+}
+
 type rig struct {
 	mon   *monitor.Monitor
 	orch  *Orchestrator
@@ -84,30 +107,26 @@ func newRig(t *testing.T, coord Coordinator) *rig {
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	alerter, err := NewAlerter(AlertConfig{URL: srv.URL, Format: FormatJSON, Logger: log})
+	alerter, err := alert.NewWebhook(alert.Config{URL: srv.URL, Format: alert.FormatJSON, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &rig{mon: monitor.New(monitor.Config{}), hook: h, steps: make(chan StepResult, 100)}
-	cfg := OrchestratorConfig{
-		Fleet: r.mon, Alerter: alerter, Guard: NewGuard(GuardConfig{BackoffBase: 50 * time.Millisecond}),
+	r := &rig{hook: h, steps: make(chan StepResult, 100)}
+	cfg := Config{
+		Alerter: alerter, Guard: NewGuard(GuardConfig{BackoffBase: 50 * time.Millisecond}),
 		Settle: 10 * time.Millisecond, Logger: log,
-		OnStep: func(_ string, s StepResult) { r.steps <- s },
 	}
 	if coord != nil {
 		cfg.Coordinator = coord
 	}
-	cfg.Changed = func(tr monitor.Transition) {
-		a, _ := r.mon.Get(tr.AgentID)
-		r.orch.Changed(tr, a)
-	}
-	r.orch, err = NewOrchestrator(cfg)
+	r.orch, err = New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	r.mon = monitor.New(monitor.Config{Subscribers: []monitor.Subscriber{r.orch}})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { _ = r.orch.Run(ctx); close(done) }()
+	go func() { _ = r.orch.Run(ctx, fleet{r.mon, r.steps}); close(done) }()
 	r.stop = func() {
 		cancel()
 		select {
@@ -120,13 +139,10 @@ func newRig(t *testing.T, coord Coordinator) *rig {
 	return r
 }
 
-// beat feeds one beat and passes any state change on, as the watcher does.
+// beat feeds one beat; the monitor tells the Orchestrator of any change.
 func (r *rig) beat(id string, seq uint64, status wire.Status, code *int) {
 	b := wire.Beat{AgentID: id, AgentType: "t", Sequence: seq, Status: status, IntervalMs: 1000, MissedBeats: 3, PID: 7, ExitCode: code}
-	if tr, ok := r.mon.Observe(b, time.Now()); ok {
-		a, _ := r.mon.Get(id)
-		r.orch.Changed(tr, a)
-	}
+	r.mon.Observe(b, time.Now())
 }
 
 func (r *rig) waitStep(t *testing.T, want Step) StepResult {
@@ -174,10 +190,7 @@ func TestNoDockerAlertsAndResolves(t *testing.T) {
 	}
 	// The agent is started again by hand: a new incarnation beats.
 	b := wire.Beat{AgentID: "a1", AgentType: "t", Sequence: 1, Status: wire.StatusHealthy, IntervalMs: 1000, PID: 8}
-	if tr, ok := r.mon.Observe(b, time.Now()); ok {
-		a, _ := r.mon.Get("a1")
-		r.orch.Changed(tr, a)
-	}
+	r.mon.Observe(b, time.Now())
 	waitFor(t, "a resolve reaches the webhook", func() bool {
 		ev := r.hook.events("a1")
 		return len(ev) == 2 && ev[1] == "resolve"
@@ -193,7 +206,7 @@ func TestBrakeHoldsThenReleases(t *testing.T) {
 	for _, id := range []string{"b0", "b1", "b2"} {
 		r.beat(id, 10, wire.StatusExited, &code)
 	}
-	waitFor(t, "one brake alert", func() bool { return len(r.hook.events(FleetAgent)) == 1 })
+	waitFor(t, "one brake alert", func() bool { return len(r.hook.events(alert.FleetAgent)) == 1 })
 	time.Sleep(200 * time.Millisecond)
 	for _, id := range []string{"b0", "b1", "b2"} {
 		a, _ := r.mon.Get(id)
@@ -206,13 +219,10 @@ func TestBrakeHoldsThenReleases(t *testing.T) {
 	// Two come back: 1 of 5 down is under the brake's fraction.
 	for _, id := range []string{"b0", "b1"} {
 		b := wire.Beat{AgentID: id, AgentType: "t", Sequence: 1, Status: wire.StatusHealthy, IntervalMs: 1000, PID: 9}
-		if tr, ok := r.mon.Observe(b, time.Now()); ok {
-			a, _ := r.mon.Get(id)
-			r.orch.Changed(tr, a)
-		}
+		r.mon.Observe(b, time.Now())
 	}
 	waitFor(t, "the brake's resolve", func() bool {
-		ev := r.hook.events(FleetAgent)
+		ev := r.hook.events(alert.FleetAgent)
 		return len(ev) == 2 && ev[1] == "resolve"
 	})
 	// The agent the brake held is looked at again.
@@ -261,12 +271,7 @@ func stalledBeat(id string, seq uint64, onStall string) wire.Beat {
 func TestStalledRetriesKeepOneIncident(t *testing.T) {
 	r := newRig(t, nil)
 	seq := uint64(0)
-	feed := func(b wire.Beat) {
-		if tr, ok := r.mon.Observe(b, time.Now()); ok {
-			a, _ := r.mon.Get(b.AgentID)
-			r.orch.Changed(tr, a)
-		}
-	}
+	feed := func(b wire.Beat) { r.mon.Observe(b, time.Now()) }
 	deadline := time.Now().Add(2 * time.Second)
 	alerts := 0
 	for time.Now().Before(deadline) {
@@ -295,10 +300,7 @@ func TestStalledRetriesKeepOneIncident(t *testing.T) {
 func TestSelfHealingStallLeftToBeatwrap(t *testing.T) {
 	r := newRig(t, nil)
 	b := stalledBeat("h1", 1, "restart")
-	if tr, ok := r.mon.Observe(b, time.Now()); ok {
-		a, _ := r.mon.Get("h1")
-		r.orch.Changed(tr, a)
-	}
+	r.mon.Observe(b, time.Now())
 	time.Sleep(300 * time.Millisecond)
 	if a, _ := r.mon.Get("h1"); a.State != monitor.Stalled || len(a.Recoveries) != 0 || !a.SelfHeals {
 		t.Errorf("self-healing stall: state %s, selfHeals %v, steps %+v; want stalled and untouched", a.State, a.SelfHeals, a.Recoveries)
@@ -307,20 +309,26 @@ func TestSelfHealingStallLeftToBeatwrap(t *testing.T) {
 
 func TestPruneForgetsAgentsTheWatcherDropped(t *testing.T) {
 	r := newRig(t, nil)
+	// The monitor drops an agent failed for a day, silently: so does the
+	// Orchestrator.
+	long := time.Now().Add(-monitor.DefaultForget - time.Minute).UnixMilli()
 	r.orch.mu.Lock()
+	r.orch.agents["gone"] = monitor.Agent{AgentID: "gone", State: monitor.Failed, StateSince: long}
 	r.orch.incident["gone"], r.orch.open["gone"], r.orch.held["gone"] = "1-1", "1-1", true
+	r.orch.open["untracked"] = "2-2"
 	r.orch.mu.Unlock()
 	r.beat("kept", 1, wire.StatusHealthy, nil)
-	r.orch.mu.Lock()
-	r.orch.incident["kept"] = "7-1"
-	r.orch.mu.Unlock()
+	r.beat("kept", 2, wire.StatusExited, nil)
 	r.orch.prune()
 	r.orch.mu.Lock()
 	defer r.orch.mu.Unlock()
-	if _, ok := r.orch.incident["gone"]; ok || r.orch.held["gone"] || r.orch.open["gone"] != "" {
+	if _, ok := r.orch.incident["gone"]; ok || r.orch.held["gone"] || r.orch.open["gone"] != "" || r.orch.open["untracked"] != "" {
 		t.Errorf("an agent the watcher dropped is still tracked")
 	}
-	if r.orch.incident["kept"] != "7-1" {
-		t.Errorf("prune dropped an agent the watcher still knows")
+	if _, ok := r.orch.agents["gone"]; ok {
+		t.Errorf("an agent failed for longer than Forget is still tracked")
+	}
+	if r.orch.incident["kept"] != "7-2" {
+		t.Errorf("prune dropped an agent the watcher still knows: incident %q", r.orch.incident["kept"])
 	}
 }

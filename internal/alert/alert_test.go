@@ -1,8 +1,9 @@
-package recover
+package alert
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -83,27 +84,27 @@ func (c *clock) add(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// startAlerter builds an Alerter for url and runs it until the test ends.
-func startAlerter(t *testing.T, cfg AlertConfig) *Alerter {
+// startAlerter builds a Webhook for url and runs it until the test ends.
+func startAlerter(t *testing.T, cfg Config) *Webhook {
 	t.Helper()
 	a := newAlerter(t, cfg)
 	runAlerter(t, a)
 	return a
 }
 
-func newAlerter(t *testing.T, cfg AlertConfig) *Alerter {
+func newAlerter(t *testing.T, cfg Config) *Webhook {
 	t.Helper()
 	if cfg.RetryBase == 0 {
 		cfg.RetryBase = time.Millisecond
 	}
-	a, err := NewAlerter(cfg)
+	a, err := NewWebhook(cfg)
 	if err != nil {
-		t.Fatalf("NewAlerter: %v", err)
+		t.Fatalf("NewWebhook: %v", err)
 	}
 	return a
 }
 
-func runAlerter(t *testing.T, a *Alerter) {
+func runAlerter(t *testing.T, a *Webhook) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -122,7 +123,7 @@ func runAlerter(t *testing.T, a *Alerter) {
 }
 
 // waitSettled waits until n alerts were sent or given up on.
-func waitSettled(t *testing.T, a *Alerter, n uint64) AlertStats {
+func waitSettled(t *testing.T, a *Webhook, n uint64) Stats {
 	t.Helper()
 	deadline := time.After(5 * time.Second)
 	for {
@@ -138,15 +139,17 @@ func waitSettled(t *testing.T, a *Alerter, n uint64) AlertStats {
 	}
 }
 
+var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
 var failedAlert = Alert{
 	AgentID:   "summariser-1",
 	FailureID: "f42",
 	Summary:   "agent summariser-1 failed: no beat for 1m30s <!channel>",
 	Reason:    "no beat for 1m30s",
 	State:     "failed",
-	Steps: []StepResult{
-		{Step: StepRestart, Result: ResultError, Error: "restart container abc: boom", At: t0, Duration: 1500 * time.Millisecond},
-		{Step: StepReplace, Result: ResultOK, Container: "def", At: t0.Add(time.Minute)},
+	Steps: []Step{
+		{Step: "restart", Result: "error", Error: "restart container abc: boom", At: t0, Duration: 1500 * time.Millisecond},
+		{Step: "replace", Result: "ok", Container: "def", At: t0.Add(time.Minute)},
 	},
 	Details: map[string]any{"host": "node-7"},
 	At:      t0,
@@ -156,7 +159,7 @@ func TestAlertFormats(t *testing.T) {
 	resolved := Alert{AgentID: failedAlert.AgentID, FailureID: failedAlert.FailureID, Summary: "agent summariser-1 recovered", Resolve: true, At: t0.Add(time.Hour)}
 
 	tests := []struct {
-		format string
+		format Format
 		query  string
 		check  func(t *testing.T, trigger, resolve map[string]any)
 	}{
@@ -223,9 +226,9 @@ func TestAlertFormats(t *testing.T) {
 		}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.format, func(t *testing.T) {
+		t.Run(string(tt.format), func(t *testing.T) {
 			h := newHook(t)
-			a := startAlerter(t, AlertConfig{URL: h.srv.URL + "/hook" + tt.query, Format: tt.format, Source: "watcher-1", Now: func() time.Time { return t0 }})
+			a := startAlerter(t, Config{URL: h.srv.URL + "/hook" + tt.query, Format: tt.format, Source: "watcher-1", Now: func() time.Time { return t0 }})
 			if !a.Send(failedAlert) {
 				t.Fatal("trigger not queued")
 			}
@@ -266,7 +269,7 @@ func TestAlertRetries(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHook(t, tt.codes...)
-			a := startAlerter(t, AlertConfig{URL: h.srv.URL, Format: FormatJSON, Attempts: 3})
+			a := startAlerter(t, Config{URL: h.srv.URL, Format: FormatJSON, Attempts: 3})
 			a.Send(failedAlert)
 			s := waitSettled(t, a, 1)
 			if s.Sent != tt.wantSent || s.Failed != tt.wantFailed || s.Retries != tt.wantR {
@@ -283,7 +286,7 @@ func TestAlertUnreachable(t *testing.T) {
 	h := newHook(t)
 	url := h.srv.URL
 	h.srv.Close()
-	a := startAlerter(t, AlertConfig{URL: url, Attempts: 2})
+	a := startAlerter(t, Config{URL: url, Attempts: 2})
 	a.Send(failedAlert)
 	if s := waitSettled(t, a, 1); s.Failed != 1 || s.Retries != 1 {
 		t.Fatalf("stats %+v, want 1 failed after 1 retry", s)
@@ -292,7 +295,7 @@ func TestAlertUnreachable(t *testing.T) {
 
 func TestAlertQueueBound(t *testing.T) {
 	h := newHook(t)
-	a := newAlerter(t, AlertConfig{URL: h.srv.URL, Format: FormatJSON, QueueSize: 3})
+	a := newAlerter(t, Config{URL: h.srv.URL, Format: FormatJSON, QueueSize: 3})
 	for _, f := range []string{"f0", "f1", "f2", "f3", "f4"} {
 		al := failedAlert
 		al.FailureID = f
@@ -317,7 +320,7 @@ func TestAlertQueueBound(t *testing.T) {
 func TestAlertRepeat(t *testing.T) {
 	h := newHook(t)
 	c := &clock{t: t0}
-	a := startAlerter(t, AlertConfig{URL: h.srv.URL, Format: FormatJSON, Now: c.now, Repeat: time.Hour})
+	a := startAlerter(t, Config{URL: h.srv.URL, Format: FormatJSON, Now: c.now, Repeat: time.Hour})
 	other := failedAlert
 	other.FailureID = "f43"
 	steps := []struct {
@@ -349,7 +352,7 @@ func TestAlertResolve(t *testing.T) {
 
 	t.Run("without trigger", func(t *testing.T) {
 		h := newHook(t)
-		a := startAlerter(t, AlertConfig{URL: h.srv.URL, Format: FormatJSON})
+		a := startAlerter(t, Config{URL: h.srv.URL, Format: FormatJSON})
 		if a.Send(resolve) {
 			t.Fatal("resolve without a trigger was queued")
 		}
@@ -357,7 +360,7 @@ func TestAlertResolve(t *testing.T) {
 
 	t.Run("once after trigger", func(t *testing.T) {
 		h := newHook(t)
-		a := startAlerter(t, AlertConfig{URL: h.srv.URL, Format: FormatJSON})
+		a := startAlerter(t, Config{URL: h.srv.URL, Format: FormatJSON})
 		a.Send(failedAlert)
 		waitSettled(t, a, 1)
 		if !a.Send(resolve) {
@@ -378,7 +381,7 @@ func TestAlertResolve(t *testing.T) {
 
 	t.Run("trigger never delivered", func(t *testing.T) {
 		h := newHook(t, 400, 200)
-		a := startAlerter(t, AlertConfig{URL: h.srv.URL, Format: FormatJSON})
+		a := startAlerter(t, Config{URL: h.srv.URL, Format: FormatJSON})
 		a.Send(failedAlert)
 		a.Send(resolve)
 		deadline := time.After(5 * time.Second)
@@ -406,7 +409,7 @@ func TestAlertSendNeverBlocks(t *testing.T) {
 	t.Cleanup(srv.Close)
 	t.Cleanup(func() { close(release) })
 
-	a := startAlerter(t, AlertConfig{URL: srv.URL, QueueSize: 100, Timeout: time.Minute})
+	a := startAlerter(t, Config{URL: srv.URL, QueueSize: 100, Timeout: time.Minute})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -430,24 +433,24 @@ func TestAlertSendNeverBlocks(t *testing.T) {
 func TestAlertConfigErrors(t *testing.T) {
 	tests := []struct {
 		name string
-		cfg  AlertConfig
-		want string
+		cfg  Config
+		want error
 	}{
-		{"no url", AlertConfig{}, "--alert-webhook"},
-		{"ftp", AlertConfig{URL: "ftp://example.com/x"}, "--alert-webhook"},
-		{"no host", AlertConfig{URL: "http:///x"}, "--alert-webhook"},
-		{"format", AlertConfig{URL: "http://example.com", Format: "teams"}, "--alert-format"},
-		{"pagerduty without key", AlertConfig{URL: "https://events.pagerduty.com/v2/enqueue", Format: FormatPagerDuty}, "routing_key"},
+		{"no url", Config{}, ErrBadURL},
+		{"ftp", Config{URL: "ftp://example.com/x"}, ErrBadURL},
+		{"no host", Config{URL: "http:///x"}, ErrBadURL},
+		{"format", Config{URL: "http://example.com", Format: "teams"}, ErrBadFormat},
+		{"pagerduty without key", Config{URL: "https://events.pagerduty.com/v2/enqueue", Format: FormatPagerDuty}, ErrNoRoutingKey},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := NewAlerter(tt.cfg)
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("NewAlerter = %v, want an error naming %s", err, tt.want)
+			_, err := NewWebhook(tt.cfg)
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("NewWebhook = %v, want %v", err, tt.want)
 			}
 		})
 	}
-	if _, err := NewAlerter(AlertConfig{URL: "https://events.pagerduty.com/v2/enqueue", Format: FormatPagerDuty, RoutingKey: "k"}); err != nil {
+	if _, err := NewWebhook(Config{URL: "https://events.pagerduty.com/v2/enqueue", Format: FormatPagerDuty, RoutingKey: "k"}); err != nil {
 		t.Fatalf("pagerduty with a configured key: %v", err)
 	}
 }

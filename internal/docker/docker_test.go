@@ -1,4 +1,4 @@
-package recover
+package docker
 
 import (
 	"archive/tar"
@@ -42,13 +42,13 @@ func TestMain(m *testing.M) {
 
 var engine struct {
 	once sync.Once
-	e    *DockerEngine
+	e    *mobyAPI
 	skip string // why the tests cannot run
 }
 
 // needDocker returns the engine with the test image built, or skips the
 // test (fails it when CI=true) when there is no engine or no busybox.
-func needDocker(t *testing.T) *DockerEngine {
+func needDocker(t *testing.T) *mobyAPI {
 	t.Helper()
 	engine.once.Do(func() { engine.skip = setUpDocker() })
 	if engine.skip != "" {
@@ -66,7 +66,7 @@ func setUpDocker() string {
 			return "no /var/run/docker.sock and no DOCKER_HOST"
 		}
 	}
-	e, err := DialEngine("")
+	e, err := dialAPI("")
 	if err != nil {
 		return err.Error()
 	}
@@ -159,7 +159,7 @@ type box struct {
 
 // startBox creates and starts a test container; it and every container of
 // its agent are removed when the test ends.
-func startBox(t *testing.T, e *DockerEngine, b box) Container {
+func startBox(t *testing.T, e *mobyAPI, b box) Container {
 	t.Helper()
 	ctx := context.Background()
 	labels := map[string]string{testLabel: "1", AgentLabel: b.agent}
@@ -200,7 +200,7 @@ func startBox(t *testing.T, e *DockerEngine, b box) Container {
 
 // removeAgent removes every container of agent (and id), with their
 // volumes.
-func removeAgent(t *testing.T, e *DockerEngine, agent, id string) {
+func removeAgent(t *testing.T, e *mobyAPI, agent, id string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -231,9 +231,9 @@ func removeAgent(t *testing.T, e *DockerEngine, agent, id string) {
 	}
 }
 
-func newDocker(t *testing.T, e Engine) *Docker {
+func newDocker(t *testing.T, e api) *Engine {
 	t.Helper()
-	d, err := New(e, Config{RestartingWait: 2 * time.Second, PollInterval: 50 * time.Millisecond})
+	d, err := newEngine(e, Config{RestartingWait: 2 * time.Second, PollInterval: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +241,7 @@ func newDocker(t *testing.T, e Engine) *Docker {
 }
 
 // waitState waits until the container is in state.
-func waitState(t *testing.T, e *DockerEngine, id string, state container.ContainerState) container.InspectResponse {
+func waitState(t *testing.T, e *mobyAPI, id string, state container.ContainerState) container.InspectResponse {
 	t.Helper()
 	deadline := time.After(20 * time.Second)
 	for {
@@ -260,7 +260,7 @@ func waitState(t *testing.T, e *DockerEngine, id string, state container.Contain
 	}
 }
 
-func kill(t *testing.T, e *DockerEngine, id string) {
+func kill(t *testing.T, e *mobyAPI, id string) {
 	t.Helper()
 	if _, err := e.c.ContainerKill(context.Background(), id, client.ContainerKillOptions{Signal: "KILL"}); err != nil {
 		t.Fatalf("kill %s: %v", short(id), err)
@@ -332,15 +332,13 @@ func TestDockerNotEligible(t *testing.T) {
 	if err != nil || got.ID != c.ID || got.Eligible {
 		t.Fatalf("Find = %+v, %v; want the container, not eligible", got, err)
 	}
-	if _, v, res := d.Check(ctx, got, false); v != VerdictNotEligible || res.Result != ResultSkipped {
-		t.Fatalf("Check = %s, %+v", v, res)
+	if _, v, err := d.Check(ctx, got, false); v != VerdictNotEligible || err != nil {
+		t.Fatalf("Check = %s, %v", v, err)
 	}
-	res, err := d.Restart(ctx, got, time.Second)
-	if !errors.Is(err, ErrNotEligible) || res.Result != ResultSkipped {
-		t.Fatalf("Restart = %+v, %v; want ErrNotEligible", res, err)
+	if err := d.Restart(ctx, got, time.Second); !errors.Is(err, ErrNotEligible) {
+		t.Fatalf("Restart = %v; want ErrNotEligible", err)
 	}
-	res, err = d.Replace(ctx, got, time.Second)
-	if !errors.Is(err, ErrNotEligible) || res.Result != ResultSkipped {
+	if res, err := d.Replace(ctx, got, time.Second); !errors.Is(err, ErrNotEligible) || res.ID != "" {
 		t.Fatalf("Replace = %+v, %v; want ErrNotEligible", res, err)
 	}
 	after, err := e.Inspect(ctx, c.ID)
@@ -355,37 +353,29 @@ func TestDockerNotEligible(t *testing.T) {
 func TestDockerRestart(t *testing.T) {
 	e := needDocker(t)
 	ctx := context.Background()
-	var steps []StepResult
-	d, err := New(e, Config{OnStep: func(_ string, s StepResult) { steps = append(steps, s) }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := newDocker(t, e)
 	c := startBox(t, e, box{agent: "restart-1", label: true})
 	kill(t, e, c.ID)
 
-	c, v, res := d.Check(ctx, c, false)
-	if v != VerdictCrashed || res.Result != ResultOK || c.ExitCode != 137 {
-		t.Fatalf("Check = %s, %+v, exit code %d; want crashed", v, res, c.ExitCode)
+	c, v, err := d.Check(ctx, c, false)
+	if v != VerdictCrashed || err != nil || c.ExitCode != 137 {
+		t.Fatalf("Check = %s, %v, exit code %d; want crashed", v, err, c.ExitCode)
 	}
-	res, err = d.Restart(ctx, c, time.Second)
-	if err != nil || res.Result != ResultOK || res.Container != c.ID || res.At.IsZero() {
-		t.Fatalf("Restart = %+v, %v", res, err)
+	if err := d.Restart(ctx, c, time.Second); err != nil {
+		t.Fatalf("Restart = %v", err)
 	}
 	info := waitState(t, e, c.ID, container.StateRunning)
 	if info.ID != c.ID {
 		t.Fatalf("restart changed the container: %s", info.ID)
 	}
-	if len(steps) != 2 || steps[0].Step != StepInspect || steps[1].Step != StepRestart {
-		t.Fatalf("OnStep saw %+v", steps)
-	}
 
 	t.Run("removed", func(t *testing.T) {
 		removeAgent(t, e, "restart-1", c.ID)
-		if _, v, res := d.Check(ctx, c, false); v != VerdictRemoved || res.Result != ResultSkipped {
-			t.Fatalf("Check = %s, %+v; want removed", v, res)
+		if _, v, err := d.Check(ctx, c, false); v != VerdictRemoved || err != nil {
+			t.Fatalf("Check = %s, %v; want removed", v, err)
 		}
-		if res, err := d.Restart(ctx, c, time.Second); !errors.Is(err, ErrNotFound) || res.Result != ResultError {
-			t.Fatalf("Restart = %+v, %v; want ErrNotFound", res, err)
+		if err := d.Restart(ctx, c, time.Second); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("Restart = %v; want ErrNotFound", err)
 		}
 	})
 }
@@ -421,9 +411,9 @@ func TestDockerVerdicts(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c := startBox(t, e, box{agent: fmt.Sprintf("verdict-%d", i), label: true, policy: tt.policy})
 			tt.do(t, c.ID)
-			_, v, res := d.Check(ctx, c, tt.finalStopped)
-			if v != tt.want || res.Detail != string(tt.want) {
-				t.Fatalf("Check = %s, %+v; want %s", v, res, tt.want)
+			_, v, err := d.Check(ctx, c, tt.finalStopped)
+			if v != tt.want || err != nil {
+				t.Fatalf("Check = %s, %v; want %s", v, err, tt.want)
 			}
 		})
 	}
@@ -441,16 +431,16 @@ func TestDockerReplace(t *testing.T) {
 
 	// A stalled agent: its container still runs.
 	res, err := d.Replace(ctx, c, time.Second)
-	if err != nil || res.Result != ResultOK {
+	if err != nil || res.Detail != "replaced "+c.ShortID() {
 		t.Fatalf("Replace = %+v, %v", res, err)
 	}
-	if res.Container == "" || res.Container == c.ID {
-		t.Fatalf("Replace named container %q", res.Container)
+	if res.ID == "" || res.ID == c.ID {
+		t.Fatalf("Replace named container %q", res.ID)
 	}
 	if _, err := e.Inspect(ctx, c.ID); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("old container still there: %v", err)
 	}
-	nu := waitState(t, e, res.Container, container.StateRunning)
+	nu := waitState(t, e, res.ID, container.StateRunning)
 
 	if nu.Name != old.Name {
 		t.Errorf("name %s, want %s", nu.Name, old.Name)
@@ -489,7 +479,7 @@ func TestDockerReplace(t *testing.T) {
 	}
 	// The agent's beats still name the old container; the label finds the
 	// new one.
-	if got, err := d.Find(ctx, "replace-1", c.ID); err != nil || got.ID != res.Container {
+	if got, err := d.Find(ctx, "replace-1", c.ID); err != nil || got.ID != res.ID {
 		t.Errorf("Find after replace = %+v, %v", got, err)
 	}
 }
@@ -513,7 +503,7 @@ func TestDockerReplaceFromImageID(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Replace = %+v, %v", res, err)
 	}
-	nu := waitState(t, e, res.Container, container.StateRunning)
+	nu := waitState(t, e, res.ID, container.StateRunning)
 	old, _ := e.ImageID(ctx, testImage)
 	if nu.Image != old || !strings.HasPrefix(nu.Config.Image, "sha256:") {
 		t.Fatalf("image %s (%s), want %s by id", nu.Config.Image, nu.Image, old)
@@ -523,7 +513,7 @@ func TestDockerReplaceFromImageID(t *testing.T) {
 // startFails is the real engine, except that starting any container but
 // keep fails.
 type startFails struct {
-	*DockerEngine
+	*mobyAPI
 	keep string
 }
 
@@ -531,7 +521,7 @@ func (e startFails) Start(ctx context.Context, id string) error {
 	if id != e.keep {
 		return errors.New("injected start failure")
 	}
-	return e.DockerEngine.Start(ctx, id)
+	return e.mobyAPI.Start(ctx, id)
 }
 
 func TestDockerReplaceFails(t *testing.T) {
@@ -542,7 +532,7 @@ func TestDockerReplaceFails(t *testing.T) {
 		name    string
 		running bool
 		setup   func(t *testing.T) ([]mount.Mount, func())
-		engine  func(keep string) Engine
+		engine  func(keep string) api
 		wantErr string
 	}{
 		{
@@ -556,14 +546,14 @@ func TestDockerReplaceFails(t *testing.T) {
 				// a container with it.
 				return []mount.Mount{{Type: mount.TypeBind, Source: dir, Target: "/mnt"}}, func() { os.RemoveAll(dir) }
 			},
-			engine:  func(string) Engine { return e },
+			engine:  func(string) api { return e },
 			wantErr: "create replacement",
 		},
 		{
 			name:    "start fails",
 			running: true,
 			setup:   func(*testing.T) ([]mount.Mount, func()) { return nil, func() {} },
-			engine:  func(keep string) Engine { return startFails{e, keep} },
+			engine:  func(keep string) api { return startFails{e, keep} },
 			wantErr: "injected start failure",
 		},
 	}
@@ -582,7 +572,7 @@ func TestDockerReplaceFails(t *testing.T) {
 			breakIt()
 			d := newDocker(t, tt.engine(c.ID))
 			res, err := d.Replace(ctx, c, time.Second)
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || res.Result != ResultError || res.Container != c.ID {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || res.ID != "" {
 				t.Fatalf("Replace = %+v, %v; want an error with %q", res, err, tt.wantErr)
 			}
 			after, err := e.Inspect(ctx, c.ID)

@@ -1,0 +1,28 @@
+// Package recovery decides what beatwatch does about a failed or stalled
+// agent, and when: the ladder (inspect, restart, replace, alert), the Guard
+// that keeps it from making things worse, and the lease and claims that let
+// several replicas share the work.
+//
+// It speaks to the outside only through small interfaces declared here:
+// Engine (the containers; docker.Engine is the real one), Alerter (the
+// humans; alert.Webhook), Coordinator (the other replicas; the store's
+// Redis) and Fleet (the watcher). Data flows one way:
+//
+//	monitor ──transition──▶ Orchestrator.Changed ──▶ ladder ──▶ Engine, Alerter
+//	   ▲                                               │
+//	   └────────── Fleet.Report(Event) ◀───────────────┘
+//
+// The Orchestrator is a monitor subscriber: it is told of every transition,
+// with the agent as the transition left it, and never reads or changes the
+// monitor's state itself. It answers with Events (a recovery started, a
+// step taken, a recovery done, a container an operator acted on, the lease
+// taken or lost); the watcher applies them to the monitor, and the
+// transitions that follow come back to Changed like any other. A step waits
+// for the agent's transition to healthy, not on a poll.
+//
+// Guard holds the policy: backoff between attempts, an hourly budget per
+// agent, a brake when much of the fleet fails at once, and a limit on
+// recoveries in flight.
+//
+// Never a shell command, never a container without the label.
+package recovery

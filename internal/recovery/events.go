@@ -1,0 +1,76 @@
+package recovery
+
+import (
+	"context"
+	"time"
+
+	"github.com/beatwrap/beatwrap/internal/alert"
+	"github.com/beatwrap/beatwrap/internal/docker"
+	"github.com/beatwrap/beatwrap/internal/monitor"
+)
+
+// Kind says what an Event reports.
+type Kind uint8
+
+// The kinds of Event.
+const (
+	// Started: a recovery of the agent begins; it is recovering now.
+	Started Kind = iota + 1
+	// StepTaken: one step was taken (Event.Step), for the agent's history
+	// and beatwatch_recoveries_total.
+	StepTaken
+	// Done: the recovery is over; Event.OK says whether its steps worked.
+	Done
+	// LeftAlone: an operator acted on the agent's container (stopped,
+	// paused or removed it); the agent is stopped, Event.Reason says how.
+	LeftAlone
+	// Leader: this replica took or lost the recovery lease
+	// (Event.Leading); AgentID is empty.
+	Leader
+)
+
+// Event is what the Orchestrator answers the transitions it is told of
+// with. It never changes the fleet's state itself: the Fleet applies each
+// event, and the state changes that follow come back to the Orchestrator
+// as transitions, like any other.
+type Event struct {
+	Kind    Kind
+	AgentID string
+	At      time.Time
+	Step    StepResult // StepTaken
+	OK      bool       // Done
+	Reason  string     // LeftAlone
+	Leading bool       // Leader
+}
+
+// Fleet is the watcher as the Orchestrator sees it: how many agents are in
+// each state (for the brake), and where its events go.
+type Fleet interface {
+	Counts() map[monitor.State]int
+	Report(Event)
+}
+
+// Engine is the container engine recovery acts through: docker.Engine, or
+// a fake in a test.
+type Engine interface {
+	Find(ctx context.Context, agent, containerID string) (docker.Container, error)
+	Check(ctx context.Context, c docker.Container, finalStopped bool) (docker.Container, docker.Verdict, error)
+	Restart(ctx context.Context, c docker.Container, grace time.Duration) error
+	Replace(ctx context.Context, c docker.Container, grace time.Duration) (docker.Replacement, error)
+}
+
+// Alerter is where alerts go: alert.Webhook, which delivers them from its
+// own loop (Run).
+type Alerter interface {
+	Send(alert.Alert) bool
+	Run(ctx context.Context) error
+}
+
+// Coordinator lets several beatwatch replicas share one Redis: only the
+// holder of the lease recovers, and each failure is claimed once. Nil means
+// a single replica, which always leads.
+type Coordinator interface {
+	Lease(ctx context.Context, holder string, ttl time.Duration) (bool, error)
+	ReleaseLease(ctx context.Context, holder string) error
+	Claim(ctx context.Context, id, failure, holder string, ttl time.Duration) (bool, error)
+}
