@@ -147,6 +147,11 @@ func (w *Watcher) subscribe(ctx context.Context, channel string, sharded bool, h
 // subscription (a Cluster does when the channel's slot moves).
 func (w *Watcher) receive(ctx context.Context, ps *redis.PubSub, channel string, isUp func(), handle func([]byte)) error {
 	for {
+		// A read is not cut short by ctx, only by its timeout: on a busy
+		// channel only this check ends the loop.
+		if ctx.Err() != nil {
+			return nil
+		}
 		msg, err := ps.ReceiveTimeout(ctx, time.Second)
 		if err != nil {
 			if ctx.Err() != nil {
