@@ -62,7 +62,7 @@ type Orchestrator struct {
 	open     map[string]string        // agent -> failure id of an alert that may need resolving
 	held     map[string]bool          // failed agents the brake kept from recovery
 	agents   map[string]monitor.Agent // agent in trouble -> as its last transition left it
-	beats    map[string]chan struct{} // agent under recovery -> told when it beats again
+	beats    map[string]*beating      // agent under recovery -> whether it beats again
 	leading  bool
 	wake     chan struct{}
 }
@@ -94,7 +94,7 @@ func New(cfg Config) (*Orchestrator, error) {
 	return &Orchestrator{
 		cfg: cfg, log: cfg.Logger,
 		pending: map[string]time.Time{}, incident: map[string]string{}, open: map[string]string{}, held: map[string]bool{},
-		agents: map[string]monitor.Agent{}, beats: map[string]chan struct{}{},
+		agents: map[string]monitor.Agent{}, beats: map[string]*beating{},
 		leading: cfg.Coordinator == nil,
 		wake:    make(chan struct{}, 1),
 	}, nil
@@ -138,7 +138,7 @@ func (o *Orchestrator) Changed(tr monitor.Transition, a monitor.Agent) {
 
 // track keeps what the latest transition says of an agent in trouble, from
 // its failing or stalling until it beats again or stops, and tells a ladder
-// waiting for the agent that it beats again.
+// under way for the agent whether it is healthy now.
 func (o *Orchestrator) track(tr monitor.Transition, a monitor.Agent) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -149,13 +149,8 @@ func (o *Orchestrator) track(tr monitor.Transition, a monitor.Agent) {
 	case known || tr.To == monitor.Failed || tr.To == monitor.Stalled:
 		o.agents[tr.AgentID] = a
 	}
-	if tr.To == monitor.Healthy {
-		if ch, ok := o.beats[tr.AgentID]; ok {
-			select {
-			case ch <- struct{}{}:
-			default:
-			}
-		}
+	if b, ok := o.beats[tr.AgentID]; ok {
+		b.set(tr.To == monitor.Healthy)
 	}
 }
 
@@ -444,7 +439,7 @@ func (o *Orchestrator) handle(ctx context.Context, id string) {
 	defer o.cfg.Guard.End(id, o.cfg.Now())
 	// Beats are listened for from before the agent is recovering, so that
 	// none that a step brings is missed.
-	beats := make(chan struct{}, 1)
+	beats := &beating{poke: make(chan struct{}, 1)}
 	o.mu.Lock()
 	o.beats[id] = beats
 	o.mu.Unlock()
@@ -475,7 +470,7 @@ const claimTTL = 10 * time.Minute
 
 // ladder tries restart, then replace, then alerts. It reports whether the
 // agent beats again.
-func (o *Orchestrator) ladder(ctx context.Context, a monitor.Agent, failure string, beats <-chan struct{}) bool {
+func (o *Orchestrator) ladder(ctx context.Context, a monitor.Agent, failure string, beats *beating) bool {
 	reason := a.StateReason
 	if a.State == monitor.Stalled && a.StallReason != "" {
 		reason = "stalled: " + a.StallReason
@@ -561,22 +556,72 @@ func (o *Orchestrator) ladder(ctx context.Context, a monitor.Agent, failure stri
 	return false
 }
 
-// waitBeat waits until the agent beats again (beats is told of its
-// transition to healthy), or until the time a step gets has passed.
-func (o *Orchestrator) waitBeat(ctx context.Context, a monitor.Agent, beats <-chan struct{}) bool {
+// beating follows one agent under recovery: whether its latest transition
+// left it healthy, with a poke at every transition.
+type beating struct {
+	mu      sync.Mutex
+	healthy bool
+	poke    chan struct{} // capacity 1
+}
+
+func (b *beating) set(healthy bool) {
+	b.mu.Lock()
+	b.healthy = healthy
+	b.mu.Unlock()
+	select {
+	case b.poke <- struct{}{}:
+	default:
+	}
+}
+
+func (b *beating) is() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.healthy
+}
+
+// waitBeat waits until the agent beats again, as its transitions tell: it is
+// healthy, and no transition takes that back within one interval (at most
+// 1s). A blip, a first beat and at once a final "exited" (an agent that dies
+// as it starts), is not beating again, and the ladder goes on. It gives up
+// when the time a step gets has passed.
+func (o *Orchestrator) waitBeat(ctx context.Context, a monitor.Agent, b *beating) bool {
 	wait := o.cfg.BeatWait
 	if wait <= 0 {
 		wait = max(time.Duration(a.IntervalMs)*time.Millisecond*time.Duration(max(a.MissedBeatsLimit, 1)), 15*time.Second)
 	}
+	settle := min(max(time.Duration(a.IntervalMs)*time.Millisecond, 100*time.Millisecond), time.Second)
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-deadline.C:
-		return false
-	case <-beats:
-		return true
+	var confirm *time.Timer
+	var confirmed <-chan time.Time
+	look := func() {
+		switch healthy := b.is(); {
+		case healthy && confirm == nil:
+			confirm = time.NewTimer(settle)
+			confirmed = confirm.C
+		case !healthy && confirm != nil:
+			confirm.Stop()
+			confirm, confirmed = nil, nil
+		}
+	}
+	defer func() {
+		if confirm != nil {
+			confirm.Stop()
+		}
+	}()
+	look()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-deadline.C:
+			return b.is()
+		case <-b.poke:
+			look()
+		case <-confirmed:
+			return true
+		}
 	}
 }
 

@@ -1,12 +1,14 @@
 package recovery
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/beatwrap/beatwrap/internal/docker"
+	"github.com/beatwrap/beatwrap/internal/monitor"
 )
 
 // The records of the engine's steps, as the history, the logs and
@@ -40,6 +42,45 @@ func TestStepRecords(t *testing.T) {
 			}
 			if got.At != start || got.Duration != 1500*time.Millisecond || got.Container == "" {
 				t.Errorf("record = %+v, want the container, at %v, 1.5s", got, start)
+			}
+		})
+	}
+}
+
+// A step waits for the agent's transitions: healthy and staying so is
+// beating again; a blip (a first beat, then at once a final "exited") is not.
+func TestWaitBeatFollowsTransitions(t *testing.T) {
+	o, err := New(Config{Guard: NewGuard(GuardConfig{}), BeatWait: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := monitor.Agent{AgentID: "w1", IntervalMs: 1000, MissedBeatsLimit: 3}
+	tests := []struct {
+		name   string
+		states []monitor.State
+		want   bool
+	}{
+		{"beats again", []monitor.State{monitor.Healthy}, true},
+		{"blip", []monitor.State{monitor.Healthy, monitor.Failed}, false},
+		{"blip, then beats again", []monitor.State{monitor.Healthy, monitor.Failed, monitor.Healthy}, true},
+		{"silent", nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := &beating{poke: make(chan struct{}, 1)}
+			done := make(chan bool, 1)
+			go func() { done <- o.waitBeat(context.Background(), a, b) }()
+			for _, s := range tt.states {
+				b.set(s == monitor.Healthy)
+				time.Sleep(20 * time.Millisecond) // transitions a beat apart, well inside one interval
+			}
+			select {
+			case got := <-done:
+				if got != tt.want {
+					t.Errorf("waitBeat = %v, want %v", got, tt.want)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("waitBeat did not return within 5s")
 			}
 		})
 	}
