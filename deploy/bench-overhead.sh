@@ -4,11 +4,15 @@
 #
 #   deploy/bench-overhead.sh [SECONDS]     (default 60)
 #
-# Four supervisors run `sleep` side by side, each with a child of its own:
+# Five supervisors run `sleep` side by side, each with a child of its own:
 #   tini                  tini -s -- sleep
 #   beatwrap standalone   beatwrap --interval 1s -- sleep        (no Redis)
 #   beatwrap + redis      beatwrap --interval 1s --redis ... -- sleep
 #   + stall-timeout       the same with --stall-timeout 5m (the stall check runs too)
+#   + health-listen       the same with --health-listen on a loopback port, probed
+#                         every second on /livez and scraped every second on
+#                         /metrics (ten and fifteen times what a kubelet and a
+#                         Prometheus usually ask), beside the same without it
 # beatwrap is built the way `make build` builds it; the Redis is a redis-server
 # of this script's own on a free loopback port. After a 5 s warm-up, for
 # SECONDS, it reads each supervisor's own counters (never its child's):
@@ -43,7 +47,8 @@ for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep
 url="redis://127.0.0.1:$port/0"
 
 life=$((seconds + warmup + 60))
-names=("tini" "beatwrap standalone" "beatwrap + redis" "+ stall-timeout 5m")
+names=("tini" "beatwrap standalone" "beatwrap + redis" "+ stall-timeout 5m" "+ health-listen")
+hport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 tini -s -- sleep "$life" &
 sup=($!)
 "$dir/beatwrap" --interval 1s --id bench-standalone --socket "$dir/1.sock" -- sleep "$life" 2>"$dir/1.log" &
@@ -52,6 +57,9 @@ sup+=($!)
 sup+=($!)
 "$dir/beatwrap" --interval 1s --id bench-stall --redis "$url" --namespace bench --socket "$dir/3.sock" \
   --stall-timeout 5m -- sleep "$life" 2>"$dir/3.log" &
+sup+=($!)
+"$dir/beatwrap" --interval 1s --id bench-health --redis "$url" --namespace bench --socket "$dir/4.sock" \
+  --stall-timeout 5m --health-listen "127.0.0.1:$hport" -- sleep "$life" 2>"$dir/4.log" &
 sup+=($!)
 pids=("${sup[@]}" "${pids[@]}")
 
@@ -63,6 +71,28 @@ ticks() { sed 's/.*) //' /proc/"$1"/stat | awk '{print $12 + $13}'; }
 kb() { awk -v f="$2:" '$1 == f {print $2}' /proc/"$1"/status; }
 # calc EXPR: floating-point arithmetic.
 calc() { awk "BEGIN {print $1}"; }
+
+# get PATH: one HTTP/1.0 request to the health port (bash's /dev/tcp, no curl),
+# the status line on stdout.
+get() {
+  exec 3<>"/dev/tcp/127.0.0.1/$hport" || return 1
+  printf 'GET %s HTTP/1.0\r\nHost: bench\r\n\r\n' "$1" >&3
+  head -1 <&3
+  cat <&3 >/dev/null
+  exec 3<&-
+}
+# The prober: /livez and /metrics once a second, each answer's status line
+# appended to a file, so the script can show they were served. It starts
+# once the port answers.
+for _ in $(seq 50); do get /livez >/dev/null 2>&1 && break; sleep 0.1; done
+(
+  while :; do
+    get /livez >>"$dir/probes" 2>/dev/null || echo fail >>"$dir/probes"
+    get /metrics >>"$dir/probes" 2>/dev/null || echo fail >>"$dir/probes"
+    sleep 1
+  done
+) &
+pids+=($!)
 
 sleep "$warmup"
 for p in "${sup[@]}"; do
@@ -91,7 +121,10 @@ for i in "${!sup[@]}"; do
 done
 beats=$(redis-cli -p "$port" hget bench:agent:bench-redis sequence)
 echo "beats sent by beatwrap + redis: $beats in $(calc "int($elapsed + $warmup + 0.5)")s"
-for i in 1 2 3; do
+echo "health requests answered: $(grep -c ' 200 ' "$dir/probes" || true) with 200, $(grep -vc ' 200 ' "$dir/probes" || true) otherwise"
+for i in 1 2 3 4; do
   printf 'ratio %-22s rss %.1fx tini, cpu %+.4f%% of a core over tini\n' "${names[$i]}:" \
     "$(calc "${rss[$i]} / ${rss[0]}")" "$(calc "${pct[$i]} - ${pct[0]}")"
 done
+printf 'health-listen on beside off: rss %+.1f MB (%.2fx), cpu %+.4f%% of a core\n' \
+  "$(calc "${rss[4]} - ${rss[3]}")" "$(calc "${rss[4]} / ${rss[3]}")" "$(calc "${pct[4]} - ${pct[3]}")"

@@ -23,7 +23,7 @@ import (
 // same snapshot and sample), or down while the child is not running.
 func (w *wrapper) health() wire.Health {
 	st := w.tracker.Snapshot()
-	now := time.Now()
+	now := w.clock()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	status, reason := w.healthLocked(st, now)
@@ -57,29 +57,32 @@ func (w *wrapper) healthLocked(st progress.State, now time.Time) (wire.Status, s
 }
 
 // observeLocked records status as the agent's current one and returns when
-// it began: when the child started or ended for starting and down, when the
-// stall began for stalled, else when a status different from the one before
-// was first seen (by a beat or a health question). w.mu is held.
+// it began: the child's start (or beatwrap's) for starting, the child's end
+// for down, the moment the stall timeout ran out for stalled, the report
+// that ended a stall for the status after it, else when a status different
+// from the one before was first seen (by a beat or a health question).
+// w.mu is held.
 func (w *wrapper) observeLocked(status wire.Status, st progress.State, now time.Time) time.Time {
-	if status == w.healthStatus {
-		return w.healthSince
-	}
-	since := now
-	switch status {
-	case wire.StatusStarting:
+	var since time.Time
+	switch {
+	case status == wire.StatusStarting:
 		since = w.startedAt
 		if since.IsZero() {
 			since = w.start
 		}
-	case wire.StatusDown:
+	case status == wire.StatusDown:
 		since = w.downSince
-	case wire.StatusStalled:
+	case status == w.healthStatus:
+		return w.healthSince
+	case status == wire.StatusStalled:
 		if w.cfg.StallTimeout > 0 {
 			since = st.LastProgress.Add(w.cfg.StallTimeout)
 			if st.QuietUntil.After(since) {
 				since = st.QuietUntil
 			}
 		}
+	case w.healthStatus == wire.StatusStalled:
+		since = st.LastProgress
 	}
 	if since.IsZero() || since.After(now) {
 		since = now
@@ -88,12 +91,21 @@ func (w *wrapper) observeLocked(status wire.Status, st progress.State, now time.
 	return since
 }
 
+// clock is the wrapper's time: w.now when a test set it, else time.Now. The
+// tracker runs on the same clock.
+func (w *wrapper) clock() time.Time {
+	if w.now != nil {
+		return w.now()
+	}
+	return time.Now()
+}
+
 // childExited marks the child as not running until its next start.
 func (w *wrapper) childExited(e supervise.Exit, willRestart bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.running = false
-	w.downSince = time.Now()
+	w.downSince = w.clock()
 	w.downReason = describeExit(e)
 	if willRestart {
 		w.downReason += "; restarting"
@@ -110,7 +122,7 @@ func describeExit(e supervise.Exit) string {
 	case e.Stopped != supervise.StopNone && e.Reason != "":
 		return "the agent was stopped (" + e.Reason + ")"
 	case e.Signal != 0:
-		return "the agent was killed by " + e.Signal.String()
+		return fmt.Sprintf("the agent was killed by signal %d (%s)", int(e.Signal), e.Signal)
 	}
 	return "the agent exited with code " + strconv.Itoa(e.Code)
 }
@@ -223,7 +235,7 @@ func (w *wrapper) metrics(rw http.ResponseWriter, _ *http.Request) {
 	gauge("beatwrap_stalled", "1 while the agent is stalled.", float64(boolInt(st.Stalled)))
 	gauge("beatwrap_child_running", "1 while the agent's child process runs.", float64(boolInt(running)))
 	gauge("beatwrap_status_seconds", "How long the agent has had its current status.", float64(h.SinceMs)/1000)
-	gauge("beatwrap_progress_age_seconds", "Time since the agent's last sign of progress.", time.Since(st.LastProgress).Seconds())
+	gauge("beatwrap_progress_age_seconds", "Time since the agent's last sign of progress.", w.clock().Sub(st.LastProgress).Seconds())
 	writeMetric(&b, "beatwrap_restarts_total", "counter", "Restarts of the agent's child by beatwrap.", "", float64(restarts))
 	writeMetric(&b, "beatwrap_reports_total", "counter", "Valid reports read on the progress socket.", "", float64(st.Reports))
 	gauge("beatwrap_cpu_percent", "CPU of the agent's process tree at the last sample, in percent of one core.", last.CPUPercent)

@@ -250,7 +250,8 @@ type wrapper struct {
 	sampler *probe.Sampler
 	sup     *supervise.Supervisor
 	sender  *store.Sender
-	claim   *claim.Claim // nil when none could be taken
+	claim   *claim.Claim     // nil when none could be taken
+	now     func() time.Time // nil: time.Now; tests set it with the tracker's
 
 	mu        sync.Mutex
 	seq       uint64
@@ -291,7 +292,7 @@ func (w *wrapper) childStarted(pid, restarts int) {
 	w.pid, w.restarts = pid, restarts
 	w.last, w.sampled = probe.Sample{}, false // the last child's numbers are not this one's
 	w.stalled = false
-	w.started, w.running, w.startedAt = true, true, time.Now()
+	w.started, w.running, w.startedAt = true, true, w.clock()
 	w.mu.Unlock()
 	// The supervisor has logged the start. Every start goes out at once,
 	// a start in place too: the watcher saw the agent stalled and must
@@ -415,7 +416,7 @@ func (w *wrapper) beat(status wire.Status) wire.Beat {
 	if status == "" {
 		status = w.statusLocked(st, m)
 		if w.running {
-			w.observeLocked(status, st, time.Now())
+			w.observeLocked(status, st, w.clock())
 		}
 	}
 	b := wire.Beat{
