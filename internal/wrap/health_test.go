@@ -82,8 +82,10 @@ func TestHealthRule(t *testing.T) {
 	clock.Add(2 * time.Second)
 	check("sampled, 4s after start: inside the start-up allowance", wire.StatusHealthy, true, 0, "last sign of progress 4s ago")
 
-	clock.Add(2 * time.Second) // 6s without progress: stalled since 5s
-	check("stalled", wire.StatusStalled, false, time.Second, "no progress since start")
+	// The stall clock started with beatwrap, 300ms before the child: 6.3s
+	// without progress, stalled since 5s.
+	clock.Add(2 * time.Second)
+	check("stalled", wire.StatusStalled, false, 1300*time.Millisecond, "no progress since start")
 
 	task := "summarise ticket 4312"
 	w.tracker.Apply(wire.Report{Task: &task})
