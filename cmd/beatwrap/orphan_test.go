@@ -267,7 +267,7 @@ func TestSameIDRefusedThenReplaced(t *testing.T) {
 	replacer := startBeatwrap(t, env, args("--replace", "--", "sh", "-c", `echo $$ > "$D/replacer"; exec sleep 300`)...)
 	// The first beatwrap's final beat, for its own agent, comes before any
 	// beat of the new one.
-	final := bs.next(15*time.Second, func(b wire.Beat) bool { return b.Status.Final() || b.PID != firstAgent })
+	final := bs.next(15*time.Second, func(b wire.Beat) bool { return b.Status.Final() || b.PID != firstAgent && b.PID != 0 })
 	if final.Status != wire.StatusStopped || final.PID != firstAgent {
 		t.Fatalf("first beat after --replace: status %q pid %d, want the first agent's (%d) final stopped beat", final.Status, final.PID, firstAgent)
 	}
@@ -278,7 +278,7 @@ func TestSameIDRefusedThenReplaced(t *testing.T) {
 	if alive(firstAgent, 0) {
 		t.Errorf("the first agent %d still runs after --replace", firstAgent)
 	}
-	next := bs.next(5*time.Second, nil)
+	next := bs.next(5*time.Second, func(b wire.Beat) bool { return b.PID != 0 })
 	if next.PID != newAgent {
 		t.Errorf("beat after the take-over from pid %d, want the new agent %d", next.PID, newAgent)
 	}

@@ -115,6 +115,10 @@ func Take(ctx context.Context, o Options) (*Claim, error) {
 			return nil, fmt.Errorf("claim %s: %w", o.Path, err)
 		}
 		c := &Claim{f: f, path: o.Path, proc: o.ProcRoot, log: o.Log}
+		if err := c.trusted(); err != nil {
+			f.Close()
+			return nil, err
+		}
 		if err := c.lock(ctx, o); err != nil {
 			f.Close()
 			return nil, err
@@ -314,6 +318,20 @@ func (c *Claim) lockWithin(ctx context.Context, d time.Duration) (bool, error) {
 		case <-time.After(poll):
 		}
 	}
+}
+
+// trusted checks that the claim file is ours alone: what it records decides
+// which processes a take-over signals, so a file another user could have
+// written (in a /tmp folder someone else made) is never acted upon.
+func (c *Claim) trusted() error {
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(c.f.Fd()), &st); err != nil {
+		return fmt.Errorf("claim %s: %w", c.path, err)
+	}
+	if int(st.Uid) != os.Geteuid() || st.Mode&0o022 != 0 {
+		return fmt.Errorf("claim %s: owned by uid %d with mode %o, not by this user alone: not trusting it", c.path, st.Uid, st.Mode&0o777)
+	}
+	return nil
 }
 
 // isAtPath reports whether the locked file is still the one at the path.

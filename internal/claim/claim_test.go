@@ -40,10 +40,12 @@ func take(t *testing.T, o Options) *Claim {
 func die(c *Claim) { c.f.Close() }
 
 // group starts script in a process group of its own and returns its leader,
-// killed at the end of the test.
+// killed at the end of the test. It waits for the script to create $READY.
 func group(t *testing.T, script string) (pid int, exited <-chan struct{}) {
 	t.Helper()
+	ready := filepath.Join(t.TempDir(), "ready")
 	cmd := exec.Command("/bin/sh", "-c", script)
+	cmd.Env = append(os.Environ(), "READY="+ready)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -52,9 +54,14 @@ func group(t *testing.T, script string) (pid int, exited <-chan struct{}) {
 	go func() { cmd.Wait(); close(done) }()
 	pid = cmd.Process.Pid
 	t.Cleanup(func() { syscall.Kill(-pid, syscall.SIGKILL); <-done })
-	// The trap must be set before the test signals the group.
-	time.Sleep(100 * time.Millisecond)
-	return pid, done
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(ready); err == nil {
+			return pid, done
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%q did not create $READY within 5s", script)
+		}
+	}
 }
 
 func TestSecondClaimRefusedUntilReleased(t *testing.T) {
@@ -86,7 +93,7 @@ func TestRecord(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "agent-1.lock")
 	c := take(t, options(t, path))
 	defer c.Release()
-	pid, _ := group(t, "sleep 60")
+	pid, _ := group(t, `touch "$READY"; exec sleep 60`)
 	c.AgentStarted(pid)
 
 	b, err := os.ReadFile(path)
@@ -115,8 +122,8 @@ func TestLeftAgent(t *testing.T) {
 		script   string
 		wantKill bool // only SIGKILL ends it
 	}{
-		{"honours SIGTERM", "sleep 60 & wait", false},
-		{"ignores SIGTERM", `trap "" TERM; sh -c 'trap "" TERM; sleep 60' & wait`, true},
+		{"honours SIGTERM", `touch "$READY"; sleep 60 & wait`, false},
+		{"ignores SIGTERM", `trap "" TERM; sh -c 'trap "" TERM; touch "$READY"; sleep 60' & wait`, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -134,6 +141,8 @@ func TestLeftAgent(t *testing.T) {
 			}
 
 			o.Replace = true
+			var logs strings.Builder
+			o.Log = slog.New(slog.NewTextHandler(&logs, nil))
 			began := time.Now()
 			c := take(t, o)
 			defer c.Release()
@@ -150,8 +159,8 @@ func TestLeftAgent(t *testing.T) {
 			if tt.wantKill && took < o.Grace {
 				t.Errorf("SIGKILL after %v, before the %v grace", took, o.Grace)
 			}
-			if !tt.wantKill && took > o.Grace {
-				t.Errorf("took %v for an agent that honours SIGTERM, want less than the %v grace", took, o.Grace)
+			if killed := strings.Contains(logs.String(), "SIGKILL"); killed != tt.wantKill {
+				t.Errorf("SIGKILL sent = %v, want %v; log:\n%s", killed, tt.wantKill, &logs)
 			}
 		})
 	}
@@ -164,7 +173,7 @@ func TestLeftAgentUnderOrphanKill(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "agent-1.lock")
 	o := options(t, path)
 	old := take(t, o)
-	pid, exited := group(t, "sleep 60")
+	pid, exited := group(t, `touch "$READY"; exec sleep 60`)
 	old.AgentStarted(pid)
 	die(old)
 	go func() {
@@ -234,5 +243,20 @@ func TestPath(t *testing.T) {
 	t.Setenv("XDG_RUNTIME_DIR", "/run/user/1000")
 	if got, want := Path("summariser-1"), "/run/user/1000/beatwrap/summariser-1.lock"; got != want {
 		t.Errorf("Path() = %q, want %q", got, want)
+	}
+}
+
+// TestUntrustedFile: a claim file others may write is not acted upon.
+func TestUntrustedFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "agent-1.lock")
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Take(context.Background(), options(t, path))
+	if err == nil || errors.Is(err, ErrTaken) || !strings.Contains(err.Error(), "not trusting it") {
+		t.Fatalf("Take() error = %v, want one that does not trust the file", err)
 	}
 }

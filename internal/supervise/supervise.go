@@ -240,6 +240,9 @@ func (s *Supervisor) Run(ctx context.Context) (Exit, error) {
 // startWatchdog starts the watchdog that kills the child's group should this
 // process die; nil when it is not wanted (OrphanKeep, PID 1) or cannot run.
 func (s *Supervisor) startWatchdog() *watchdog {
+	if os.Getpid() == 1 && s.cfg.Orphan == OrphanKeep {
+		s.log.Warn("--orphan keep has no effect as PID 1: the kernel ends every process of the container with it")
+	}
 	if s.cfg.Orphan != OrphanKill || s.noWatchdog {
 		return nil
 	}
