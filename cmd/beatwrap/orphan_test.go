@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -284,4 +285,58 @@ func TestSameIDRefusedThenReplaced(t *testing.T) {
 	}
 	replacer.signal(syscall.SIGTERM)
 	replacer.wait(10 * time.Second)
+}
+
+// BenchmarkSIGKILLToTreeGone measures the time from SIGKILL of beatwrap to
+// the moment no process of its agent's tree (agent, child, grandchild) is
+// left running, polling /proc every 0.5ms:
+//
+//	go test -run '^$' -bench SIGKILLToTreeGone -benchtime 30x ./cmd/beatwrap
+func BenchmarkSIGKILLToTreeGone(b *testing.B) {
+	bin := testutil.Binary(b, "cmd/beatwrap")
+	var took []time.Duration
+	for i := 0; b.Loop(); i++ {
+		dir := b.TempDir()
+		env := append(os.Environ(), "TREE="+dir, "XDG_RUNTIME_DIR="+dir)
+		p := testutil.StartProcEnv(b, bin, env, "--id", "bench-"+strconv.Itoa(i), "--interval", "1s", "--", "sh", "-c", treeScript)
+		var tree []proc
+		for _, name := range []string{"agent", "child", "grandchild"} {
+			path := filepath.Join(dir, name)
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				data, _ := os.ReadFile(path)
+				if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil {
+					start, _ := procStart(pid)
+					tree = append(tree, proc{name, pid, start})
+					break
+				}
+				if time.Now().After(deadline) {
+					b.Fatalf("%s not written within 5s", path)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+		killed := time.Now()
+		p.Cmd.Process.Signal(syscall.SIGKILL)
+		for {
+			left := false
+			for _, q := range tree {
+				left = left || q.live()
+			}
+			if !left {
+				break
+			}
+			if time.Since(killed) > 5*time.Second {
+				b.Fatalf("agent tree still running 5s after SIGKILL")
+			}
+			time.Sleep(500 * time.Microsecond)
+		}
+		took = append(took, time.Since(killed))
+		<-p.Done()
+	}
+	slices.Sort(took)
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	b.ReportMetric(ms(took[len(took)/2]), "ms-gone-p50")
+	b.ReportMetric(ms(took[len(took)*9/10]), "ms-gone-p90")
+	b.ReportMetric(ms(took[len(took)-1]), "ms-gone-max")
 }
