@@ -243,11 +243,16 @@ func sameAsJSON(t *testing.T, data []byte) {
 
 // BenchmarkParseBeat sets the two decoders side by side on the same beats:
 // encoding/json (as before) and the hand-written one (ParseBeat now). Both
-// include the checks that follow decoding.
+// include the checks that follow decoding. The malformed beat shows that a
+// beat the fast path gives up on costs about what it did before.
 func BenchmarkParseBeat(b *testing.B) {
 	beats := realisticBeats(b)
-	for _, name := range []string{"beatwrap", "reference", "escaped"} {
+	// A beat the fast path gives up on late (a pid sent as a string): what
+	// a bad beat costs now, beside what it cost before.
+	beats["malformed"] = bytes.Replace(beats["beatwrap"], []byte(`"pid":4711`), []byte(`"pid":"4711"`), 1)
+	for _, name := range []string{"beatwrap", "reference", "escaped", "malformed"} {
 		data := beats[name]
+		wantErr := name == "malformed"
 		for _, dec := range []struct {
 			name string
 			fast bool
@@ -256,7 +261,7 @@ func BenchmarkParseBeat(b *testing.B) {
 				b.ReportAllocs()
 				b.SetBytes(int64(len(data)))
 				for b.Loop() {
-					if _, err := readBeat(data, dec.fast); err != nil {
+					if _, err := readBeat(data, dec.fast); (err != nil) != wantErr {
 						b.Fatal(err)
 					}
 				}
