@@ -10,9 +10,10 @@ import (
 
 // Hash is an agent's hash in Redis (agent:<id>) as beats leave it: what a
 // watcher that starts again reads to know the agents from before. beatwrap
-// writes every field; a client of the reference design writes at least
-// registeredAt, type, host, pid, status, lastHeartbeat, sequence, cpuPercent
-// and memoryMB.
+// writes each field that applies (taskProgress once there is one, stoppedAt
+// and exitCode after a final beat); a client of the reference design writes
+// at least registeredAt, type, host, pid, status, lastHeartbeat, sequence,
+// cpuPercent and memoryMB.
 type Hash struct {
 	Type          string
 	Host          string
