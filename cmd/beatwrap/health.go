@@ -101,10 +101,12 @@ func askHealth(ctx context.Context, socket, id string, timeout time.Duration) wi
 	return h
 }
 
-// listenHealth opens --health-listen's address; empty is off. A bad address
-// or one that cannot be had (in use, not on this host) is a usage error:
-// the probe that would rely on it is better told at once than by restarts.
-func listenHealth(addr string) (net.Listener, error) {
+// healthListener checks --health-listen's address and returns what opens
+// it; empty is off. A malformed address is a usage error here, before
+// anything starts; one that cannot be had (in use, not on this host) is a
+// usage error when the runtime opens it, still before the agent starts: the
+// probe that would rely on it is better told at once than by restarts.
+func healthListener(addr string) (func() (net.Listener, error), error) {
 	if addr == "" {
 		return nil, nil
 	}
@@ -115,9 +117,21 @@ func listenHealth(addr string) (net.Listener, error) {
 	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
 		return nil, cli.Usagef("--health-listen must have a port from 0 to 65535, got %q", addr)
 	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, cli.Usagef("--health-listen %q: %v", addr, err)
-	}
-	return ln, nil
+	return func() (net.Listener, error) {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, &healthListenError{cli.Usagef("--health-listen %q: %v", addr, err), err}
+		}
+		return ln, nil
+	}, nil
 }
+
+// healthListenError is a usage error that still matches the listen error
+// beneath it (EADDRINUSE for the runtime's retry after --replace).
+type healthListenError struct {
+	usage error
+	err   error
+}
+
+func (e *healthListenError) Error() string   { return e.usage.Error() }
+func (e *healthListenError) Unwrap() []error { return []error{e.usage, e.err} }

@@ -282,9 +282,16 @@ func TestHealthListenBadAddressExits2(t *testing.T) {
 			if code := r.wait(10 * time.Second); code != 2 {
 				t.Fatalf("exit code = %d, want 2; stderr:\n%s", code, r.stderr)
 			}
-			msg := strings.TrimSpace(r.stderr.String())
-			if !strings.Contains(msg, "--health-listen") || strings.Contains(msg, "\n") {
-				t.Errorf("stderr %q: want one line naming --health-listen", msg)
+			// A taken address is found when the runtime opens it, after
+			// the agent id line; the error is still one line.
+			var msgs []string
+			for _, line := range strings.Split(strings.TrimSpace(r.stderr.String()), "\n") {
+				if !strings.HasPrefix(line, "beatwrap: agent id ") {
+					msgs = append(msgs, line)
+				}
+			}
+			if len(msgs) != 1 || !strings.HasPrefix(msgs[0], "beatwrap: --health-listen") {
+				t.Errorf("stderr %q: want one line naming --health-listen", r.stderr.String())
 			}
 			if _, err := os.Stat(filepath.Join(dir, "ran")); err == nil {
 				t.Error("the agent was started")
@@ -357,4 +364,35 @@ func TestHealthServerNeverHoldsUpBeats(t *testing.T) {
 	if err != nil || !strings.HasPrefix(line, `{"ok":true,"status":`) {
 		t.Errorf("health query on the socket while the server is busy: %q, %v", line, err)
 	}
+}
+
+// TestReplaceTakesTheHealthPort: --replace stops the incarnation that holds
+// the agent id, and with it the --health-listen port both are given; the
+// new one serves /livez on it rather than exit 2 for a taken address.
+func TestReplaceTakesTheHealthPort(t *testing.T) {
+	xdg, addr := shortDir(t), freeAddr(t)
+	env := []string{"XDG_RUNTIME_DIR=" + xdg}
+	first := startBeatwrap(t, env, "--id", "twin", "--grace", "1s", "--health-listen", addr, "--", "sleep", "60")
+	waitLivez(t, addr)
+	second := startBeatwrap(t, env, "--id", "twin", "--replace", "--grace", "1s", "--health-listen", addr, "--", "sleep", "60")
+	select {
+	case <-first.Done():
+	case <-time.After(15 * time.Second):
+		t.Fatalf("the first beatwrap still runs 15s after --replace; second's stderr:\n%s", second.stderr)
+	}
+	testutil.Eventually(t, 10*time.Second, "the replacing beatwrap answers /livez", func() bool {
+		select {
+		case <-second.Done():
+			t.Fatalf("the replacing beatwrap exited %d:\n%s", second.Cmd.ProcessState.ExitCode(), second.stderr)
+		default:
+		}
+		c := http.Client{Timeout: time.Second}
+		resp, err := c.Get("http://" + addr + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return strings.Contains(string(b), fmt.Sprintf("beatwrap_agent_info{agent=%q", "twin")) && second.Cmd.Process != nil
+	})
 }

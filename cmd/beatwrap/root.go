@@ -226,8 +226,7 @@ func (o *options) config(argv []string, stderr io.Writer) (wrap.Config, error) {
 		}
 		pub = r
 	}
-	// Last, so that nothing else can fail once the port is taken.
-	healthLn, err := listenHealth(o.healthListen)
+	healthListen, err := healthListener(o.healthListen)
 	if err != nil {
 		return wrap.Config{}, err
 	}
@@ -241,7 +240,7 @@ func (o *options) config(argv []string, stderr io.Writer) (wrap.Config, error) {
 		SocketPath: o.socket, StallTimeout: o.stallTimeout, OnStall: o.onStall,
 		Restart: policy, Subreaper: o.subreaper || os.Getpid() == 1,
 		Orphan: o.orphan, Replace: o.replace,
-		Publisher: pub, HealthListener: healthLn, ProcRoot: "/proc", Log: log,
+		Publisher: pub, HealthListen: healthListen, ProcRoot: "/proc", Log: log,
 	}, nil
 }
 

@@ -50,9 +50,12 @@ type Config struct {
 	// Publisher delivers beats; nil runs standalone.
 	Publisher store.Publisher
 
-	// HealthListener, when set, serves /livez and /metrics
-	// (--health-listen). Run closes it.
-	HealthListener net.Listener
+	// HealthListen, when set, opens the listener for /livez and /metrics
+	// (--health-listen). Run calls it once the agent id is claimed (with
+	// --replace, the incarnation it replaces may hold the port until then)
+	// and before the child starts; its error is Run's, and nothing is
+	// started.
+	HealthListen func() (net.Listener, error)
 
 	ProcRoot string // "/proc"
 	Log      *slog.Logger
@@ -89,10 +92,6 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	signal.Notify(pipe, syscall.SIGPIPE)
 	defer signal.Stop(pipe)
 
-	if cfg.HealthListener != nil {
-		// Serving closes it too; this is for a return before that.
-		defer cfg.HealthListener.Close()
-	}
 	log := cfg.Log.With("agent", cfg.ID)
 
 	// Before anything starts: an earlier incarnation of this agent that
@@ -109,6 +108,16 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		log.Warn("cannot claim the agent id: a second beatwrap with the same id would not be refused", "error", err)
 	}
 	defer cl.Release()
+
+	var healthLn net.Listener
+	if cfg.HealthListen != nil {
+		healthLn, err = listenAfterReplace(ctx, cfg.HealthListen, cfg.Replace)
+		if err != nil {
+			return Result{}, err
+		}
+		// Serving closes it too; this is for a return before that.
+		defer healthLn.Close()
+	}
 
 	w := &wrapper{cfg: cfg, log: log, start: time.Now(), claim: cl}
 	w.tracker = progress.NewTracker(progress.TrackerConfig{StallTimeout: cfg.StallTimeout})
@@ -207,7 +216,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			return nil
 		}, func(error) { cancel() })
 	}
-	if ln := cfg.HealthListener; ln != nil { // --health-listen
+	if ln := healthLn; ln != nil { // --health-listen
 		ctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error {
 			err := w.serveHealth(ctx, ln)
@@ -240,6 +249,24 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	w.final(exit, res)
 	return res, nil
+}
+
+// listenAfterReplace calls listen; with --replace, an address in use is
+// tried again for a few seconds, as the incarnation just replaced may not
+// have closed its listener yet.
+func listenAfterReplace(ctx context.Context, listen func() (net.Listener, error), replace bool) (net.Listener, error) {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ln, err := listen()
+		if err == nil || !replace || !errors.Is(err, syscall.EADDRINUSE) || time.Now().After(deadline) {
+			return ln, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 type wrapper struct {
