@@ -16,6 +16,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/beatwrap/beatwrap/internal/cli"
+	"github.com/beatwrap/beatwrap/internal/dashboard"
+	"github.com/beatwrap/beatwrap/internal/monitor"
 	"github.com/beatwrap/beatwrap/internal/watch"
 )
 
@@ -192,7 +194,7 @@ func printRestarts(ctx context.Context, url string, out io.Writer) {
 			return
 		case <-t.C:
 		}
-		sum, err := fromWatcher(ctx, url, "")
+		sum, err := fromWatcher(ctx, url, "", monitor.Query{Limit: dashboard.DefaultLimit}, false)
 		if err != nil {
 			continue
 		}

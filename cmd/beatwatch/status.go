@@ -1,13 +1,16 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -22,13 +25,17 @@ import (
 )
 
 func newStatus(ctx context.Context) *cobra.Command {
-	var redisURL, namespace, watcher, token, output string
+	var redisURL, namespace, watcher, token, output, state, typ, host string
+	var limit int
+	var all bool
 	cmd := &cobra.Command{
 		Use:   "status [--redis URL | --watcher URL] [-o table|json]",
 		Short: "Show the fleet: one line per agent",
 		Long: `status asks a running beatwatch (--watcher, default http://127.0.0.1:7070) for
 its view of the fleet, or reads the agents' hashes straight from Redis (--redis):
-id, state, status, age of the last beat, task and progress, CPU and memory.`,
+id, state, status, age of the last beat, task and progress, CPU and memory.
+Agents are listed worst state first, at most --limit of them (--all for every
+one, a page at a time); the counts always cover the whole fleet.`,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -42,17 +49,24 @@ id, state, status, age of the last beat, task and progress, CPU and memory.`,
 			if redisURL != "" && watcher != "" {
 				return cli.Usagef("--redis and --watcher are exclusive, got both")
 			}
+			if limit < 0 || limit > dashboard.MaxLimit {
+				return cli.Usagef("--limit must be from 0 to %d, got %d", dashboard.MaxLimit, limit)
+			}
+			if state != "" && monitor.Rank(monitor.State(state)) >= len(monitor.States()) {
+				return cli.Usagef("--state must be one of healthy, stalled, missing, failed, recovering, stopped, got %q", state)
+			}
+			q := monitor.Query{State: monitor.State(state), Type: typ, Host: host, Limit: limit}
 			ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			defer cancel()
 			var sum dashboard.Summary
 			var err error
 			if redisURL != "" {
-				sum, err = fromRedis(ctx, redisURL, namespace)
+				sum, err = fromRedis(ctx, redisURL, namespace, q, all)
 			} else {
 				if watcher == "" {
 					watcher = "http://127.0.0.1:7070"
 				}
-				sum, err = fromWatcher(ctx, watcher, token)
+				sum, err = fromWatcher(ctx, watcher, token, q, all)
 			}
 			if err != nil {
 				return err
@@ -73,13 +87,46 @@ id, state, status, age of the last beat, task and progress, CPU and memory.`,
 	f.StringVar(&watcher, "watcher", "", "URL of a running beatwatch (default http://127.0.0.1:7070)")
 	f.StringVar(&token, "token", "", "bearer token of that beatwatch")
 	f.StringVarP(&output, "output", "o", "table", "table or json")
+	f.StringVar(&state, "state", "", "only agents in this state")
+	f.StringVar(&typ, "type", "", "only agents of this type")
+	f.StringVar(&host, "host", "", "only agents on this host")
+	f.IntVar(&limit, "limit", dashboard.DefaultLimit, "list at most this many agents, worst first (0: counts only)")
+	f.BoolVar(&all, "all", false, "list every agent that matches, fetching page after page")
 	cli.AnnotateEnv(f, envPrefix)
 	return cmd
 }
 
-func fromWatcher(ctx context.Context, base, token string) (dashboard.Summary, error) {
+// fromWatcher asks a watcher for the first page of q, or with all for every
+// page, and returns them as one summary.
+func fromWatcher(ctx context.Context, base, token string, q monitor.Query, all bool) (dashboard.Summary, error) {
 	var sum dashboard.Summary
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(base, "/")+"/health/agents", nil)
+	cursor := ""
+	for {
+		page, err := askPage(ctx, base, token, q, cursor)
+		if err != nil {
+			return sum, err
+		}
+		agents := append(sum.Agents, page.Agents...)
+		sum = page
+		sum.Agents = agents
+		if !all || page.Next == "" || q.Limit == 0 {
+			return sum, nil
+		}
+		cursor = page.Next
+		sum.Next = ""
+	}
+}
+
+// askPage GETs one page of /health/agents.
+func askPage(ctx context.Context, base, token string, q monitor.Query, cursor string) (dashboard.Summary, error) {
+	var sum dashboard.Summary
+	v := url.Values{"limit": {strconv.Itoa(q.Limit)}}
+	for k, x := range map[string]string{"state": string(q.State), "type": q.Type, "host": q.Host, "cursor": cursor} {
+		if x != "" {
+			v.Set(k, x)
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(base, "/")+"/health/agents?"+v.Encode(), nil)
 	if err != nil {
 		return sum, cli.Usagef("--watcher: %v", err)
 	}
@@ -103,7 +150,7 @@ func fromWatcher(ctx context.Context, base, token string) (dashboard.Summary, er
 
 // fromRedis builds the view a watcher would have just after a restart: what
 // the hashes say, judged by their age.
-func fromRedis(ctx context.Context, url, namespace string) (dashboard.Summary, error) {
+func fromRedis(ctx context.Context, url, namespace string, q monitor.Query, all bool) (dashboard.Summary, error) {
 	w, err := store.NewWatcher(url, store.Options{Namespace: namespace})
 	if err != nil {
 		return dashboard.Summary{}, cli.Usagef("--redis: %v", err)
@@ -114,13 +161,28 @@ func fromRedis(ctx context.Context, url, namespace string) (dashboard.Summary, e
 		return dashboard.Summary{}, err
 	}
 	now := time.Now()
-	// SCAN returns keys in no order; the watcher lists agents by id.
-	slices.SortFunc(hashes, func(a, b store.AgentHash) int { return strings.Compare(a.ID, b.ID) })
 	agents := make([]monitor.Agent, 0, len(hashes))
 	for _, h := range hashes {
 		agents = append(agents, agentFromHash(h, now))
 	}
-	return dashboard.Summarize(agents), nil
+	// SCAN returns keys in no order; the watcher lists agents worst first,
+	// by id within a state.
+	slices.SortFunc(agents, func(a, b monitor.Agent) int {
+		return cmp.Or(cmp.Compare(monitor.Rank(a.State), monitor.Rank(b.State)), strings.Compare(a.AgentID, b.AgentID))
+	})
+	sum := dashboard.Summarize(agents)
+	kept := agents[:0]
+	for _, a := range agents {
+		if q.State != "" && a.State != q.State || q.Type != "" && a.AgentType != q.Type || q.Host != "" && a.Host != q.Host {
+			continue
+		}
+		kept = append(kept, a)
+	}
+	if !all && len(kept) > q.Limit {
+		kept = kept[:q.Limit]
+	}
+	sum.Agents = kept
+	return sum, nil
 }
 
 func agentFromHash(h store.AgentHash, now time.Time) monitor.Agent {
@@ -186,6 +248,9 @@ func printTable(out io.Writer, sum dashboard.Summary, now time.Time) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%.1f\t%.0f\n", a.AgentID, a.State, a.Status, age, task, prog, a.Metrics.CPUPercent, a.Metrics.MemoryMB)
 	}
 	tw.Flush()
+	if sum.Next != "" {
+		fmt.Fprintf(out, "(the first %d that match; --all lists every one)\n", len(sum.Agents))
+	}
 	fmt.Fprintf(out, "%d agents: %d healthy, %d stalled, %d missing, %d failed, %d recovering, %d stopped\n",
 		sum.Total, sum.Healthy, sum.Stalled, sum.Missing, sum.Failed, sum.Recovering, sum.Stopped)
 }

@@ -9,6 +9,9 @@ import (
 	"github.com/beatwrap/beatwrap/internal/monitor"
 )
 
+// pageLimit is how many agents the page lists: the worst of the fleet.
+const pageLimit = 200
+
 var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
 	"age": func(ms int64) string {
 		if ms == 0 {
@@ -61,14 +64,18 @@ td.task,td.status{white-space:normal;min-width:12em;max-width:28em}
 <td>{{printf "%.1f" .Metrics.CPUPercent}}</td><td>{{printf "%.0f" .Metrics.MemoryMB}}</td>
 <td>{{.Restarts}}</td><td>{{.Host}}</td><td>{{last .Recoveries}}</td>
 </tr>{{else}}<tr><td colspan="12">No agent has beaten yet.</td></tr>{{end}}</tbody></table>
+{{if .Next}}<p>The {{len .Agents}} worst of {{.Total}} agents; the rest: <a href="health/agents">JSON</a>, by page.</p>{{end}}
 <p><a href="health/agents">JSON</a> · <a href="metrics">metrics</a></p>
 </body></html>
 `))
 
+// page shows the counts of the whole fleet and its first page, worst
+// first, never the whole fleet.
 func (s *server) page(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	if err := pageTmpl.Execute(w, s.summary()); err != nil {
+	sum := pageSummary(s.cfg.Fleet.Page(monitor.Query{Limit: pageLimit}))
+	if err := pageTmpl.Execute(w, sum); err != nil {
 		s.cfg.Log.Warn("render dashboard page", "error", err)
 	}
 }

@@ -2,12 +2,15 @@ package dashboard
 
 import (
 	"crypto/subtle"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -17,10 +20,11 @@ import (
 	"github.com/beatwrap/beatwrap/internal/wire"
 )
 
-// Fleet is what the API reads: the monitor's view of the agents.
+// Fleet is what the API reads: the monitor's view of the agents, a page at
+// a time.
 type Fleet interface {
 	Counter
-	Agents() []monitor.Agent
+	Page(q monitor.Query) monitor.Page
 	Get(id string) (monitor.Agent, bool)
 }
 
@@ -52,7 +56,17 @@ type Summary struct {
 	Recovering int             `json:"recovering"`
 	Stopped    int             `json:"stopped"`
 	Agents     []monitor.Agent `json:"agents"`
+	// Next is the cursor of the following page; absent on the last one.
+	Next string `json:"next,omitempty"`
 }
+
+// Paging limits of GET /health/agents.
+const (
+	DefaultLimit = 1000
+	// MaxLimit bounds one page, so that no request makes the watcher hold
+	// or write more than a few megabytes.
+	MaxLimit = 10000
+)
 
 // NewHandler returns the HTTP handler of the whole API.
 func NewHandler(cfg Config) http.Handler {
@@ -109,28 +123,12 @@ func (s *server) healthz(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// summary builds the fleet summary. Counts come from the same list as the
-// agents, so they always add up.
-func (s *server) summary() Summary { return Summarize(s.cfg.Fleet.Agents()) }
-
-// Summarize counts agents per state, as GET /health/agents shows them.
+// Summarize counts agents per state, as GET /health/agents shows them, and
+// lists them all (beatwatch status --redis, which has no watcher to page).
 func Summarize(agents []monitor.Agent) Summary {
 	sum := Summary{Total: len(agents), Agents: agents}
 	for _, a := range agents {
-		switch a.State {
-		case monitor.Healthy:
-			sum.Healthy++
-		case monitor.Stalled:
-			sum.Stalled++
-		case monitor.Missing:
-			sum.Missing++
-		case monitor.Failed:
-			sum.Failed++
-		case monitor.Recovering:
-			sum.Recovering++
-		case monitor.Stopped:
-			sum.Stopped++
-		}
+		sum.add(a.State, 1)
 	}
 	if sum.Agents == nil {
 		sum.Agents = []monitor.Agent{}
@@ -138,18 +136,93 @@ func Summarize(agents []monitor.Agent) Summary {
 	return sum
 }
 
-func (s *server) agents(w http.ResponseWriter, r *http.Request) {
-	sum := s.summary()
-	if st := r.URL.Query().Get("state"); st != "" {
-		kept := sum.Agents[:0:0]
-		for _, a := range sum.Agents {
-			if string(a.State) == st {
-				kept = append(kept, a)
-			}
-		}
-		sum.Agents = kept
+func (sum *Summary) add(s monitor.State, n int) {
+	switch s {
+	case monitor.Healthy:
+		sum.Healthy += n
+	case monitor.Stalled:
+		sum.Stalled += n
+	case monitor.Missing:
+		sum.Missing += n
+	case monitor.Failed:
+		sum.Failed += n
+	case monitor.Recovering:
+		sum.Recovering += n
+	case monitor.Stopped:
+		sum.Stopped += n
 	}
-	writeJSON(w, http.StatusOK, sum)
+}
+
+// pageSummary is the body of GET /health/agents for one page.
+func pageSummary(p monitor.Page) Summary {
+	sum := Summary{Total: p.Total, Agents: p.Agents}
+	for st, n := range p.Counts {
+		sum.add(st, n)
+	}
+	if sum.Agents == nil {
+		sum.Agents = []monitor.Agent{}
+	}
+	if p.Next != nil {
+		sum.Next = EncodeCursor(*p.Next)
+	}
+	return sum
+}
+
+// EncodeCursor turns a page position into the opaque cursor of the API.
+func EncodeCursor(p monitor.Position) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(string(p.State) + ":" + p.ID))
+}
+
+// DecodeCursor reads a cursor made by EncodeCursor.
+func DecodeCursor(c string) (monitor.Position, error) {
+	raw, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil {
+		return monitor.Position{}, fmt.Errorf("cursor must be the next of a previous page, got %q", c)
+	}
+	st, id, ok := strings.Cut(string(raw), ":")
+	if !ok || monitor.Rank(monitor.State(st)) >= len(monitor.States()) || wire.ValidateID(id) != nil {
+		return monitor.Position{}, fmt.Errorf("cursor must be the next of a previous page, got %q", c)
+	}
+	return monitor.Position{State: monitor.State(st), ID: id}, nil
+}
+
+// ParseQuery reads the query of GET /health/agents: state, type, host, q,
+// limit and cursor. Its error names the parameter and the value.
+func ParseQuery(v url.Values) (monitor.Query, error) {
+	q := monitor.Query{Type: v.Get("type"), Host: v.Get("host"), Q: v.Get("q"), Limit: DefaultLimit}
+	if st := v.Get("state"); st != "" {
+		if monitor.Rank(monitor.State(st)) >= len(monitor.States()) {
+			return q, fmt.Errorf("state must be one of healthy, stalled, missing, failed, recovering, stopped, got %q", st)
+		}
+		q.State = monitor.State(st)
+	}
+	if l := v.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 0 || n > MaxLimit {
+			return q, fmt.Errorf("limit must be a number from 0 to %d, got %q", MaxLimit, l)
+		}
+		q.Limit = n
+	}
+	if c := v.Get("cursor"); c != "" {
+		pos, err := DecodeCursor(c)
+		if err != nil {
+			return q, err
+		}
+		q.After = pos
+	}
+	return q, nil
+}
+
+// agents serves one page of the fleet. The page is built under the
+// monitor's lock, at most MaxLimit agents, and written after it is
+// released: a slow reader holds its own page and nothing else.
+func (s *server) agents(w http.ResponseWriter, r *http.Request) {
+	q, err := ParseQuery(r.URL.Query())
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, pageSummary(s.cfg.Fleet.Page(q)))
 }
 
 func (s *server) agent(w http.ResponseWriter, r *http.Request) {

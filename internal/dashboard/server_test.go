@@ -1,12 +1,14 @@
 package dashboard
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,7 +20,29 @@ import (
 // fleet is a fixed set of agents.
 type fleet []monitor.Agent
 
-func (f fleet) Agents() []monitor.Agent { return f }
+// Page pages the fixed set the plain way: filter, sort, cut.
+func (f fleet) Page(q monitor.Query) monitor.Page {
+	p := monitor.Page{Counts: f.Counts(), Total: len(f), Agents: []monitor.Agent{}}
+	s := slices.Clone(f)
+	slices.SortFunc(s, func(a, b monitor.Agent) int {
+		return cmp.Or(cmp.Compare(monitor.Rank(a.State), monitor.Rank(b.State)), strings.Compare(a.AgentID, b.AgentID))
+	})
+	for _, a := range s {
+		if q.State != "" && a.State != q.State {
+			continue
+		}
+		if q.After != (monitor.Position{}) && cmp.Or(cmp.Compare(monitor.Rank(a.State), monitor.Rank(q.After.State)), strings.Compare(a.AgentID, q.After.ID)) <= 0 {
+			continue
+		}
+		if len(p.Agents) == q.Limit {
+			last := p.Agents[len(p.Agents)-1]
+			p.Next = &monitor.Position{State: last.State, ID: last.AgentID}
+			break
+		}
+		p.Agents = append(p.Agents, a)
+	}
+	return p
+}
 
 func (f fleet) Get(id string) (monitor.Agent, bool) {
 	for _, a := range f {

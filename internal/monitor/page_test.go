@@ -1,0 +1,191 @@
+package monitor
+
+import (
+	"cmp"
+	"fmt"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/beatwrap/beatwrap/internal/wire"
+)
+
+// pagedFleet builds a monitor of n agents in mixed states: every third is
+// silenced long enough to be failed, every fifth stopped, every seventh
+// stalled; types alternate between two and hosts among three.
+func pagedFleet(t testing.TB, n int) *Monitor {
+	t.Helper()
+	m := New(Config{})
+	for i := range n {
+		b := wire.Beat{
+			AgentID: fmt.Sprintf("p-%04d", i), AgentType: []string{"a", "b"}[i%2], Host: fmt.Sprintf("h%d", i%3),
+			Sequence: 1, Status: wire.StatusHealthy, IntervalMs: 1000, MissedBeats: 3,
+		}
+		switch {
+		case i%5 == 0:
+			b.Status = wire.StatusStopped
+		case i%7 == 0:
+			b.Status = wire.StatusStalled
+		}
+		at := t0
+		if i%3 == 0 {
+			at = t0.Add(-time.Minute)
+		}
+		m.Observe(b, at)
+	}
+	m.Sweep(t0.Add(time.Millisecond))
+	return m
+}
+
+// pageAll follows next from the first page to the last.
+func pageAll(t *testing.T, m *Monitor, q Query) []Agent {
+	t.Helper()
+	var out []Agent
+	for range 1000 {
+		p := m.Page(q)
+		if len(p.Agents) > q.Limit {
+			t.Fatalf("page of %d agents, limit %d", len(p.Agents), q.Limit)
+		}
+		out = append(out, p.Agents...)
+		if p.Next == nil {
+			return out
+		}
+		if len(p.Agents) == 0 {
+			t.Fatal("an empty page has a next")
+		}
+		q.After = *p.Next
+	}
+	t.Fatal("more than 1000 pages")
+	return nil
+}
+
+func TestPageOrderFiltersAndCursor(t *testing.T) {
+	const n = 500
+	m := pagedFleet(t, n)
+	all := m.Agents()
+	slices.SortFunc(all, func(a, b Agent) int {
+		return cmp.Or(cmp.Compare(Rank(a.State), Rank(b.State)), strings.Compare(a.AgentID, b.AgentID))
+	})
+	ids := func(as []Agent) []string {
+		out := make([]string, len(as))
+		for i, a := range as {
+			out[i] = a.AgentID
+		}
+		return out
+	}
+	keep := func(f func(Agent) bool) []string {
+		var out []Agent
+		for _, a := range all {
+			if f(a) {
+				out = append(out, a)
+			}
+		}
+		return ids(out)
+	}
+	tests := []struct {
+		name string
+		q    Query
+		want []string
+	}{
+		{"everyone", Query{}, ids(all)},
+		{"state", Query{State: Failed}, keep(func(a Agent) bool { return a.State == Failed })},
+		{"type and host", Query{Type: "b", Host: "h2"}, keep(func(a Agent) bool { return a.AgentType == "b" && a.Host == "h2" })},
+		{"id substring", Query{Q: "-01"}, keep(func(a Agent) bool { return strings.Contains(a.AgentID, "-01") })},
+		{"nothing matches", Query{Host: "nowhere"}, nil},
+	}
+	for _, tt := range tests {
+		for _, limit := range []int{1, 7, 100, n + 1} {
+			t.Run(fmt.Sprintf("%s/limit=%d", tt.name, limit), func(t *testing.T) {
+				q := tt.q
+				q.Limit = limit
+				got := ids(pageAll(t, m, q))
+				if !slices.Equal(got, tt.want) {
+					t.Errorf("pages give %d agents %v..., want %d %v...", len(got), head(got), len(tt.want), head(tt.want))
+				}
+			})
+		}
+	}
+	if got := all[0].State; got != Failed {
+		t.Errorf("first agent is %s, want failed first", got)
+	}
+}
+
+func head(s []string) []string { return s[:min(len(s), 5)] }
+
+func TestPageCountsWholeFleet(t *testing.T) {
+	m := pagedFleet(t, 100)
+	want := m.Counts()
+	for _, q := range []Query{{Limit: 0}, {State: Stopped, Limit: 3}, {Host: "nowhere", Limit: 10}, {State: "bogus", Limit: 10}} {
+		p := m.Page(q)
+		if p.Total != 100 || !maps(p.Counts, want) {
+			t.Errorf("Page(%+v) counts %v total %d, want %v total 100", q, p.Counts, p.Total, want)
+		}
+		if q.Limit == 0 && len(p.Agents) != 0 || p.Agents == nil {
+			t.Errorf("Page(%+v) agents = %v, want an empty list", q, p.Agents)
+		}
+	}
+}
+
+func maps(a, b map[State]int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// TestPageAfterGoneAgent: a page continues after the place of an agent that
+// was forgotten or changed state since.
+func TestPageAfterGoneAgent(t *testing.T) {
+	m := pagedFleet(t, 50)
+	p := m.Page(Query{Limit: 5, After: Position{State: Failed, ID: "p-0001x"}})
+	for _, a := range p.Agents {
+		if Rank(a.State) < Rank(Failed) || a.State == Failed && a.AgentID <= "p-0001x" {
+			t.Errorf("page after failed/p-0001x holds %s/%s", a.State, a.AgentID)
+		}
+	}
+	if len(p.Agents) != 5 {
+		t.Errorf("page holds %d agents, want 5", len(p.Agents))
+	}
+}
+
+// BenchmarkPage is one page of a million agents: the first page, a page deep
+// into the fleet, and a filter that matches almost nobody (the whole fleet is
+// scanned). Target: under 100 ms each.
+func BenchmarkPage(b *testing.B) {
+	const n = 1000000
+	m := New(Config{})
+	now := time.Unix(1764000000, 0)
+	for i := range n {
+		beat := realisticBeat(i)
+		if i%100 == 0 {
+			beat.Status = wire.StatusStalled
+		}
+		m.Observe(beat, now)
+	}
+	runtime.GC()
+	for _, bc := range []struct {
+		name string
+		q    Query
+	}{
+		{"first", Query{Limit: 1000}},
+		{"deep", Query{Limit: 1000, After: Position{State: Healthy, ID: "agent-500000"}}},
+		{"rare", Query{Limit: 1000, Q: "agent-99999"}},
+		{"counts", Query{Limit: 0}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if p := m.Page(bc.q); p.Total != n {
+					b.Fatalf("total %d", p.Total)
+				}
+			}
+		})
+	}
+}
