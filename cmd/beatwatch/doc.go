@@ -32,7 +32,8 @@
 //	--log-format        BEATWATCH_LOG_FORMAT          auto, text or json
 //	--log-level         BEATWATCH_LOG_LEVEL           debug, info, warn or error
 //
-// status takes --redis, --namespace, --watcher, --token and -o/--output;
+// status takes --redis, --namespace, --watcher, --token, -o/--output, and
+// --state, --type, --host, --limit and --all to choose the agents it lists;
 // demo takes --listen and --beatwrap; each reads BEATWATCH_<FLAG> too. Every
 // flag is described in full by --help and in the README's flag reference.
 package main

@@ -75,6 +75,24 @@ func TestStatus(t *testing.T) {
 				t.Errorf("summary = %+v", s)
 			}
 		})
+		t.Run(src.name+" filtered and limited", func(t *testing.T) {
+			p := startProc(t, "cmd/beatwatch", src.env, append([]string{"status", "--state", "stopped"}, src.args...)...)
+			if code := p.wait(10 * time.Second); code != 0 {
+				t.Fatalf("exit code %d; stderr:\n%s", code, p.stderr)
+			}
+			lines := strings.Split(strings.TrimSpace(p.stdout.String()), "\n")
+			if len(lines) != 3 || !strings.HasPrefix(lines[1], "st-2 ") || !strings.HasPrefix(lines[2], "2 agents: 1 healthy") {
+				t.Errorf("--state stopped: want st-2 alone and the whole fleet's counts; got:\n%s", p.stdout)
+			}
+			p = startProc(t, "cmd/beatwatch", src.env, append([]string{"status", "--limit", "1", "-o", "json"}, src.args...)...)
+			if code := p.wait(10 * time.Second); code != 0 {
+				t.Fatalf("exit code %d; stderr:\n%s", code, p.stderr)
+			}
+			var s dashboard.Summary
+			if err := json.Unmarshal([]byte(p.stdout.String()), &s); err != nil || s.Total != 2 || len(s.Agents) != 1 || s.Agents[0].AgentID != "st-1" {
+				t.Errorf("--limit 1: want st-1 (healthy is worse than stopped) of 2; got %v\n%s", err, p.stdout)
+			}
+		})
 	}
 }
 
@@ -120,6 +138,9 @@ func TestBadFlagsExit2NamingTheFlag(t *testing.T) {
 		{[]string{"status", "--redis", "redis://127.0.0.1:1", "--watcher", "http://127.0.0.1:1"}, nil, "--redis"},
 		{[]string{"status", "--redis", "http://127.0.0.1:6379"}, nil, "--redis"},
 		{[]string{"status", "--watcher", "::no-scheme"}, nil, "--watcher"},
+		{[]string{"status", "--limit", "-1"}, nil, "--limit"},
+		{[]string{"status", "--limit", "20000"}, nil, "--limit"},
+		{[]string{"status", "--state", "dead"}, nil, "--state"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(append(tt.env, tt.args...), " "), func(t *testing.T) {

@@ -245,3 +245,67 @@ func TestPage(t *testing.T) {
 		t.Errorf("page = %d, want the agent escaped with its state:\n%s", code, body)
 	}
 }
+
+// TestAgentsPages pages a real monitor's fleet over HTTP: the counts of the
+// whole fleet on every page, worst first, each agent once, next absent on
+// the last page; bad parameters are refused with their name.
+func TestAgentsPages(t *testing.T) {
+	m := monitor.New(monitor.Config{})
+	now := time.Now()
+	const n = 57
+	for i := range n {
+		b := wire.Beat{AgentID: fmt.Sprintf("ag-%02d", i), AgentType: "t", Sequence: 1, Status: wire.StatusHealthy, IntervalMs: 1000}
+		if i%4 == 0 {
+			b.Status = wire.StatusStalled
+		}
+		m.Observe(b, now)
+	}
+	srv := serve(t, Config{Fleet: m})
+	var got []monitor.Agent
+	cursor := ""
+	for pages := 0; ; pages++ {
+		if pages > n {
+			t.Fatal("more pages than agents")
+		}
+		code, body := do(t, "GET", srv.URL+"/health/agents?limit=10&cursor="+cursor, "", "")
+		var sum Summary
+		if code != 200 || json.Unmarshal([]byte(body), &sum) != nil {
+			t.Fatalf("page %d = %d %s", pages, code, body)
+		}
+		if sum.Total != n || sum.Stalled != 15 || sum.Healthy != n-15 || len(sum.Agents) > 10 {
+			t.Fatalf("page %d: total %d stalled %d healthy %d, %d agents; want the whole fleet's counts and at most 10", pages, sum.Total, sum.Stalled, sum.Healthy, len(sum.Agents))
+		}
+		got = append(got, sum.Agents...)
+		if sum.Next == "" {
+			if strings.Contains(body, `"next"`) {
+				t.Errorf("last page carries next: %s", body)
+			}
+			break
+		}
+		cursor = sum.Next
+	}
+	if len(got) != n || got[0].State != monitor.Stalled || got[14].State != monitor.Stalled || got[15].State != monitor.Healthy {
+		t.Errorf("pages gave %d agents, want %d, the 15 stalled first", len(got), n)
+	}
+	seen := map[string]bool{}
+	for _, a := range got {
+		if seen[a.AgentID] {
+			t.Errorf("%s listed twice", a.AgentID)
+		}
+		seen[a.AgentID] = true
+	}
+
+	code, body := do(t, "GET", srv.URL+"/health/agents?limit=0", "", "")
+	if code != 200 || !strings.Contains(body, `"agents":[]`) || !strings.Contains(body, fmt.Sprintf(`"total":%d`, n)) {
+		t.Errorf("limit=0 = %d %s, want the counts and no agent", code, body)
+	}
+	for _, bad := range []struct{ query, name string }{
+		{"limit=-1", "limit"}, {"limit=x", "limit"}, {"limit=10001", "limit"},
+		{"state=dead", "state"}, {"cursor=%21%21", "cursor"}, {"cursor=" + EncodeCursor(monitor.Position{State: "dead", ID: "x"}), "cursor"},
+	} {
+		code, body := do(t, "GET", srv.URL+"/health/agents?"+bad.query, "", "")
+		if code != 400 || !strings.Contains(body, bad.name+" must") {
+			t.Errorf("?%s = %d %s, want 400 naming %s", bad.query, code, body, bad.name)
+		}
+	}
+}
