@@ -39,8 +39,8 @@ func ParseOrphan(v string) (string, error) {
 //     unlocking, and any thread may do a fork. So Run locks its goroutine to
 //     its thread for its whole life and forks every child from it: that
 //     thread cannot exit before Run returns, and Run returns only after the
-//     last child was reaped. The thread lives exactly as long as the child,
-//     or until beatwrap dies, when the kernel kills the child.
+//     last child was reaped. So the forking thread outlives every child
+//     unless beatwrap dies first, and then the kernel kills the child.
 //
 //  2. Pdeathsig reaches the child alone, not the grandchildren in its
 //     process group, and the kernel drops it when the child executes a
@@ -56,8 +56,8 @@ func ParseOrphan(v string) (string, error) {
 //
 // The watchdog ignores the signals a terminal or a `kill 0` would send: only
 // the pipe ends it. If it dies anyway, beatwrap reaps it and starts another.
-// As PID 1 neither is needed: when PID 1 of a PID namespace dies the kernel
-// kills every process in it, and there is no watchdog. What neither reaches
+// As PID 1 no watchdog is needed, and none is started: when PID 1 of a PID
+// namespace dies, the kernel kills every process in it. What neither reaches
 // is a process that left the agent's process group (setsid, a daemon); a
 // container, or a cgroup the service manager kills as a whole, does.
 const (
