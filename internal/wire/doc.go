@@ -1,6 +1,8 @@
 // Package wire defines what crosses a process boundary: the beat that beatwrap
-// publishes for an agent, the lines an agent writes on the progress socket and
-// the replies it gets back, and the rules for a valid agent id.
+// publishes for an agent, the lines an agent writes on the progress socket
+// (reports, and query lines that ask beatwrap something, such as Health) and
+// the replies it gets back, and the rules for a valid agent id. Status.Live
+// is the one rule for what an orchestrator's health check restarts.
 //
 // Every other package imports these types; none defines its own copy. The beat
 // is a superset of the reference design's HeartbeatMessage, so a consumer

@@ -6,7 +6,10 @@
 //	signals ─▶ supervise (child) ─▶ exit code
 //	socket  ─▶ progress.Tracker ─┐
 //	probe (every interval) ──────┴─▶ beat ─▶ store.Sender ─▶ Redis | beatwatch
+//	                                  └──▶ health (socket query, /livez, /metrics)
 //
 // Nothing here waits on the network: a beat is offered to the Sender and the
 // loop goes on, so monitoring trouble never slows, stops or restarts the agent.
+// The health answer comes from the same snapshot and status as the beat;
+// the health server (--health-listen) only reads what the beat loop holds.
 package wrap
