@@ -340,3 +340,51 @@ func BenchmarkSIGKILLToTreeGone(b *testing.B) {
 	b.ReportMetric(ms(took[len(took)*9/10]), "ms-gone-p90")
 	b.ReportMetric(ms(took[len(took)-1]), "ms-gone-max")
 }
+
+// TestReplaceKillsAHungBeatwrap: a beatwrap that cannot run its stop sequence
+// (stopped with SIGSTOP here) is killed once its grace and the margin for the
+// final beat have passed; its watchdog then ends its agent, and the new one
+// takes over.
+func TestReplaceKillsAHungBeatwrap(t *testing.T) {
+	dir := t.TempDir()
+	env := []string{"TREE=" + dir, "XDG_RUNTIME_DIR=" + t.TempDir()}
+	hung := startBeatwrap(t, env, "--id", "hung", "--grace", "200ms", "--interval", "1s", "--", "sh", "-c", treeScript)
+	tree := waitTree(t, dir)
+	killTreeAtEnd(t, tree)
+	hung.signal(syscall.SIGSTOP)
+
+	began := time.Now()
+	next := startBeatwrap(t, env, "--id", "hung", "--replace", "--interval", "1s", "--",
+		"sh", "-c", `echo $$ > "$TREE/next"; exec sleep 300`)
+	waitPIDFileWithin(t, filepath.Join(dir, "next"), 20*time.Second)
+	if took := time.Since(began); took < 5*time.Second {
+		t.Errorf("took over after %v, before the hung beatwrap's grace and margin (5.2s)", took)
+	}
+	if code := hung.wait(5 * time.Second); code != -1 {
+		t.Errorf("hung beatwrap exit code = %d, want -1 (killed)", code)
+	}
+	for _, p := range tree {
+		if p.live() {
+			t.Errorf("%s %d of the hung beatwrap still runs after the take-over", p.name, p.pid)
+		}
+	}
+	if !strings.Contains(next.stderr.String(), "did not stop in time: killing it") {
+		t.Errorf("--replace did not log the kill:\n%s", next.stderr)
+	}
+	next.signal(syscall.SIGTERM)
+	next.wait(10 * time.Second)
+}
+
+// waitPIDFileWithin is waitPIDFile with a bound of d.
+func waitPIDFileWithin(t *testing.T, path string, d time.Duration) int {
+	t.Helper()
+	for deadline := time.Now().Add(d); ; time.Sleep(20 * time.Millisecond) {
+		data, err := os.ReadFile(path)
+		if pid, perr := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && perr == nil && pid > 0 {
+			return pid
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not written within %v", path, d)
+		}
+	}
+}
