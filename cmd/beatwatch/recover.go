@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/beatwrap/beatwrap/internal/alert"
@@ -30,6 +31,15 @@ func (o *recoverOptions) validate() error {
 	default:
 		return cli.Usagef("--recover must be docker or none, got %q", o.mode)
 	}
+	if o.dockerHost != "" {
+		if err := docker.CheckHost(o.dockerHost); err != nil {
+			return cli.Usagef("--docker-host: %v", err)
+		}
+	} else if h := os.Getenv("DOCKER_HOST"); h != "" && o.mode != "none" {
+		if err := docker.CheckHost(h); err != nil {
+			return cli.Usagef("DOCKER_HOST (--docker-host): %v", err)
+		}
+	}
 	if _, _, err := docker.ParseLabel(o.label); err != nil {
 		return cli.Usagef("--recover-label must be key=value, got %q", o.label)
 	}
@@ -39,7 +49,8 @@ func (o *recoverOptions) validate() error {
 	if o.budget < 1 {
 		return cli.Usagef("--recover-budget must be at least 1, got %d", o.budget)
 	}
-	if o.brakeFraction <= 0 || o.brakeFraction > 1 {
+	// Written so that NaN fails too: every comparison with NaN is false.
+	if !(o.brakeFraction > 0 && o.brakeFraction <= 1) {
 		return cli.Usagef("--brake-fraction must be above 0 and at most 1, got %v", o.brakeFraction)
 	}
 	if o.maxBusy < 1 {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -102,6 +103,19 @@ func (o *serveOptions) run(ctx context.Context, stderr io.Writer) error {
 	}).Run(ctx)
 }
 
+// checkListen checks a listen address without listening: host:port, the
+// port a number from 0 to 65535.
+func checkListen(flag, addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return cli.Usagef("%s must be host:port, got %q", flag, addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return cli.Usagef("%s must have a port from 0 to 65535, got %q", flag, addr)
+	}
+	return nil
+}
+
 // validate checks every flag that needs nothing started.
 func (o *serveOptions) validate() error {
 	if _, err := o.log.Logger(io.Discard); err != nil {
@@ -124,8 +138,8 @@ func (o *serveOptions) validate() error {
 	if o.missedBeats < 1 {
 		return cli.Usagef("--missed-beats must be at least 1, got %d", o.missedBeats)
 	}
-	if _, _, err := net.SplitHostPort(o.listen); err != nil {
-		return cli.Usagef("--listen must be host:port, got %q", o.listen)
+	if err := checkListen("--listen", o.listen); err != nil {
+		return err
 	}
 	return o.recover.validate()
 }

@@ -56,6 +56,11 @@ one, a page at a time); the counts always cover the whole fleet.`,
 				return cli.Usagef("--state must be one of healthy, stalled, missing, failed, recovering, stopped, got %q", state)
 			}
 			q := monitor.Query{State: monitor.State(state), Type: typ, Host: host, Limit: limit}
+			if watcher != "" {
+				if u, err := url.Parse(watcher); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+					return cli.Usagef("--watcher must be an http:// or https:// URL, got %q", watcher)
+				}
+			}
 			ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			defer cancel()
 			var sum dashboard.Summary

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"time"
@@ -168,6 +169,9 @@ func (o *options) config(argv []string, stderr io.Writer) (wrap.Config, error) {
 	}
 	if _, err := supervise.ParseOrphan(o.orphan); err != nil {
 		return wrap.Config{}, cli.Usagef("%v", err)
+	}
+	if math.IsNaN(o.degradedMemoryMB) || math.IsInf(o.degradedMemoryMB, 0) {
+		return wrap.Config{}, cli.Usagef("--degraded-memory-mb must be a number of MB, got %v", o.degradedMemoryMB)
 	}
 	if o.degradedMemoryMB < 0 || o.busyQueue < 0 || o.recoveringErrors < 0 {
 		return wrap.Config{}, cli.Usagef("--degraded-memory-mb, --busy-queue and --recovering-errors must not be negative")

@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -87,7 +89,7 @@ func NewHandler(cfg Config) http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
-	return mux
+	return sameOrigin(cfg.Log, mux)
 }
 
 type server struct {
@@ -98,19 +100,49 @@ func (s *server) auth(next http.Handler) http.Handler {
 	if s.cfg.Token == "" {
 		return next
 	}
-	want := []byte(s.cfg.Token)
+	// Both sides are hashed first, so the comparison takes the same time
+	// whatever the length of what was sent (ConstantTimeCompare returns at
+	// once on a length mismatch, which would tell the token's length).
+	want := sha256.Sum256([]byte(s.cfg.Token))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if got == "" || got == r.Header.Get("Authorization") {
-			got = r.URL.Query().Get("access_token")
-		}
-		if subtle.ConstantTimeCompare([]byte(got), want) != 1 {
+		got, ok := bearer(r.Header.Get("Authorization"))
+		sum := sha256.Sum256([]byte(got))
+		if subtle.ConstantTimeCompare(sum[:], want[:]) != 1 || !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="beatwatch"`)
 			writeError(w, http.StatusUnauthorized, "unauthorized: send Authorization: Bearer <token>")
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// bearer returns the token of an Authorization header of the Bearer scheme,
+// whose name is case-insensitive (RFC 9110, 11.1). The token is never taken
+// from the URL: a URL ends up in logs, browser history and Referer headers.
+func bearer(header string) (string, bool) {
+	scheme, token, ok := strings.Cut(strings.TrimSpace(header), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	token = strings.TrimSpace(token)
+	return token, token != ""
+}
+
+// sameOrigin refuses requests that a web page on another origin makes the
+// browser send: beatwatch listens on the user's own machine, where any page
+// the user opens can POST to 127.0.0.1. Browsers say where a request comes
+// from (Sec-Fetch-Site, else Origin); a request without either, as curl,
+// beatwrap and other local processes send, is not a browser's and passes.
+// Reads (GET, HEAD) pass too: a page on another origin cannot read the
+// answers, since beatwatch sends no CORS headers.
+func sameOrigin(log *slog.Logger, next http.Handler) http.Handler {
+	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		log.Warn("cross-origin browser request refused", "method", r.Method, "path", r.URL.Path,
+			"origin", r.Header.Get("Origin"), "sec_fetch_site", r.Header.Get("Sec-Fetch-Site"))
+		writeError(w, http.StatusForbidden, "cross-origin request refused: beatwatch takes no writes from web pages of another origin")
+	}))
+	return cop.Handler(next)
 }
 
 func (s *server) healthz(w http.ResponseWriter, _ *http.Request) {
@@ -239,6 +271,14 @@ func (s *server) beat(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "beats go to Redis: this beatwatch runs with --redis")
 		return
 	}
+	// A web page can send text/plain to another origin without asking
+	// first (a "simple" request); application/json it cannot.
+	if !isJSON(r.Header.Get("Content-Type")) {
+		s.cfg.Metrics.BeatReceived()
+		s.cfg.Metrics.BeatMalformed("content-type")
+		writeError(w, http.StatusUnsupportedMediaType, fmt.Sprintf("Content-Type must be application/json, got %q", r.Header.Get("Content-Type")))
+		return
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, wire.MaxBeatSize))
 	if err != nil {
 		s.cfg.Metrics.BeatReceived()
@@ -255,6 +295,13 @@ func (s *server) beat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusAccepted, map[string]bool{"ok": true})
+}
+
+// isJSON says whether a Content-Type is application/json, parameters (such as
+// charset=utf-8) aside.
+func isJSON(contentType string) bool {
+	mt, _, err := mime.ParseMediaType(contentType)
+	return err == nil && mt == "application/json"
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -94,14 +94,29 @@ func serve(t *testing.T, cfg Config) *httptest.Server {
 	return srv
 }
 
+// do sends a request as a local process would: no Origin, and a POST body
+// as application/json.
 func do(t *testing.T, method, url, auth, body string) (int, string) {
+	t.Helper()
+	h := map[string]string{}
+	if auth != "" {
+		h["Authorization"] = auth
+	}
+	if method == http.MethodPost {
+		h["Content-Type"] = "application/json"
+	}
+	return send(t, method, url, h, body)
+}
+
+// send sends a request with exactly the headers given.
+func send(t *testing.T, method, url string, headers map[string]string, body string) (int, string) {
 	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if auth != "" {
-		req.Header.Set("Authorization", auth)
+	for k, v := range headers {
+		req.Header.Set(k, v)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -122,14 +137,22 @@ func TestTokenGuardsAllButHealthz(t *testing.T) {
 		{"GET", "/health/agents", "Bearer nope", 401},
 		{"GET", "/health/agents", "Basic tok", 401},
 		{"GET", "/health/agents", "Bearer tok", 200},
-		{"GET", "/health/agents?access_token=tok", "", 200},
+		{"GET", "/health/agents", "bearer tok", 200},
+		{"GET", "/health/agents", "BEARER  tok ", 200},
+		{"GET", "/health/agents", "Bearer tok2", 401},
+		{"GET", "/health/agents", "Bearer to", 401},
+		{"GET", "/health/agents", "Bearertok", 401},
+		{"GET", "/health/agents", "Bearer ", 401},
+		{"GET", "/health/agents?access_token=tok", "", 401},
+		{"POST", "/v1/beats?access_token=tok", "", 401},
 		{"GET", "/health/agents/a-1", "", 401},
 		{"GET", "/health/agents/a-1", "Bearer tok", 200},
 		{"GET", "/metrics", "", 401},
 		{"GET", "/metrics", "Bearer tok", 200},
 		{"POST", "/v1/beats", "", 401},
 		{"GET", "/", "", 401},
-		{"GET", "/?access_token=tok", "", 200},
+		{"GET", "/?access_token=tok", "", 401},
+		{"GET", "/", "Bearer tok", 200},
 		{"GET", "/healthz", "", 200},
 	}
 	for _, tt := range tests {
@@ -218,6 +241,53 @@ func TestBeatIntake(t *testing.T) {
 	srv = serve(t, Config{}) // beats come through Redis
 	if code, body := do(t, "POST", srv.URL+"/v1/beats", "", `{"agentId":"a-9"}`); code != 404 {
 		t.Errorf("POST without intake = %d %s, want 404", code, body)
+	}
+}
+
+// TestBrowsersCannotPostBeats: a web page the user opens can make the
+// browser POST to a watcher on the user's machine. The browser says so
+// (Origin, Sec-Fetch-Site), and a text/plain body, which a page may send
+// without asking, is no beat; a local process's plain JSON POST still works,
+// with no token.
+func TestBrowsersCannotPostBeats(t *testing.T) {
+	in := &intake{}
+	srv := serve(t, Config{Intake: in})
+	host := strings.TrimPrefix(srv.URL, "http://")
+	beat := `{"agentId":"att","status":"exited","containerId":"` + strings.Repeat("ab", 32) + `"}`
+	tests := []struct {
+		name    string
+		headers map[string]string
+		want    int
+	}{
+		{"local process", map[string]string{"Content-Type": "application/json"}, 202},
+		{"local process, charset", map[string]string{"Content-Type": "application/json; charset=utf-8"}, 202},
+		{"same origin page", map[string]string{"Content-Type": "application/json", "Origin": srv.URL, "Sec-Fetch-Site": "same-origin"}, 202},
+		{"text/plain", map[string]string{"Content-Type": "text/plain"}, 415},
+		{"no content type", map[string]string{}, 415},
+		{"form", map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, 415},
+		{"cross-site page", map[string]string{"Content-Type": "text/plain", "Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"}, 403},
+		{"cross-site page, json", map[string]string{"Content-Type": "application/json", "Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"}, 403},
+		{"other port, same site", map[string]string{"Content-Type": "application/json", "Origin": "http://127.0.0.1:1", "Sec-Fetch-Site": "same-site"}, 403},
+		{"old browser, Origin only", map[string]string{"Content-Type": "application/json", "Origin": "http://evil.example"}, 403},
+		{"old browser, own Origin", map[string]string{"Content-Type": "application/json", "Origin": "http://" + host}, 202},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if code, body := send(t, "POST", srv.URL+"/v1/beats", tt.headers, beat); code != tt.want {
+				t.Errorf("POST = %d %s, want %d", code, body, tt.want)
+			}
+		})
+	}
+	if want := 4; len(in.got) != want {
+		t.Errorf("intake took %d beats, want %d", len(in.got), want)
+	}
+	// Reading stays open to links from elsewhere: the page cannot read the
+	// answer (no CORS headers), and a user may follow a link.
+	if code, body := send(t, "GET", srv.URL+"/health/agents", map[string]string{"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"}, ""); code != 200 {
+		t.Errorf("cross-site GET = %d %s, want 200", code, body)
+	}
+	if code, body := send(t, "GET", srv.URL+"/health/agents", map[string]string{"Sec-Fetch-Site": "cross-site"}, ""); code != 200 || strings.Contains(body, "Access-Control") {
+		t.Errorf("cross-site GET = %d %s", code, body)
 	}
 }
 

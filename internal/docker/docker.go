@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -43,6 +45,35 @@ func ParseLabel(s string) (key, value string, err error) {
 		return "", "", fmt.Errorf("%w, got %q", ErrBadLabel, s)
 	}
 	return key, value, nil
+}
+
+// CheckHost checks a Docker Engine address (--docker-host, DOCKER_HOST)
+// without dialling it or looking any name up: unix:///path, tcp://host:port
+// or npipe:////./pipe/name, as the Docker CLI writes them.
+func CheckHost(host string) error {
+	proto, addr, ok := strings.Cut(host, "://")
+	if !ok {
+		return fmt.Errorf("want unix:///path, tcp://host:port or npipe:///path, got %q", host)
+	}
+	switch proto {
+	case "unix", "npipe":
+		if strings.Trim(addr, "/") == "" {
+			return fmt.Errorf("%s address without a path, got %q", proto, host)
+		}
+	case "tcp":
+		u, err := url.Parse(host)
+		if err != nil || u.Hostname() == "" {
+			return fmt.Errorf("tcp address without a host, got %q", host)
+		}
+		if p := u.Port(); p != "" {
+			if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+				return fmt.Errorf("tcp port must be 1 to 65535, got %q", host)
+			}
+		}
+	default:
+		return fmt.Errorf("scheme must be unix, tcp or npipe, got %q", host)
+	}
+	return nil
 }
 
 // Config tunes an Engine. The zero value works: the default recover label,
