@@ -1,6 +1,10 @@
 package monitor
 
 import (
+	"encoding/hex"
+	"fmt"
+	"math"
+	"strconv"
 	"strings"
 	"time"
 
@@ -42,21 +46,19 @@ const (
 	fHasExit                       // exitCode is set
 	fRestored                      // restored from Redis, no beat since
 	fSelfHeals                     // beatwrap restarts it in place when it stalls
+	fHasCID                        // agent.cid holds the container id
 )
 
 // agent is what the monitor keeps per agent: what the view needs, in few
-// bytes (about 400 with the strings an agent typically carries).
+// bytes and few pointers (see the package comment on memory). It lives in
+// the monitor's slab, at its slot; what most agents never have (a stall
+// reason, a recovery history, a reason from outside) is kept out of line.
 type agent struct {
-	id          string
-	typ         string // interned
-	host        string // interned
-	containerID string
-	task        string
-	stallReason string
-	reason      string // why the agent is in its state
-	status      wire.Status
-	metrics     wire.Metrics
-	recoveries  []Step
+	id   string
+	typ  string // interned
+	host string // interned
+	task string
+	x    *extra // nil for most agents
 
 	seen       int64 // unix ns, watcher receive time of the last accepted beat
 	firstSeen  int64 // unix ns, start of the current incarnation
@@ -66,20 +68,249 @@ type agent struct {
 	iv         int64 // ns, the interval the agent is judged by
 	graceMs    int64
 	seq        uint64
-	progress   float64
+	metrics    metrics
+	progress   float32
 
 	pid      int32
 	restarts int32
 	exitCode int32
 	missed   int32
 	idx      int32 // position in the deadline index, -1 when absent
+	slot     int32 // place in the slab
 	ignored  uint32
 
+	cid    [32]byte          // the container id, when it is 64 hex digits (fHasCID)
 	gaps   [gapWindow]uint32 // ms between arrivals, a ring
 	nGaps  uint8
 	gapPos uint8
 	state  code
+	status uint8 // index in statuses; sOther: x.status
+	why    reason
 	flags  uint8
+}
+
+// extra is what an agent rarely has, kept out of line.
+type extra struct {
+	containerID string // one that is not 64 hex digits
+	stallReason string
+	reason      string // for rOther: a reason given from outside
+	status      wire.Status
+	recoveries  []Step
+}
+
+// statuses are the beat statuses an agent stores as a byte; another one is
+// kept in extra.
+var statuses = [...]wire.Status{wire.StatusHealthy, wire.StatusBusy, wire.StatusDegraded, wire.StatusRecovering,
+	wire.StatusStalled, wire.StatusStarting, wire.StatusStopped, wire.StatusExited}
+
+const sOther = uint8(len(statuses))
+
+func (a *agent) setStatus(s wire.Status) {
+	if s == "" {
+		s = wire.StatusHealthy
+	}
+	for i, k := range statuses {
+		if k == s {
+			a.status = uint8(i)
+			if a.x != nil {
+				a.x.status = ""
+			}
+			return
+		}
+	}
+	a.status = sOther
+	a.more().status = wire.Status(strings.Clone(string(s)))
+}
+
+func (a *agent) getStatus() wire.Status {
+	if a.status < sOther {
+		return statuses[a.status]
+	}
+	if a.x != nil {
+		return a.x.status
+	}
+	return ""
+}
+
+// more returns a's out-of-line fields, making them when needed.
+func (a *agent) more() *extra {
+	if a.x == nil {
+		a.x = &extra{}
+	}
+	return a.x
+}
+
+// tidy drops the out-of-line fields once none is set.
+func (a *agent) tidy() {
+	if x := a.x; x != nil && x.containerID == "" && x.stallReason == "" && x.reason == "" && x.status == "" && len(x.recoveries) == 0 {
+		a.x = nil
+	}
+}
+
+func (a *agent) stallReason() string {
+	if a.x == nil {
+		return ""
+	}
+	return a.x.stallReason
+}
+
+func (a *agent) setStallReason(r string) {
+	if r == a.stallReason() {
+		return
+	}
+	a.more().stallReason = strings.Clone(r)
+	a.tidy()
+}
+
+// setContainerID keeps id in 32 bytes when it is 64 lowercase hex digits
+// (what Docker and beatwrap write), out of line otherwise.
+func (a *agent) setContainerID(id string) {
+	if id == a.containerID() {
+		return
+	}
+	a.flags &^= fHasCID
+	if a.x != nil {
+		a.x.containerID = ""
+	}
+	if len(id) == 64 {
+		var b [32]byte
+		if _, err := hex.Decode(b[:], []byte(id)); err == nil && strings.ToLower(id) == id {
+			a.cid = b
+			a.flags |= fHasCID
+			a.tidy()
+			return
+		}
+	}
+	if id != "" {
+		a.more().containerID = strings.Clone(id)
+	}
+	a.tidy()
+}
+
+func (a *agent) containerID() string {
+	if a.flags&fHasCID != 0 {
+		return hex.EncodeToString(a.cid[:])
+	}
+	if a.x != nil {
+		return a.x.containerID
+	}
+	return ""
+}
+
+// metrics is wire.Metrics in fewer bytes: what an agent reports of itself
+// needs no more precision than this.
+type metrics struct {
+	cpu, mem              float32
+	active, queue, errors int32
+	processes, threads    int32
+	tokens                int64
+	readBytes, writeBytes uint64
+}
+
+func packMetrics(m wire.Metrics) metrics {
+	i32 := func(n int) int32 { return int32(min(max(n, math.MinInt32), math.MaxInt32)) }
+	return metrics{
+		cpu: float32(m.CPUPercent), mem: float32(m.MemoryMB),
+		active: i32(m.ActiveTasks), queue: i32(m.QueueDepth), errors: i32(m.ErrorsLast5Min),
+		processes: i32(m.Processes), threads: i32(m.Threads),
+		tokens: m.TokensUsedThisHour, readBytes: m.ReadBytes, writeBytes: m.WriteBytes,
+	}
+}
+
+func (m metrics) unpack() wire.Metrics {
+	return wire.Metrics{
+		CPUPercent: widen(m.cpu), MemoryMB: widen(m.mem),
+		ActiveTasks: int(m.active), QueueDepth: int(m.queue), ErrorsLast5Min: int(m.errors),
+		Processes: int(m.processes), Threads: int(m.threads),
+		TokensUsedThisHour: m.tokens, ReadBytes: m.readBytes, WriteBytes: m.writeBytes,
+	}
+}
+
+// widen returns the float64 that prints as f does: 12.3 stored as a float32
+// is shown as 12.3, not 12.300000190734863.
+func widen(f float32) float64 {
+	x, err := strconv.ParseFloat(strconv.FormatFloat(float64(f), 'g', -1, 32), 64)
+	if err != nil {
+		return float64(f)
+	}
+	return x
+}
+
+// reason is why an agent is in its state, as a byte: the words are made
+// from the agent's fields when they are shown.
+type reason uint8
+
+const (
+	rNone reason = iota
+	rFirstBeat
+	rFinalStopped
+	rFinalExited
+	rStalled
+	rBeatingAfterStop
+	rProgressAgain
+	rBeatingAgain
+	rNoBeatMissing
+	rNoBeatFailed
+	rRestored
+	rRestoredStopped
+	rRestoredExited
+	rRecoveryUnderWay
+	rRecoveryOverBeating
+	rRecoveryDoneWaiting
+	rRecoveryFailed
+	rOther // extra.reason
+)
+
+// text says why a is in its state.
+func (a *agent) text() string {
+	switch a.why {
+	case rFirstBeat:
+		return "first beat"
+	case rFinalStopped:
+		return "final beat: stopped"
+	case rFinalExited:
+		if a.flags&fHasExit != 0 {
+			return "final beat: exited with code " + strconv.Itoa(int(a.exitCode))
+		}
+		return "final beat: exited"
+	case rStalled:
+		if r := a.stallReason(); r != "" {
+			return "stalled: " + r
+		}
+		return "status stalled"
+	case rBeatingAfterStop:
+		return "beating again after a stop"
+	case rProgressAgain:
+		return "progress again"
+	case rBeatingAgain:
+		return "beating again"
+	case rNoBeatMissing, rNoBeatFailed:
+		silent := time.Duration(a.stateSince - a.seen).Round(time.Millisecond)
+		iv := time.Duration(a.iv)
+		if a.why == rNoBeatFailed {
+			return fmt.Sprintf("no beat for %s (%d × interval %s)", silent, a.missed, iv)
+		}
+		return fmt.Sprintf("no beat for %s (interval %s)", silent, iv)
+	case rRestored:
+		return "restored"
+	case rRestoredStopped:
+		return "restored: stopped"
+	case rRestoredExited:
+		return "restored: last beat said exited"
+	case rRecoveryUnderWay:
+		return "recovery under way"
+	case rRecoveryOverBeating:
+		return "recovery over, beating"
+	case rRecoveryDoneWaiting:
+		return "recovery done, waiting for a beat"
+	case rRecoveryFailed:
+		return "recovery did not bring it back"
+	case rOther:
+		if a.x != nil {
+			return a.x.reason
+		}
+	}
+	return ""
 }
 
 // stale reports whether b is a duplicate or out-of-order beat of the
@@ -112,7 +343,7 @@ func (a *agent) otherSender(b *wire.Beat) bool {
 
 // restartedBy reports whether an accepted beat b starts a new incarnation.
 func (a *agent) restartedBy(b *wire.Beat) bool {
-	return a.status.Final() || a.otherSender(b) ||
+	return a.getStatus().Final() || a.otherSender(b) ||
 		b.Sequence != 0 && a.seq != 0 && b.Sequence <= a.seq
 }
 
@@ -161,32 +392,6 @@ func clampInterval(iv int64) int64 {
 
 func clampMissed(n int) int32 {
 	return int32(min(max(n, 1), maxMissed))
-}
-
-// canonStatus returns the package constant for a known status, so that an
-// agent does not keep the decoder's copy of "healthy" alive.
-func canonStatus(s wire.Status) wire.Status {
-	switch s {
-	case wire.StatusHealthy:
-		return wire.StatusHealthy
-	case wire.StatusBusy:
-		return wire.StatusBusy
-	case wire.StatusDegraded:
-		return wire.StatusDegraded
-	case wire.StatusRecovering:
-		return wire.StatusRecovering
-	case wire.StatusStalled:
-		return wire.StatusStalled
-	case wire.StatusStarting:
-		return wire.StatusStarting
-	case wire.StatusStopped:
-		return wire.StatusStopped
-	case wire.StatusExited:
-		return wire.StatusExited
-	case "":
-		return wire.StatusHealthy
-	}
-	return wire.Status(strings.Clone(string(s)))
 }
 
 // recovered reports whether going from one state to another means the agent

@@ -1,7 +1,6 @@
 package monitor
 
 import (
-	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -55,6 +54,7 @@ type Monitor struct {
 
 	mu        sync.Mutex
 	agents    map[string]*agent
+	slab      slab
 	deadlines index
 	counts    [nStates]int
 	interned  map[string]string
@@ -126,8 +126,8 @@ func (m *Monitor) observe(b wire.Beat, recv time.Time) (Transition, Agent, bool)
 	a := m.agents[b.AgentID]
 	first := a == nil
 	if first {
-		a = &agent{id: strings.Clone(b.AgentID), idx: -1, firstSeen: t, state: cNone}
-		m.agents[a.id] = a
+		a = m.alloc(b.AgentID)
+		a.firstSeen = t
 	} else if a.stale(&b) {
 		a.ignored++
 		m.ignored++
@@ -172,7 +172,7 @@ func (m *Monitor) observe(b wire.Beat, recv time.Time) (Transition, Agent, bool)
 		m.schedule(a, true)
 		return Transition{}, Agent{}, false
 	}
-	tr := m.setState(a, to, t, beatReason(a, from, to))
+	tr := m.setState(a, to, t, beatReason(from, to))
 	tr.At = recv
 	m.schedule(a, true)
 	return tr, m.changed(a), true
@@ -202,20 +202,18 @@ func (m *Monitor) absorb(a *agent, b *wire.Beat, t int64, gap bool) {
 	if b.Host != "" && a.host != b.Host {
 		a.host = m.intern(b.Host)
 	}
-	if b.ContainerID != "" && a.containerID != b.ContainerID {
-		a.containerID = strings.Clone(b.ContainerID)
+	if b.ContainerID != "" {
+		a.setContainerID(b.ContainerID)
 	}
 	if a.task != b.CurrentTask {
 		a.task = strings.Clone(b.CurrentTask)
 	}
-	if a.stallReason != b.StallReason {
-		a.stallReason = strings.Clone(b.StallReason)
-	}
+	a.setStallReason(b.StallReason)
 	if b.PID != 0 {
 		a.pid = int32(b.PID)
 	}
-	a.status = canonStatus(b.Status)
-	a.metrics = b.Metrics
+	a.setStatus(b.Status)
+	a.metrics = packMetrics(b.Metrics)
 	a.seq = b.Sequence
 	a.agentTS = b.Timestamp
 	a.restarts = int32(b.Restarts)
@@ -225,7 +223,7 @@ func (m *Monitor) absorb(a *agent, b *wire.Beat, t int64, gap bool) {
 		a.flags |= fSelfHeals
 	}
 	if b.TaskProgress != nil {
-		a.progress = *b.TaskProgress
+		a.progress = float32(*b.TaskProgress)
 		a.flags |= fHasProgress
 	}
 	if b.ExitCode != nil {
@@ -248,28 +246,22 @@ func (m *Monitor) absorb(a *agent, b *wire.Beat, t int64, gap bool) {
 	a.seen = max(a.seen, t)
 }
 
-func beatReason(a *agent, from, to code) string {
+func beatReason(from, to code) reason {
 	switch {
 	case from == cNone:
-		return "first beat"
+		return rFirstBeat
 	case to == cStopped:
-		return "final beat: stopped"
+		return rFinalStopped
 	case to == cFailed:
-		if a.flags&fHasExit != 0 {
-			return fmt.Sprintf("final beat: exited with code %d", a.exitCode)
-		}
-		return "final beat: exited"
+		return rFinalExited
 	case to == cStalled:
-		if a.stallReason != "" {
-			return "stalled: " + a.stallReason
-		}
-		return "status stalled"
+		return rStalled
 	case from == cStopped:
-		return "beating again after a stop"
+		return rBeatingAfterStop
 	case from == cStalled:
-		return "progress again"
+		return rProgressAgain
 	}
-	return "beating again"
+	return rBeatingAgain
 }
 
 // Sweep judges every agent whose deadline has passed at now and returns the
@@ -324,14 +316,11 @@ func (m *Monitor) expire(a *agent, t int64) (Transition, bool) {
 		m.drop(a)
 		return Transition{}, false
 	}
-	base := m.base(a)
-	silent := time.Duration(t - a.seen).Round(time.Millisecond)
-	iv := time.Duration(a.iv)
 	var tr Transition
-	if t > base+int64(a.missed)*a.iv {
-		tr = m.setState(a, cFailed, t, fmt.Sprintf("no beat for %s (%d × interval %s)", silent, a.missed, iv))
+	if t > m.base(a)+int64(a.missed)*a.iv {
+		tr = m.setState(a, cFailed, t, rNoBeatFailed)
 	} else {
-		tr = m.setState(a, cMissing, t, fmt.Sprintf("no beat for %s (interval %s)", silent, iv))
+		tr = m.setState(a, cMissing, t, rNoBeatMissing)
 	}
 	m.schedule(a, false)
 	return tr, true
@@ -385,24 +374,39 @@ func (m *Monitor) schedule(a *agent, lazy bool) {
 	m.deadlines.fix(int(a.idx))
 }
 
-// setState moves a into state to at t and returns the transition, without
-// At (the caller has the time.Time).
-func (m *Monitor) setState(a *agent, to code, t int64, reason string) Transition {
+// setState moves a into state to at t, for the reason why, and returns the
+// transition, without At (the caller has the time.Time).
+func (m *Monitor) setState(a *agent, to code, t int64, why reason) Transition {
 	from := a.state
 	if from < nStates {
 		m.counts[from]--
 	}
 	m.counts[to]++
 	a.state = to
+	m.slab.st[a.slot] = to
 	a.stateSince = t
-	a.reason = reason
+	a.why = why
+	if why != rOther && a.x != nil && a.x.reason != "" {
+		a.x.reason = ""
+		a.tidy()
+	}
 	return Transition{
 		AgentID:   a.id,
 		From:      from.state(),
 		To:        to.state(),
 		Recovered: recovered(from, to),
-		Reason:    reason,
+		Reason:    a.text(),
 	}
+}
+
+// alloc places a new agent with the given id in the slab and the map.
+func (m *Monitor) alloc(id string) *agent {
+	a := m.slab.alloc()
+	a.id = strings.Clone(id)
+	a.idx = -1
+	a.state = cNone
+	m.agents[a.id] = a
+	return a
 }
 
 func (m *Monitor) drop(a *agent) {
@@ -411,6 +415,7 @@ func (m *Monitor) drop(a *agent) {
 	}
 	m.counts[a.state]--
 	delete(m.agents, a.id)
+	m.slab.release(a)
 }
 
 func (m *Monitor) tick(t int64) {
@@ -452,21 +457,17 @@ func (m *Monitor) Restore(recs []Record, now time.Time) {
 		if _, ok := m.agents[r.AgentID]; ok {
 			continue
 		}
-		a := &agent{
-			id:          strings.Clone(r.AgentID),
-			typ:         m.intern(r.Type),
-			host:        m.intern(r.Host),
-			containerID: strings.Clone(r.ContainerID),
-			status:      canonStatus(r.Status),
-			pid:         int32(r.PID),
-			seq:         r.Sequence,
-			agentTS:     r.LastHeartbeat,
-			graceFrom:   t,
-			idx:         -1,
-			state:       cNone,
-			flags:       fRestored,
-			missed:      m.missed,
-		}
+		a := m.alloc(r.AgentID)
+		a.typ = m.intern(r.Type)
+		a.host = m.intern(r.Host)
+		a.setContainerID(r.ContainerID)
+		a.setStatus(r.Status)
+		a.pid = int32(r.PID)
+		a.seq = r.Sequence
+		a.agentTS = r.LastHeartbeat
+		a.graceFrom = t
+		a.flags = fRestored
+		a.missed = m.missed
 		// The agent's clock may be off: its times are shown, never judged by,
 		// and never put after now.
 		a.seen = msOr(r.LastHeartbeat, t)
@@ -480,14 +481,13 @@ func (m *Monitor) Restore(recs []Record, now time.Time) {
 		if r.MissedBeats > 0 {
 			a.missed = clampMissed(r.MissedBeats)
 		}
-		m.agents[a.id] = a
-		switch a.status {
+		switch a.getStatus() {
 		case wire.StatusStopped:
-			m.setState(a, cStopped, msOr(r.StoppedAt, t), "restored: stopped")
+			m.setState(a, cStopped, msOr(r.StoppedAt, t), rRestoredStopped)
 		case wire.StatusExited:
-			m.setState(a, cMissing, t, "restored: last beat said exited")
+			m.setState(a, cMissing, t, rRestoredExited)
 		default:
-			m.setState(a, cHealthy, t, "restored")
+			m.setState(a, cHealthy, t, rRestored)
 		}
 		m.schedule(a, false)
 	}
@@ -542,7 +542,7 @@ func (m *Monitor) MarkRecovering(id string, now time.Time) (Transition, bool) {
 		if a == nil || a.state == cRecovering {
 			return Transition{}, Agent{}, false
 		}
-		tr := m.setState(a, cRecovering, t, "recovery under way")
+		tr := m.setState(a, cRecovering, t, rRecoveryUnderWay)
 		tr.At = now
 		m.schedule(a, false)
 		return tr, m.changed(a), true
@@ -568,12 +568,13 @@ func (m *Monitor) AddRecoveryStep(id string, s Step) bool {
 	if a == nil {
 		return false
 	}
-	if len(a.recoveries) >= MaxRecoveries {
-		n := copy(a.recoveries, a.recoveries[len(a.recoveries)-MaxRecoveries+1:])
-		clear(a.recoveries[n:])
-		a.recoveries = a.recoveries[:n]
+	x := a.more()
+	if len(x.recoveries) >= MaxRecoveries {
+		n := copy(x.recoveries, x.recoveries[len(x.recoveries)-MaxRecoveries+1:])
+		clear(x.recoveries[n:])
+		x.recoveries = x.recoveries[:n]
 	}
-	a.recoveries = append(a.recoveries, s)
+	x.recoveries = append(x.recoveries, s)
 	return true
 }
 
@@ -599,18 +600,18 @@ func (m *Monitor) recoveryDone(id string, ok bool, now time.Time) (Transition, A
 	}
 	var tr Transition
 	switch {
-	case t <= a.seen+a.iv+int64(Slack(time.Duration(a.iv))) && !a.status.Final():
+	case t <= a.seen+a.iv+int64(Slack(time.Duration(a.iv))) && !a.getStatus().Final():
 		// A recent beat that was a goodbye (exited) says nothing good.
 		to := cHealthy
-		if a.status == wire.StatusStalled {
+		if a.getStatus() == wire.StatusStalled {
 			to = cStalled
 		}
-		tr = m.setState(a, to, t, "recovery over, beating")
+		tr = m.setState(a, to, t, rRecoveryOverBeating)
 	case ok:
 		a.graceFrom = max(a.graceFrom, t)
-		tr = m.setState(a, cMissing, t, "recovery done, waiting for a beat")
+		tr = m.setState(a, cMissing, t, rRecoveryDoneWaiting)
 	default:
-		tr = m.setState(a, cFailed, t, "recovery did not bring it back")
+		tr = m.setState(a, cFailed, t, rRecoveryFailed)
 	}
 	tr.At = now
 	m.schedule(a, false)
@@ -638,7 +639,9 @@ func (m *Monitor) setStateOf(id string, s State, reason string) (Transition, Age
 	if c == cHealthy || c == cStalled || c == cMissing {
 		a.graceFrom = max(a.graceFrom, t)
 	}
-	tr := m.setState(a, c, t, reason)
+	a.more().reason = strings.Clone(reason)
+	tr := m.setState(a, c, t, rOther)
+	a.tidy()
 	tr.At = time.Unix(0, t)
 	m.schedule(a, false)
 	return tr, m.changed(a), true
@@ -698,21 +701,21 @@ func (m *Monitor) view(a *agent) Agent {
 		AgentID:          a.id,
 		AgentType:        a.typ,
 		State:            a.state.state(),
-		Status:           a.status,
+		Status:           a.getStatus(),
 		LastHeartbeat:    a.seen / int64(time.Millisecond),
 		AgentTimestamp:   a.agentTS,
 		UptimeSeconds:    max(0, (m.clock-a.firstSeen)/int64(time.Second)),
 		IntervalMs:       a.iv / int64(time.Millisecond),
 		Host:             a.host,
 		PID:              int(a.pid),
-		ContainerID:      a.containerID,
+		ContainerID:      a.containerID(),
 		CurrentTask:      a.task,
-		Metrics:          a.metrics,
+		Metrics:          a.metrics.unpack(),
 		Restarts:         int(a.restarts),
-		StallReason:      a.stallReason,
-		Recoveries:       append([]Step{}, a.recoveries...),
+		StallReason:      a.stallReason(),
+		Recoveries:       []Step{},
 		StateSince:       a.stateSince / int64(time.Millisecond),
-		StateReason:      a.reason,
+		StateReason:      a.text(),
 		MissedBeatsLimit: int(a.missed),
 		Sequence:         a.seq,
 		IgnoredBeats:     int(a.ignored),
@@ -722,8 +725,11 @@ func (m *Monitor) view(a *agent) Agent {
 	if a.state != cStopped && m.clock > a.seen {
 		v.MissedBeats = int((m.clock - a.seen) / a.iv)
 	}
+	if a.x != nil {
+		v.Recoveries = append(v.Recoveries, a.x.recoveries...)
+	}
 	if a.flags&fHasProgress != 0 {
-		p := a.progress
+		p := widen(a.progress)
 		v.TaskProgress = &p
 	}
 	if a.flags&fHasExit != 0 {

@@ -1,7 +1,7 @@
 package monitor
 
 import (
-	"container/heap"
+	"slices"
 	"strings"
 )
 
@@ -48,7 +48,8 @@ func Rank(s State) int {
 	return int(rankOf[c])
 }
 
-// rankOf is the place of each state code in the worst-first order.
+// rankOf is the place of each state code in the worst-first order (the
+// inverse of rankOrder).
 var rankOf = [nStates]uint8{
 	cFailed:     0,
 	cStalled:    1,
@@ -58,12 +59,15 @@ var rankOf = [nStates]uint8{
 	cStopped:    5,
 }
 
+// rankOrder lists the state codes worst first.
+var rankOrder = [nStates]code{cFailed, cStalled, cMissing, cRecovering, cHealthy, cStopped}
+
 // Page returns one page of agents and the counts of the whole fleet.
 //
-// It never sorts or copies the fleet: one pass over the agents keeps the
-// Limit smallest positions after q.After in a bounded heap, so a page of a
-// million agents costs one scan and Limit views, and the memory it takes
-// follows Limit, not the fleet.
+// It never sorts or copies the fleet: the monitor keeps its agents' slots in
+// id order and their states in one byte each, so a page walks that order
+// once per state (skipping states nobody is in) until the page is full.
+// The memory a page takes follows Limit, not the fleet.
 func (m *Monitor) Page(q Query) Page {
 	want := cNone
 	known := true
@@ -79,50 +83,43 @@ func (m *Monitor) Page(q Query) Page {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	p := m.counted(Page{})
+	p.Agents = []Agent{}
 	if limit == 0 || !known { // no agent is ever in an unknown state
-		p.Agents = []Agent{}
 		return p
 	}
-	// The heap holds the best limit+1 candidates so far, the worst of them
-	// on top: the extra one tells whether another page follows.
-	h := &pageHeap{}
-	for _, a := range m.agents {
-		if want != cNone && a.state != want {
+	m.slab.sort()
+	order, st := m.slab.order, m.slab.st
+	var last *agent
+	for r, c := range rankOrder {
+		if r < afterRank || want != cNone && c != want || m.counts[c] == 0 {
 			continue
 		}
-		if a.state >= nStates {
-			continue
+		i := 0
+		if r == afterRank {
+			i, _ = slices.BinarySearchFunc(order, q.After.ID, func(slot int32, id string) int {
+				return strings.Compare(m.slab.at(slot).id, id)
+			})
+			if i < len(order) && m.slab.at(order[i]).id == q.After.ID {
+				i++
+			}
 		}
-		r := int(rankOf[a.state])
-		if r < afterRank || r == afterRank && a.id <= q.After.ID {
-			continue
+		for ; i < len(order); i++ {
+			slot := order[i]
+			if st[slot] != c {
+				continue
+			}
+			a := m.slab.at(slot)
+			if q.Type != "" && a.typ != q.Type || q.Host != "" && a.host != q.Host ||
+				q.Q != "" && !strings.Contains(a.id, q.Q) {
+				continue
+			}
+			if len(p.Agents) == limit {
+				p.Next = &Position{State: last.state.state(), ID: last.id}
+				return p
+			}
+			p.Agents = append(p.Agents, m.view(a))
+			last = a
 		}
-		if h.Len() > limit && !before(r, a.id, h.s[0]) {
-			continue // not better than the worst kept: skip the filters
-		}
-		if q.Type != "" && a.typ != q.Type || q.Host != "" && a.host != q.Host ||
-			q.Q != "" && !strings.Contains(a.id, q.Q) {
-			continue
-		}
-		if h.Len() > limit {
-			h.s[0] = cand{r, a}
-			heap.Fix(h, 0)
-		} else {
-			heap.Push(h, cand{r, a})
-		}
-	}
-	more := h.Len() > limit
-	if more {
-		heap.Pop(h)
-	}
-	// Popping the max-heap gives the page backwards.
-	p.Agents = make([]Agent, h.Len())
-	for i := len(p.Agents) - 1; i >= 0; i-- {
-		p.Agents[i] = m.view(heap.Pop(h).(cand).a)
-	}
-	if more && len(p.Agents) > 0 {
-		last := p.Agents[len(p.Agents)-1]
-		p.Next = &Position{State: last.State, ID: last.AgentID}
 	}
 	return p
 }
@@ -135,29 +132,4 @@ func (m *Monitor) counted(p Page) Page {
 		p.Total += n
 	}
 	return p
-}
-
-// cand is an agent kept for a page, with its state's rank.
-type cand struct {
-	rank int
-	a    *agent
-}
-
-// before reports whether the position (rank, id) comes before c's.
-func before(rank int, id string, c cand) bool {
-	return rank < c.rank || rank == c.rank && id < c.a.id
-}
-
-// pageHeap is a max-heap of candidates by position.
-type pageHeap struct{ s []cand }
-
-func (h *pageHeap) Len() int           { return len(h.s) }
-func (h *pageHeap) Less(i, j int) bool { return before(h.s[j].rank, h.s[j].a.id, h.s[i]) }
-func (h *pageHeap) Swap(i, j int)      { h.s[i], h.s[j] = h.s[j], h.s[i] }
-func (h *pageHeap) Push(x any)         { h.s = append(h.s, x.(cand)) }
-func (h *pageHeap) Pop() any {
-	n := len(h.s) - 1
-	x := h.s[n]
-	h.s = h.s[:n]
-	return x
 }

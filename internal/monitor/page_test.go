@@ -189,3 +189,47 @@ func BenchmarkPage(b *testing.B) {
 		})
 	}
 }
+
+// TestPageThroughChurn: agents forgotten and new agents reusing their slots
+// are paged exactly as the live fleet is, through several rebuilds of the
+// id order.
+func TestPageThroughChurn(t *testing.T) {
+	m := New(Config{Forget: time.Minute})
+	live := map[string]bool{}
+	at := t0
+	next := 0
+	for round := range 6 {
+		// Everyone beats; a new batch arrives.
+		for id := range live {
+			m.Observe(wire.Beat{AgentID: id, Status: wire.StatusHealthy, IntervalMs: 1000}, at)
+		}
+		for range 5000 {
+			id := fmt.Sprintf("c-%06d", (next*7919)%1000003)
+			next++
+			live[id] = true
+			m.Observe(wire.Beat{AgentID: id, Status: wire.StatusHealthy, IntervalMs: 1000}, at)
+		}
+		// A third of them stop for good and are forgotten a minute later.
+		i := 0
+		for id := range live {
+			if i++; i%3 == round%3 {
+				m.Observe(wire.Beat{AgentID: id, Status: wire.StatusStopped, IntervalMs: 1000, Sequence: 1 << 40}, at)
+				delete(live, id)
+			}
+		}
+		at = at.Add(2 * time.Minute)
+		for id := range live {
+			m.Observe(wire.Beat{AgentID: id, Status: wire.StatusHealthy, IntervalMs: 1000, Sequence: 1 << 41}, at)
+		}
+		m.Sweep(at)
+		got := pageAll(t, m, Query{Limit: 997})
+		if len(got) != len(live) || m.Len() != len(live) {
+			t.Fatalf("round %d: pages give %d agents, monitor knows %d, want %d", round, len(got), m.Len(), len(live))
+		}
+		for j, a := range got {
+			if !live[a.AgentID] || j > 0 && got[j-1].AgentID >= a.AgentID {
+				t.Fatalf("round %d: agent %d is %s after %s: not live or out of order", round, j, a.AgentID, got[max(j-1, 0)].AgentID)
+			}
+		}
+	}
+}
