@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -26,6 +27,16 @@ import (
 // with one ok:false line and closed, so a runaway client cannot use up the
 // process's file descriptors.
 const MaxConns = 256
+
+// MaxConnsPerPeer is how many of those connections one process may hold: a
+// client that leaks connections fills its own share, not everybody's.
+const MaxConnsPerPeer = 64
+
+// evictAfter is how long a connection must have sent nothing before a new
+// one may take its place when all MaxConns are taken. A client that connects
+// once and reports now and then keeps its connection while there is room;
+// connections that only sit there cannot lock the others out.
+const evictAfter = time.Second
 
 // replyTimeout is how long a reply may wait for a client that does not read
 // its replies; after that the client is dropped. The socket buffer holds
@@ -43,6 +54,10 @@ var (
 	// ErrNotSocket means something that is not a socket is at the socket
 	// path; it is never removed.
 	ErrNotSocket = errors.New("exists and is not a socket, leaving it alone")
+	// ErrUnsafeFolder means the socket's folder, or one above it, could let
+	// another user replace the socket: it belongs to someone else, or others
+	// may write to it.
+	ErrUnsafeFolder = errors.New("unsafe folder")
 )
 
 var (
@@ -58,11 +73,15 @@ type Server struct {
 	ln           *net.UnixListener
 	file         os.FileInfo // the socket file Listen made: Close removes only that one
 	maxConns     int
+	maxPerPeer   int
+	evictAfter   time.Duration
 	replyTimeout time.Duration
+	uid          int      // the user the socket serves: ours
+	refusedLog   sync.Map // uid → struct{}: each stranger is logged once
 
 	mu    sync.Mutex
-	conns map[net.Conn]struct{} // nil once closed
-	wg    sync.WaitGroup        // one per connection goroutine
+	conns map[net.Conn]*connState // nil once closed
+	wg    sync.WaitGroup          // one per connection goroutine
 
 	done      chan struct{}
 	closeOnce sync.Once
@@ -70,7 +89,11 @@ type Server struct {
 }
 
 // Listen creates the progress socket at path, mode 0600. A missing parent
-// folder is created 0700; an existing one is left as it is. A socket file
+// folder is created 0700; an existing one is left as it is, but refused with
+// ErrUnsafeFolder when it, or a folder above it, belongs to another user
+// (root aside) or is writable by others without the sticky bit, as ssh
+// refuses such folders: whoever can write there can swap the socket for
+// their own and read the agent's reports. A socket file
 // left by a crashed run (nobody accepts on it) is replaced. A socket that
 // someone still serves on gives ErrInUse, and anything at path that is not a
 // socket gives ErrNotSocket and is left untouched.
@@ -82,6 +105,9 @@ func Listen(path string) (*Server, error) {
 		return nil, fmt.Errorf("progress socket %s: path is %d bytes, more than the %d a unix socket allows", path, len(path), maxSocketPath)
 	}
 	if err := makeFolder(filepath.Dir(path)); err != nil {
+		return nil, err
+	}
+	if err := checkFolder(filepath.Dir(path), os.Geteuid()); err != nil {
 		return nil, err
 	}
 	if err := removeStale(path); err != nil {
@@ -111,8 +137,11 @@ func Listen(path string) (*Server, error) {
 		ln:           ln,
 		file:         fi,
 		maxConns:     MaxConns,
+		maxPerPeer:   MaxConnsPerPeer,
+		evictAfter:   evictAfter,
 		replyTimeout: replyTimeout,
-		conns:        map[net.Conn]struct{}{},
+		uid:          os.Geteuid(),
+		conns:        map[net.Conn]*connState{},
 		done:         make(chan struct{}),
 	}, nil
 }
@@ -135,6 +164,43 @@ func makeFolder(dir string) error {
 		return fmt.Errorf("progress socket folder: %w", err)
 	}
 	return nil
+}
+
+// checkFolder refuses dir when another user could replace a file in it: dir
+// and every folder above it must belong to uid or root, and be writable by
+// nobody else unless the sticky bit stops others from renaming or removing
+// what is not theirs (/tmp).
+func checkFolder(dir string, uid int) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return fmt.Errorf("progress socket folder: %w", err)
+	}
+	// The folder the path names is checked as the kernel will resolve it:
+	// a symbolic link is followed, and the folder it leads to is checked.
+	if real, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = real
+	}
+	for d := abs; ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err != nil {
+			return fmt.Errorf("progress socket folder: %w", err)
+		}
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		if !ok {
+			return fmt.Errorf("progress socket folder %s: no owner to check", d)
+		}
+		switch {
+		case !fi.IsDir():
+			return fmt.Errorf("progress socket folder %s: %w: not a folder", d, ErrUnsafeFolder)
+		case int(st.Uid) != uid && st.Uid != 0:
+			return fmt.Errorf("progress socket folder %s: %w: it belongs to uid %d, not to us (uid %d) or root", d, ErrUnsafeFolder, st.Uid, uid)
+		case fi.Mode().Perm()&0o022 != 0 && fi.Mode()&fs.ModeSticky == 0:
+			return fmt.Errorf("progress socket folder %s: %w: mode %o lets other users write to it", d, ErrUnsafeFolder, fi.Mode().Perm())
+		}
+		if d == filepath.Dir(d) {
+			return nil
+		}
+	}
 }
 
 // removeStale clears the way for a new socket at path: nothing there is
@@ -215,41 +281,150 @@ func (s *Server) Serve(ctx context.Context, h Handler) error {
 			continue
 		}
 		delay = 0
-		if !s.track(c) {
+		st := s.track(c)
+		if st == nil {
 			continue
 		}
-		go s.serveConn(c, h)
+		go s.serveConn(c, st, h)
 	}
+}
+
+// connState is what the server knows of one connection.
+type connState struct {
+	pid      int32        // the peer's process, from SO_PEERCRED
+	lastRead atomic.Int64 // when it last sent anything, unix nanoseconds
+}
+
+// peerCred returns the process and user at the other end of c, as the kernel
+// recorded them when the peer connected.
+func peerCred(c net.Conn) (pid int32, uid uint32, err error) {
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return 0, 0, fmt.Errorf("not a unix connection: %T", c)
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return 0, 0, err
+	}
+	var cred *syscall.Ucred
+	var credErr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, credErr = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
+	}); err != nil {
+		return 0, 0, err
+	}
+	if credErr != nil {
+		return 0, 0, fmt.Errorf("SO_PEERCRED: %w", credErr)
+	}
+	return cred.Pid, cred.Uid, nil
 }
 
 // track registers a new connection, or turns it away when the server is
-// closed or full. It reports whether the connection is to be served.
-func (s *Server) track(c net.Conn) bool {
+// closed, when the peer is another user, or when the peer already holds its
+// share of connections. When all places are taken, the connection that has
+// been silent longest makes room, if it has been silent for evictAfter. It
+// returns the connection's state, nil when it is not to be served.
+func (s *Server) track(c net.Conn) *connState {
+	pid, uid, err := peerCred(c)
+	if err != nil {
+		s.refuse(c, fmt.Sprintf("cannot tell who is connecting: %v", err))
+		return nil
+	}
+	// The socket is 0600 in a folder of ours, so only our user (and root)
+	// reaches it; this holds even if a mode is loosened by mistake.
+	if int(uid) != s.uid && uid != 0 {
+		if _, seen := s.refusedLog.LoadOrStore(uid, struct{}{}); !seen {
+			slog.Warn("progress socket: refused a connection from another user", "uid", uid, "pid", pid)
+		}
+		s.refuse(c, fmt.Sprintf("connections from uid %d are not accepted", uid))
+		return nil
+	}
+	st := &connState{pid: pid}
+	st.lastRead.Store(time.Now().UnixNano())
+	var evict net.Conn
 	s.mu.Lock()
-	closed, full := s.conns == nil, len(s.conns) >= s.maxConns
-	if !closed && !full {
-		s.conns[c] = struct{}{}
+	closed := s.conns == nil
+	var refusal string
+	switch {
+	case closed:
+	case s.peerConns(pid) >= s.maxPerPeer:
+		// A client that leaks connections makes room among its own.
+		if evict = s.idlest(pid); evict == nil {
+			refusal = fmt.Sprintf("too many connections from pid %d (%d), try again later", pid, s.maxPerPeer)
+		}
+	case len(s.conns) >= s.maxConns:
+		if evict = s.idlest(anyPeer); evict == nil {
+			refusal = fmt.Sprintf("too many connections (%d), try again later", s.maxConns)
+		}
+	}
+	if !closed && refusal == "" {
+		if evict != nil {
+			delete(s.conns, evict)
+		}
+		s.conns[c] = st
 		s.wg.Add(1)
 	}
 	s.mu.Unlock()
-	if full && !closed {
-		// A fresh connection has an empty socket buffer, so this write does
-		// not wait; the deadline is there in case it ever does.
-		c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-		c.Write(errorReply(fmt.Sprintf("too many connections (%d), try again later", s.maxConns)))
+	if evict != nil {
+		// Its goroutine ends on the read error and cleans up; the place is
+		// already the new connection's.
+		evict.Close()
 	}
-	if closed || full {
+	if closed {
 		c.Close()
-		return false
+		return nil
 	}
-	return true
+	if refusal != "" {
+		s.refuse(c, refusal)
+		return nil
+	}
+	return st
 }
 
-func (s *Server) serveConn(c net.Conn, h Handler) {
+// peerConns counts the connections of process pid. s.mu is held.
+func (s *Server) peerConns(pid int32) int {
+	n := 0
+	for _, st := range s.conns {
+		if st.pid == pid {
+			n++
+		}
+	}
+	return n
+}
+
+// anyPeer makes idlest look at every connection.
+const anyPeer = -1
+
+// idlest returns the connection of process pid (or of any, with anyPeer)
+// silent the longest, if that is at least evictAfter, else nil. s.mu is held.
+func (s *Server) idlest(pid int32) net.Conn {
+	var found net.Conn
+	oldest := time.Now().Add(-s.evictAfter).UnixNano()
+	for c, st := range s.conns {
+		if pid != anyPeer && st.pid != pid {
+			continue
+		}
+		if t := st.lastRead.Load(); t <= oldest {
+			found, oldest = c, t
+		}
+	}
+	return found
+}
+
+// refuse answers c with one ok:false line and closes it.
+func (s *Server) refuse(c net.Conn, msg string) {
+	// A fresh connection has an empty socket buffer, so this write does not
+	// wait; the deadline is there in case it ever does.
+	c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+	c.Write(errorReply(msg))
+	c.Close()
+}
+
+func (s *Server) serveConn(c net.Conn, st *connState, h Handler) {
 	defer s.wg.Done()
 	defer func() {
 		s.mu.Lock()
-		if s.conns != nil {
+		if s.conns != nil && s.conns[c] == st {
 			delete(s.conns, c)
 		}
 		s.mu.Unlock()
@@ -262,7 +437,21 @@ func (s *Server) serveConn(c net.Conn, h Handler) {
 	}
 	// The error only says why the connection ended; the client is gone
 	// either way.
-	_ = serveLines(c, write, h)
+	_ = serveLines(activityReader{c, st}, write, h)
+}
+
+// activityReader notes when its connection last sent anything.
+type activityReader struct {
+	r  io.Reader
+	st *connState
+}
+
+func (a activityReader) Read(p []byte) (int, error) {
+	n, err := a.r.Read(p)
+	if n > 0 {
+		a.st.lastRead.Store(time.Now().UnixNano())
+	}
+	return n, err
 }
 
 // Close stops Serve, closes every connection and removes the socket file,
