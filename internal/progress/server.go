@@ -30,7 +30,7 @@ const MaxConns = 256
 
 // MaxConnsPerPeer is how many of those connections one process may hold: a
 // client that leaks connections fills its own share, not everybody's.
-const MaxConnsPerPeer = 64
+const MaxConnsPerPeer = MaxConns / 2
 
 // evictAfter is how long a connection must have sent nothing before a new
 // one may take its place when all MaxConns are taken. A client that connects
