@@ -90,11 +90,18 @@ type watcher struct {
 // watch starts a beatwatch on the fixture's namespace.
 func (f *fixture) watch(extra ...string) *watcher {
 	f.t.Helper()
+	return f.watchEnv(nil, extra...)
+}
+
+// watchEnv starts a beatwatch on the fixture's namespace with env added to
+// its environment.
+func (f *fixture) watchEnv(env []string, extra ...string) *watcher {
+	f.t.Helper()
 	port := testutil.FreePort(f.t)
 	args := append([]string{"--redis", f.redis, "--namespace", f.ns, "--listen", fmt.Sprintf("127.0.0.1:%d", port),
 		"--check-interval", "50ms", "--recover", "docker", "--recover-wait", "5s", "--log-format", "json",
 		"--alert-webhook", f.alerts.url(), "--alert-format", "json"}, extra...)
-	w := &watcher{proc: testutil.StartProc(f.t, testutil.Binary(f.t, "cmd/beatwatch"), nil, args...), base: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	w := &watcher{proc: testutil.StartProc(f.t, testutil.Binary(f.t, "cmd/beatwatch"), env, args...), base: fmt.Sprintf("http://127.0.0.1:%d", port)}
 	testutil.Eventually(f.t, 10*time.Second, "beatwatch answers /healthz", func() bool {
 		resp, err := http.Get(w.base + "/healthz")
 		if err != nil {
@@ -173,7 +180,12 @@ func (w *watcher) recoveries(t testing.TB) map[string]int {
 // container's PID 1) sees its child die.
 func killAgent(t testing.TB, cid string) {
 	t.Helper()
-	pid := testutil.Docker(t, "inspect", "-f", "{{.State.Pid}}", cid)
+	killAgentOf(t, testutil.Docker(t, "inspect", "-f", "{{.State.Pid}}", cid))
+}
+
+// killAgentOf SIGKILLs the children of beatwrap, pid.
+func killAgentOf(t testing.TB, pid string) {
+	t.Helper()
 	// A child hangs off the thread that forked it.
 	files, _ := filepath.Glob(filepath.Join("/proc", pid, "task", "*", "children"))
 	var children []byte
