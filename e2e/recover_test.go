@@ -39,6 +39,9 @@ type fixture struct {
 	image   string
 	alerts  *receiver
 	watches []*watcher
+	// beatwatch is the binary watch starts; empty: the one built from
+	// this tree.
+	beatwatch string
 }
 
 // The image every test shares, built by the first and removed by TestMain.
@@ -101,7 +104,11 @@ func (f *fixture) watchEnv(env []string, extra ...string) *watcher {
 	args := append([]string{"--redis", f.redis, "--namespace", f.ns, "--listen", fmt.Sprintf("127.0.0.1:%d", port),
 		"--check-interval", "50ms", "--recover", "docker", "--recover-wait", "5s", "--log-format", "json",
 		"--alert-webhook", f.alerts.url(), "--alert-format", "json"}, extra...)
-	w := &watcher{proc: testutil.StartProc(f.t, testutil.Binary(f.t, "cmd/beatwatch"), env, args...), base: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	bin := f.beatwatch
+	if bin == "" {
+		bin = testutil.Binary(f.t, "cmd/beatwatch")
+	}
+	w := &watcher{proc: testutil.StartProc(f.t, bin, env, args...), base: fmt.Sprintf("http://127.0.0.1:%d", port)}
 	testutil.Eventually(f.t, 10*time.Second, "beatwatch answers /healthz", func() bool {
 		resp, err := http.Get(w.base + "/healthz")
 		if err != nil {
