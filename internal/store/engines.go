@@ -136,3 +136,13 @@ func (w *Watcher) CloseIncident(ctx context.Context, name string) (bool, error) 
 	}
 	return n == 1, nil
 }
+
+// IncidentOpen reports whether the incident name is open.
+func (w *Watcher) IncidentOpen(ctx context.Context, name string) (bool, error) {
+	n, err := w.client.Exists(ctx, w.keys.Incident(name)).Result()
+	if err != nil {
+		w.failed()
+		return false, fmt.Errorf("read incident %s in %s: %w", name, w.addr, err)
+	}
+	return n == 1, nil
+}

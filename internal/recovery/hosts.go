@@ -1,0 +1,502 @@
+package recovery
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/beatwrap/beatwrap/internal/store"
+)
+
+// HostEngine is one Docker Engine as Hosts uses it: recovery's Engine,
+// plus what tells engines apart and what is on them.
+type HostEngine interface {
+	Engine
+	// Address is where the engine is reached (a DOCKER_HOST value).
+	Address() string
+	// Identify returns the engine's own ID and its host's name. The ID is
+	// what leases are keyed by: two engines on one machine report the same
+	// host name.
+	Identify(ctx context.Context) (id, name string, err error)
+	// Ping checks that the engine answers.
+	Ping(ctx context.Context) error
+	// AgentContainers returns the containers of this fleet that carry the
+	// agent label: agent id -> container id.
+	AgentContainers(ctx context.Context) (map[string]string, error)
+}
+
+// HostsCoordinator is what replicas share in Redis to split engines among
+// them: a lease per engine, where each agent's container was last seen,
+// and once-only incidents. store.Watcher provides it.
+type HostsCoordinator interface {
+	LeaseEngine(ctx context.Context, engine, holder string, ttl time.Duration) (bool, error)
+	ReleaseEngineLease(ctx context.Context, engine, holder string) error
+	EngineLeaseHolder(ctx context.Context, engine string) (string, error)
+	SetLocation(ctx context.Context, agent string, loc store.Location, ttl time.Duration) error
+	AgentLocation(ctx context.Context, agent string) (store.Location, bool, error)
+	OpenIncident(ctx context.Context, name, holder string, ttl time.Duration) (bool, error)
+	CloseIncident(ctx context.Context, name string) (bool, error)
+	IncidentOpen(ctx context.Context, name string) (bool, error)
+}
+
+// HostEvent says what changed about one engine.
+type HostEvent struct {
+	Engine, Host, Address string
+	// Up: the engine answers. Leading: this replica recovers its agents.
+	Up, Leading bool
+	// Agents is how many agents were on it when last listed.
+	Agents int
+	// Opened: this replica opened the engine's down incident and alerts
+	// it. Closed: this replica closed it and resolves the alert.
+	Opened, Closed bool
+}
+
+// HostsConfig configures Hosts.
+type HostsConfig struct {
+	Engines []HostEngine
+	// Coordinator is nil for a single replica, which leads every engine
+	// it reaches.
+	Coordinator HostsCoordinator
+	Holder      string
+	// LeaseTTL is how long a dead replica keeps its engines from the
+	// others (5s).
+	LeaseTTL time.Duration
+	// Report is told of every change of an engine's state; it must not
+	// block.
+	Report func(HostEvent)
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+// Hosts keeps track of the Docker Engines this replica reaches: whether
+// each answers, whether this replica leads its recovery, and which agents
+// run on it; and it says, for a failed agent, who should act (Locate).
+type Hosts struct {
+	cfg     HostsConfig
+	log     *slog.Logger
+	engines []*host
+}
+
+type host struct {
+	eng HostEngine
+
+	mu        sync.Mutex
+	id, name  string
+	up        bool
+	leading   bool
+	incident  bool              // this replica knows the engine's down incident is open
+	agents    map[string]string // agent -> container, from the last listing
+	listed    time.Time
+	located   map[string]string // agent -> container last written as its location
+	locatedAt time.Time
+}
+
+// Timings of the engine loop. A ping every second finds an engine gone
+// within two; the listing is what Locate looks in first, and a container
+// it does not show yet is looked up directly.
+const (
+	hostTick      = time.Second
+	hostCallLimit = 2 * time.Second
+	listEvery     = 5 * time.Second
+	locationTTL   = 24 * time.Hour
+	relocateEvery = time.Hour
+	incidentTTL   = 24 * time.Hour
+)
+
+// NewHosts returns Hosts over engines; Run brings it to life.
+func NewHosts(cfg HostsConfig) *Hosts {
+	if cfg.LeaseTTL <= 0 {
+		cfg.LeaseTTL = 5 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Report == nil {
+		cfg.Report = func(HostEvent) {}
+	}
+	h := &Hosts{cfg: cfg, log: cfg.Logger}
+	for _, e := range cfg.Engines {
+		h.engines = append(h.engines, &host{eng: e, agents: map[string]string{}, located: map[string]string{}})
+	}
+	return h
+}
+
+// Run looks at every engine each second until ctx is done, then gives up
+// the leases it holds.
+func (h *Hosts) Run(ctx context.Context) error {
+	tick := time.NewTicker(hostTick)
+	defer tick.Stop()
+	defer h.release()
+	for {
+		var wg sync.WaitGroup
+		for _, e := range h.engines {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				h.look(ctx, e)
+			}()
+		}
+		wg.Wait()
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+func (h *Hosts) release() {
+	if h.cfg.Coordinator == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for _, e := range h.engines {
+		e.mu.Lock()
+		id, leading := e.id, e.leading
+		e.mu.Unlock()
+		if leading {
+			_ = h.cfg.Coordinator.ReleaseEngineLease(ctx, id, h.cfg.Holder)
+		}
+	}
+}
+
+// look pings one engine and acts on what it finds: lease, listing,
+// locations, incident.
+func (h *Hosts) look(ctx context.Context, e *host) {
+	cctx, cancel := context.WithTimeout(ctx, hostCallLimit)
+	defer cancel()
+	e.mu.Lock()
+	id := e.id
+	e.mu.Unlock()
+	var err error
+	if id == "" {
+		var name string
+		if id, name, err = e.eng.Identify(cctx); err == nil {
+			e.mu.Lock()
+			e.id, e.name = id, name
+			e.mu.Unlock()
+			h.log.Info("docker engine reached", "engine", id, "host", name, "address", e.eng.Address())
+		}
+	} else {
+		err = e.eng.Ping(cctx)
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	if id == "" {
+		// Never reached: nothing is known to lead or alert about.
+		e.mu.Lock()
+		wasUp := e.up
+		e.up = false
+		e.mu.Unlock()
+		if wasUp {
+			h.log.Warn("docker engine unreachable", "address", e.eng.Address(), "error", err)
+		}
+		return
+	}
+	if err != nil {
+		h.down(ctx, e, err)
+		return
+	}
+	h.upAndLead(ctx, e)
+}
+
+// down handles an engine that does not answer: give up its lease, and when
+// no live replica reaches it, open its incident once.
+func (h *Hosts) down(ctx context.Context, e *host, cause error) {
+	e.mu.Lock()
+	wasUp, wasLeading, id := e.up, e.leading, e.id
+	e.up, e.leading = false, false
+	e.mu.Unlock()
+	if wasUp {
+		h.log.Warn("docker engine does not answer", "engine", id, "address", e.eng.Address(), "error", cause)
+	}
+	if wasLeading && h.cfg.Coordinator != nil {
+		// Another replica may still reach it: let it take over now.
+		_ = h.cfg.Coordinator.ReleaseEngineLease(ctx, id, h.cfg.Holder)
+	}
+	opened := false
+	if c := h.cfg.Coordinator; c != nil {
+		if holder, err := c.EngineLeaseHolder(ctx, id); err == nil && holder == "" {
+			opened, _ = c.OpenIncident(ctx, engineIncident(id), h.cfg.Holder, incidentTTL)
+		}
+	} else {
+		e.mu.Lock()
+		opened = !e.incident
+		e.mu.Unlock()
+	}
+	e.mu.Lock()
+	if opened {
+		e.incident = true
+	}
+	e.mu.Unlock()
+	if wasUp || wasLeading || opened {
+		h.cfg.Report(h.event(e, opened, false))
+	}
+}
+
+// upAndLead handles an engine that answers: take or keep its lease, list
+// its agents, record where they are, close its incident.
+func (h *Hosts) upAndLead(ctx context.Context, e *host) {
+	e.mu.Lock()
+	wasUp, wasLeading, id := e.up, e.leading, e.id
+	e.up = true
+	e.mu.Unlock()
+	leading := true
+	if c := h.cfg.Coordinator; c != nil {
+		var err error
+		if leading, err = c.LeaseEngine(ctx, id, h.cfg.Holder, h.cfg.LeaseTTL); err != nil {
+			leading = false
+		}
+	}
+	e.mu.Lock()
+	e.leading = leading
+	needList := leading && (!wasLeading || h.cfg.Now().Sub(e.listed) >= listEvery)
+	e.mu.Unlock()
+	if !wasUp {
+		h.log.Info("docker engine answers", "engine", id, "address", e.eng.Address())
+	}
+	if leading != wasLeading {
+		if leading {
+			h.log.Info("recovery lease of an engine taken: this replica recovers its agents", "engine", id, "holder", h.cfg.Holder)
+		} else {
+			h.log.Info("recovery lease of an engine held by another replica", "engine", id, "holder", h.cfg.Holder)
+		}
+	}
+	if needList || (!leading && h.cfg.Now().Sub(e.listedAt()) >= listEvery) {
+		h.list(ctx, e)
+	}
+	closed := false
+	if leading {
+		h.locate(ctx, e)
+		if c := h.cfg.Coordinator; c != nil {
+			closed, _ = c.CloseIncident(ctx, engineIncident(id))
+		} else {
+			e.mu.Lock()
+			closed = e.incident
+			e.mu.Unlock()
+		}
+		e.mu.Lock()
+		e.incident = false
+		e.mu.Unlock()
+	}
+	if !wasUp || leading != wasLeading || closed {
+		h.cfg.Report(h.event(e, false, closed))
+	}
+}
+
+func (e *host) listedAt() time.Time {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.listed
+}
+
+// list reads which agents run on the engine.
+func (h *Hosts) list(ctx context.Context, e *host) {
+	agents, err := e.eng.AgentContainers(ctx)
+	if err != nil {
+		return
+	}
+	e.mu.Lock()
+	e.agents, e.listed = agents, h.cfg.Now()
+	e.mu.Unlock()
+}
+
+// locate records in Redis where this engine's agents are, for the replicas
+// that do not reach it: what changed, and all of it once an hour.
+func (h *Hosts) locate(ctx context.Context, e *host) {
+	c := h.cfg.Coordinator
+	if c == nil {
+		return
+	}
+	e.mu.Lock()
+	all := h.cfg.Now().Sub(e.locatedAt) >= relocateEvery
+	loc := store.Location{Engine: e.id, Host: e.name, DockerHost: e.eng.Address()}
+	todo := map[string]string{}
+	for a, cid := range e.agents {
+		if all || e.located[a] != cid {
+			todo[a] = cid
+		}
+	}
+	e.mu.Unlock()
+	for a, cid := range todo {
+		l := loc
+		l.Container = cid
+		if err := c.SetLocation(ctx, a, l, locationTTL); err != nil {
+			return
+		}
+		e.mu.Lock()
+		e.located[a] = cid
+		e.mu.Unlock()
+	}
+	if all {
+		e.mu.Lock()
+		e.locatedAt = h.cfg.Now()
+		e.mu.Unlock()
+	}
+}
+
+func (h *Hosts) event(e *host, opened, closed bool) HostEvent {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return HostEvent{Engine: e.id, Host: e.name, Address: e.eng.Address(), Up: e.up, Leading: e.leading,
+		Agents: len(e.agents), Opened: opened, Closed: closed}
+}
+
+func engineIncident(id string) string { return "engine:" + id }
+
+// Route says who should act on a failed agent.
+type Route int
+
+// The routes Locate gives.
+const (
+	// RouteHere: this replica leads the engine that holds the container.
+	RouteHere Route = iota + 1
+	// RouteElsewhere: another live replica leads that engine.
+	RouteElsewhere
+	// RoutePending: this replica reaches the engine but does not lead it
+	// yet, and nobody does: it will within a second.
+	RoutePending
+	// RouteDown: the engine does not answer; the host's incident covers
+	// the agent until it is back.
+	RouteDown
+	// RouteOrphan: no live replica reaches the engine.
+	RouteOrphan
+	// RouteUnknown: no engine this replica reaches holds the container,
+	// and no replica recorded one that does.
+	RouteUnknown
+)
+
+// Placement is Locate's answer.
+type Placement struct {
+	Route Route
+	// Engine is the engine to act through, for RouteHere.
+	Engine Engine
+	// Where is what is known of where the container is.
+	Where store.Location
+}
+
+// Locate finds which engine holds an agent's container and says who
+// should act on it. It looks in the engines' listings first, then where a
+// replica recorded the agent, and only then asks the engines it reaches:
+// a container recorded on another engine is never looked for on this
+// replica's.
+func (h *Hosts) Locate(ctx context.Context, agent, containerID string) Placement {
+	for _, e := range h.engines {
+		e.mu.Lock()
+		cid, ok := e.agents[agent]
+		if !ok && containerID != "" {
+			for a, c := range e.agents {
+				if c == containerID || (len(containerID) >= 12 && len(c) >= len(containerID) && c[:len(containerID)] == containerID) {
+					_, cid, ok = a, c, true
+					break
+				}
+			}
+		}
+		e.mu.Unlock()
+		if ok {
+			return h.placeOn(ctx, e, cid)
+		}
+	}
+	if c := h.cfg.Coordinator; c != nil {
+		loc, ok, err := c.AgentLocation(ctx, agent)
+		if err == nil && ok {
+			for _, e := range h.engines {
+				e.mu.Lock()
+				mine := e.id == loc.Engine
+				e.mu.Unlock()
+				if mine {
+					return h.placeOn(ctx, e, loc.Container)
+				}
+			}
+			return h.placeRemote(ctx, loc)
+		}
+	}
+	for _, e := range h.engines {
+		e.mu.Lock()
+		up := e.up
+		e.mu.Unlock()
+		if !up {
+			continue
+		}
+		fctx, cancel := context.WithTimeout(ctx, engineCallTimeout)
+		c, err := e.eng.Find(fctx, agent, containerID)
+		cancel()
+		if err == nil {
+			return h.placeOn(ctx, e, c.ID)
+		}
+		if !errors.Is(err, ErrNotFound) {
+			continue
+		}
+	}
+	return Placement{Route: RouteUnknown}
+}
+
+func (h *Hosts) placeOn(ctx context.Context, e *host, cid string) Placement {
+	e.mu.Lock()
+	p := Placement{Where: store.Location{Engine: e.id, Host: e.name, DockerHost: e.eng.Address(), Container: cid}}
+	up, leading, id := e.up, e.leading, e.id
+	e.mu.Unlock()
+	switch {
+	case !up:
+		p.Route = RouteDown
+	case leading:
+		p.Route, p.Engine = RouteHere, e.eng
+	default:
+		p.Route = RoutePending
+		if c := h.cfg.Coordinator; c != nil {
+			if holder, err := c.EngineLeaseHolder(ctx, id); err != nil || holder != "" {
+				p.Route = RouteElsewhere
+			}
+		}
+	}
+	return p
+}
+
+func (h *Hosts) placeRemote(ctx context.Context, loc store.Location) Placement {
+	p := Placement{Where: loc, Route: RouteOrphan}
+	c := h.cfg.Coordinator
+	if holder, err := c.EngineLeaseHolder(ctx, loc.Engine); err != nil || holder != "" {
+		p.Route = RouteElsewhere
+	} else if open, err := c.IncidentOpen(ctx, engineIncident(loc.Engine)); err != nil || open {
+		p.Route = RouteDown
+	}
+	return p
+}
+
+// EngineOf returns the engine an agent was last listed on by this replica.
+func (h *Hosts) EngineOf(agent string) (id string, up bool) {
+	for _, e := range h.engines {
+		e.mu.Lock()
+		_, ok := e.agents[agent]
+		id, up := e.id, e.up
+		e.mu.Unlock()
+		if ok {
+			return id, up
+		}
+	}
+	return "", false
+}
+
+// AgentsOn returns the agents last listed on an engine.
+func (h *Hosts) AgentsOn(engine string) []string {
+	for _, e := range h.engines {
+		e.mu.Lock()
+		if e.id == engine {
+			out := make([]string, 0, len(e.agents))
+			for a := range e.agents {
+				out = append(out, a)
+			}
+			e.mu.Unlock()
+			return out
+		}
+		e.mu.Unlock()
+	}
+	return nil
+}
