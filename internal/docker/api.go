@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
@@ -37,6 +40,14 @@ type api interface {
 	Rename(ctx context.Context, id, name string) error
 	// Remove removes a container even when it runs, and keeps its volumes.
 	Remove(ctx context.Context, id string) error
+	// ListLabeled returns all containers, running or not, that carry the
+	// label key, whatever its value.
+	ListLabeled(ctx context.Context, key string) ([]container.Summary, error)
+	// Top runs ps with args on the engine's host for the container's
+	// processes: the column titles, and one row per process.
+	Top(ctx context.Context, id string, args []string) (titles []string, procs [][]string, err error)
+	// Info returns the engine's own ID and its host's name.
+	Info(ctx context.Context) (id, name string, err error)
 }
 
 // ErrNotFound: the container (or image) does not exist.
@@ -45,25 +56,48 @@ var ErrNotFound = errors.New("not found")
 // mobyAPI is the api of a real Docker daemon, a thin layer over the
 // Docker client.
 type mobyAPI struct {
-	c *client.Client
+	c    *client.Client
+	host string
 }
 
 // dialAPI connects to the Docker Engine at host (a DOCKER_HOST style
-// address such as unix:///var/run/docker.sock or tcp://host:2375), or, when
-// host is empty, where the DOCKER_* environment variables say (the local
-// socket by default). The API version is negotiated on first use, so an
-// engine as old as API 1.40 is spoken to in its own version. No connection is
-// made until the first call; use Ping to check that the engine is there.
-func dialAPI(host string) (*mobyAPI, error) {
-	opts := []client.Opt{client.FromEnv}
-	if host != "" {
-		opts = append(opts, client.WithHost(host))
+// address such as unix:///var/run/docker.sock or tcp://host:2376), or, when
+// host is empty, at $DOCKER_HOST, else the local socket. A tcp:// engine is
+// spoken to the way the Docker CLI does: over TLS when DOCKER_TLS_VERIFY is
+// set, with ca.pem, cert.pem and key.pem from DOCKER_CERT_PATH (default
+// ~/.docker), verifying the engine's certificate; a unix socket never uses
+// TLS, so one beatwatch can reach a local and a remote engine at once.
+// DOCKER_API_VERSION pins the API version; otherwise it is negotiated on
+// first use, so an engine as old as API 1.40 is spoken to in its own
+// version. No connection is made until the first call; use Ping to check
+// that the engine is there.
+func dialAPI(host string, getenv func(string) string) (*mobyAPI, error) {
+	if host == "" {
+		host = getenv("DOCKER_HOST")
+	}
+	if host == "" {
+		host = client.DefaultDockerHost
+	}
+	opts := []client.Opt{client.WithHost(host)}
+	if v := getenv("DOCKER_API_VERSION"); v != "" {
+		opts = append(opts, client.WithAPIVersion(v))
+	}
+	if strings.HasPrefix(host, "tcp://") && getenv("DOCKER_TLS_VERIFY") != "" {
+		dir := getenv("DOCKER_CERT_PATH")
+		if dir == "" {
+			home, err := os.UserHomeDir()
+			if err != nil {
+				return nil, fmt.Errorf("docker client for %q: DOCKER_TLS_VERIFY is set and DOCKER_CERT_PATH is not: %w", host, err)
+			}
+			dir = filepath.Join(home, ".docker")
+		}
+		opts = append(opts, client.WithTLSClientConfig(filepath.Join(dir, "ca.pem"), filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")))
 	}
 	c, err := client.New(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("docker client for %q: %w", host, err)
 	}
-	return &mobyAPI{c: c}, nil
+	return &mobyAPI{c: c, host: host}, nil
 }
 
 // Ping checks that the engine answers.
@@ -133,6 +167,29 @@ func (e *mobyAPI) Start(ctx context.Context, id string) error {
 func (e *mobyAPI) Rename(ctx context.Context, id, name string) error {
 	_, err := e.c.ContainerRename(ctx, id, client.ContainerRenameOptions{NewName: name})
 	return mapErr(err)
+}
+
+// ListLabeled implements api.
+func (e *mobyAPI) ListLabeled(ctx context.Context, key string) ([]container.Summary, error) {
+	f := client.Filters{}
+	f.Add("label", key)
+	res, err := e.c.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
+	return res.Items, mapErr(err)
+}
+
+// Top implements api.
+func (e *mobyAPI) Top(ctx context.Context, id string, args []string) ([]string, [][]string, error) {
+	res, err := e.c.ContainerTop(ctx, id, client.ContainerTopOptions{Arguments: args})
+	return res.Titles, res.Processes, mapErr(err)
+}
+
+// Info implements api.
+func (e *mobyAPI) Info(ctx context.Context) (string, string, error) {
+	res, err := e.c.Info(ctx, client.InfoOptions{})
+	if err != nil {
+		return "", "", fmt.Errorf("info of docker engine at %s: %w", e.c.DaemonHost(), mapErr(err))
+	}
+	return res.Info.ID, res.Info.Name, nil
 }
 
 // Remove implements api.

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"net/url"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -21,13 +22,17 @@ import (
 const (
 	DefaultRecoverLabel = "beatwatch.recover=true"
 	AgentLabel          = "beatwatch.agent"
+	// NamespaceLabel names the fleet (beatwatch --namespace) a container
+	// belongs to. A container that carries it is touched only by a
+	// beatwatch of that namespace; one without it, by any.
+	NamespaceLabel = "beatwatch.namespace"
 )
 
 // Errors of the ladder, matched with errors.Is.
 var (
-	// ErrNotEligible: the container lacks the recover label; it is never
-	// touched.
-	ErrNotEligible = errors.New("container does not carry the recover label")
+	// ErrNotEligible: the container lacks the recover label, or belongs to
+	// another namespace; it is never touched.
+	ErrNotEligible = errors.New("container is not eligible for recovery")
 	// ErrAmbiguous: more than one container carries the agent's label, so
 	// none of them is touched.
 	ErrAmbiguous = errors.New("more than one container carries the agent label")
@@ -92,6 +97,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock that names a replaced container; nil means time.Now.
 	Now func() time.Time
+	// Namespace is the fleet's namespace (--namespace): a container whose
+	// beatwatch.namespace label says another is never touched.
+	Namespace string
 }
 
 // Engine is one Docker Engine as recovery sees it: it finds an agent's
@@ -99,6 +107,8 @@ type Config struct {
 // containers that carry the recover label.
 type Engine struct {
 	engine               api
+	address              string
+	namespace            string
 	labelKey, labelValue string
 	restartingWait       time.Duration
 	poll                 time.Duration
@@ -116,11 +126,58 @@ func Dial(host string, cfg Config) (*Engine, error) {
 	if _, _, err := ParseLabel(cmp.Or(cfg.RecoverLabel, DefaultRecoverLabel)); err != nil {
 		return nil, err
 	}
-	a, err := dialAPI(host)
+	a, err := dialAPI(host, os.Getenv)
 	if err != nil {
 		return nil, err
 	}
-	return newEngine(a, cfg)
+	d, err := newEngine(a, cfg)
+	if err != nil {
+		return nil, err
+	}
+	d.address = a.host
+	return d, nil
+}
+
+// Address is where the engine is reached, as a DOCKER_HOST value.
+func (d *Engine) Address() string { return d.address }
+
+// Identify returns the engine's own ID and its host's name. The ID tells
+// engines apart: two engines on one machine report the same host name.
+func (d *Engine) Identify(ctx context.Context) (id, name string, err error) {
+	return d.engine.Info(ctx)
+}
+
+// AgentContainers returns the containers of this namespace that carry the
+// agent label, running or not: agent id -> container id. An agent with
+// several containers is left out (Find says ErrAmbiguous for it).
+func (d *Engine) AgentContainers(ctx context.Context) (map[string]string, error) {
+	list, err := d.engine.ListLabeled(ctx, AgentLabel)
+	if err != nil {
+		return nil, fmt.Errorf("list agent containers: %w", err)
+	}
+	out := make(map[string]string, len(list))
+	twice := map[string]bool{}
+	for _, c := range list {
+		agent := c.Labels[AgentLabel]
+		if agent == "" || !d.ours(c.Labels) {
+			continue
+		}
+		if _, ok := out[agent]; ok {
+			twice[agent] = true
+		}
+		out[agent] = c.ID
+	}
+	for a := range twice {
+		delete(out, a)
+	}
+	return out, nil
+}
+
+// ours says whether a container with these labels belongs to this
+// beatwatch's namespace.
+func (d *Engine) ours(labels map[string]string) bool {
+	ns, ok := labels[NamespaceLabel]
+	return !ok || ns == d.namespace
 }
 
 // Ping checks that the engine answers.
@@ -150,7 +207,7 @@ func newEngine(engine api, cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	d := &Engine{
-		engine: engine, labelKey: key, labelValue: value,
+		engine: engine, namespace: cfg.Namespace, labelKey: key, labelValue: value,
 		restartingWait: cfg.RestartingWait, poll: cfg.PollInterval,
 		log: cfg.Logger, now: cfg.Now,
 	}
@@ -184,9 +241,14 @@ type Container struct {
 	// RestartPolicy is the engine's restart policy: no, always,
 	// on-failure or unless-stopped.
 	RestartPolicy string
-	// Eligible is set when the container carries the recover label. A
-	// container that is not eligible gets an alert and nothing else.
+	// Eligible is set when the container carries the recover label and
+	// belongs to this namespace. A container that is not eligible gets an
+	// alert and nothing else.
 	Eligible bool
+	// Foreign is set when its beatwatch.namespace label names another
+	// fleet's namespace (Namespace).
+	Foreign   bool
+	Namespace string
 }
 
 // ShortID is the 12-character form of the container's id.
@@ -220,9 +282,16 @@ func (d *Engine) Find(ctx context.Context, agent, containerID string) (Container
 		// The container of the beats is gone; one that was created in its
 		// place (by us, or by compose) still carries the agent's label.
 	}
-	list, err := d.engine.List(ctx, AgentLabel, agent)
+	all, err := d.engine.List(ctx, AgentLabel, agent)
 	if err != nil {
 		return Container{}, fmt.Errorf("list containers of agent %s: %w", agent, err)
+	}
+	// Another fleet's agent of the same name is not this one.
+	var list []container.Summary
+	for _, c := range all {
+		if d.ours(c.Labels) {
+			list = append(list, c)
+		}
 	}
 	switch len(list) {
 	case 0:
@@ -253,7 +322,9 @@ func (d *Engine) container(agent string, info container.InspectResponse) Contain
 		c.RestartPolicy = string(info.HostConfig.RestartPolicy.Name)
 	}
 	v, ok := c.Labels[d.labelKey]
-	c.Eligible = ok && v == d.labelValue
+	c.Namespace = c.Labels[NamespaceLabel]
+	c.Foreign = !d.ours(c.Labels)
+	c.Eligible = ok && v == d.labelValue && !c.Foreign
 	return c
 }
 
@@ -388,7 +459,7 @@ func (d *Engine) restart(ctx context.Context, c Container, grace time.Duration) 
 	if err != nil {
 		return err
 	}
-	if err := d.engine.Restart(ctx, info.ID, stopTimeout(grace)); err != nil {
+	if err := d.engine.Restart(ctx, info.ID, d.stopTimeout(ctx, info, grace)); err != nil {
 		return fmt.Errorf("restart container %s: %w", c.ShortID(), err)
 	}
 	return d.running(ctx, info.ID)
@@ -401,8 +472,10 @@ func (d *Engine) eligible(ctx context.Context, c Container) (container.InspectRe
 	if err != nil {
 		return info, fmt.Errorf("inspect container %s: %w", c.ShortID(), err)
 	}
-	if !d.container(c.Agent, info).Eligible {
-		return info, fmt.Errorf("container %s: %w %s=%s", c.ShortID(), ErrNotEligible, d.labelKey, d.labelValue)
+	if fresh := d.container(c.Agent, info); fresh.Foreign {
+		return info, fmt.Errorf("container %s: %w: it belongs to namespace %q", c.ShortID(), ErrNotEligible, fresh.Namespace)
+	} else if !fresh.Eligible {
+		return info, fmt.Errorf("container %s: %w: it lacks the label %s=%s", c.ShortID(), ErrNotEligible, d.labelKey, d.labelValue)
 	}
 	if info.Config == nil || info.HostConfig == nil || info.State == nil {
 		return info, fmt.Errorf("inspect container %s: incomplete answer from the engine", c.ShortID())

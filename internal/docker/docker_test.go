@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -66,7 +67,7 @@ func setUpDocker() string {
 			return "no /var/run/docker.sock and no DOCKER_HOST"
 		}
 	}
-	e, err := dialAPI("")
+	e, err := dialAPI("", os.Getenv)
 	if err != nil {
 		return err.Error()
 	}
@@ -155,6 +156,7 @@ type box struct {
 	policy  container.RestartPolicyMode
 	mounts  []mount.Mount
 	volumes []string
+	labels  map[string]string // more labels
 }
 
 // startBox creates and starts a test container; it and every container of
@@ -166,6 +168,7 @@ func startBox(t *testing.T, e *mobyAPI, b box) Container {
 	if b.label {
 		labels["beatwatch.recover"] = "true"
 	}
+	maps.Copy(labels, b.labels)
 	if b.image == "" {
 		b.image = testImage
 	}

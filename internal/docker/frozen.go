@@ -1,9 +1,13 @@
 package docker
 
 import (
+	"context"
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
+
+	"github.com/moby/moby/api/types/container"
 )
 
 // A container whose first process cannot act on the stop signal gains
@@ -89,4 +93,31 @@ func signalNumber(s string) int {
 		}
 	}
 	return names[s]
+}
+
+// stopTimeout is the stop timeout to give a container: its agent's grace,
+// unless its first process cannot use one (then none at all). When the
+// engine cannot say, the grace stands.
+func (d *Engine) stopTimeout(ctx context.Context, info container.InspectResponse, grace time.Duration) *int {
+	if info.State == nil || !info.State.Running || info.State.Paused || info.State.Pid <= 0 {
+		return stopTimeout(grace)
+	}
+	stopSignal := ""
+	if info.Config != nil {
+		stopSignal = info.Config.StopSignal
+	}
+	titles, procs, err := d.engine.Top(ctx, info.ID, topArgs)
+	if err != nil {
+		// A ps without signal masks (busybox) still shows the state.
+		titles, procs, err = d.engine.Top(ctx, info.ID, topArgsPlain)
+	}
+	if err != nil {
+		return stopTimeout(grace)
+	}
+	if why := noGraceReason(titles, procs, info.State.Pid, stopSignal); why != "" {
+		d.log.Info("stopping without grace: "+why, "container", short(info.ID), "pid", info.State.Pid)
+		zero := 0
+		return &zero
+	}
+	return stopTimeout(grace)
 }

@@ -101,7 +101,7 @@ func (d *Engine) replace(ctx context.Context, c Container, grace time.Duration) 
 	// A stalled agent's container still runs: stop it before the new one
 	// starts, so the two never bind the same ports or beat as one agent.
 	if old.State.Running || old.State.Restarting || old.State.Paused {
-		if err := d.engine.Stop(ctx, old.ID, stopTimeout(grace)); err != nil {
+		if err := d.engine.Stop(ctx, old.ID, d.stopTimeout(ctx, old, grace)); err != nil {
 			return "", "", undo(newID, fmt.Errorf("stop container %s: %w", short(old.ID), err))
 		}
 		stopped = true
