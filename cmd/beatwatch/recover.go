@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/beatwrap/beatwrap/internal/alert"
@@ -16,7 +17,8 @@ import (
 
 // recoverOptions are the flags of the recovery ladder.
 type recoverOptions struct {
-	mode, dockerHost, label   string
+	mode, label               string
+	dockerHosts               []string
 	webhook, format           string
 	budget, brakeMin, maxBusy int
 	brakeFraction             float64
@@ -31,11 +33,12 @@ func (o *recoverOptions) validate() error {
 	default:
 		return cli.Usagef("--recover must be docker or none, got %q", o.mode)
 	}
-	if o.dockerHost != "" {
-		if err := docker.CheckHost(o.dockerHost); err != nil {
+	for _, h := range o.dockerHosts {
+		if err := docker.CheckHost(h); err != nil {
 			return cli.Usagef("--docker-host: %v", err)
 		}
-	} else if h := os.Getenv("DOCKER_HOST"); h != "" && o.mode != "none" {
+	}
+	if h := os.Getenv("DOCKER_HOST"); len(o.dockerHosts) == 0 && h != "" && o.mode != "none" {
 		if err := docker.CheckHost(h); err != nil {
 			return cli.Usagef("DOCKER_HOST (--docker-host): %v", err)
 		}
@@ -84,37 +87,66 @@ func (o *recoverOptions) webhookOf(log *slog.Logger) (*alert.Webhook, error) {
 	return a, nil
 }
 
-// engineOf dials the Docker Engine, or returns nil when recovery is off.
-// The engine is optional: unreachable, recovery falls back to alerts
-// (default mode) or tries it again at each failure (--recover docker); it
-// never stops the watcher.
-func (o *recoverOptions) engineOf(ctx context.Context, log *slog.Logger) (*docker.Engine, error) {
+// enginesOf dials every --docker-host (by default $DOCKER_HOST, else the
+// local socket), or returns none when recovery is off. Engines are
+// optional: when none answers, recovery falls back to alerts (default
+// mode) or keeps trying them (--recover docker); it never stops the
+// watcher. An engine that does not answer now is tried again every second.
+func (o *recoverOptions) enginesOf(ctx context.Context, namespace string, log *slog.Logger) ([]*docker.Engine, error) {
 	if o.mode == "none" {
 		return nil, nil
 	}
-	engine, err := docker.Dial(o.dockerHost, docker.Config{RecoverLabel: o.label, Logger: log})
-	if err != nil {
-		return nil, cli.Usagef("--docker-host: %v", err)
+	hosts := o.dockerHosts
+	if len(hosts) == 0 {
+		hosts = []string{""} // $DOCKER_HOST, else the local socket
 	}
-	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	perr := engine.Ping(pctx)
-	cancel()
-	switch {
-	case perr == nil:
-		log.Info("recovery through the docker engine", "label", o.label)
-	case o.mode == "docker":
-		log.Warn("docker engine unreachable now; recovery will try it at each failure", "error", perr)
-	default:
-		log.Warn("docker engine unreachable: recovery is off, failures are alerted only (--recover docker to insist)", "error", perr)
-		engine.Close()
+	var engines []*docker.Engine
+	closeAll := func() {
+		for _, e := range engines {
+			e.Close()
+		}
+	}
+	for _, h := range hosts {
+		e, err := docker.Dial(h, docker.Config{RecoverLabel: o.label, Namespace: namespace, Logger: log})
+		if err != nil {
+			closeAll()
+			return nil, cli.Usagef("--docker-host %q: %v", h, err)
+		}
+		engines = append(engines, e)
+	}
+	answers := make([]error, len(engines))
+	var wg sync.WaitGroup
+	for i, e := range engines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			defer cancel()
+			answers[i] = e.Ping(pctx)
+		}()
+	}
+	wg.Wait()
+	up := 0
+	for i, e := range engines {
+		if answers[i] == nil {
+			up++
+			log.Info("recovery through the docker engine", "address", e.Address(), "label", o.label)
+		} else {
+			log.Warn("docker engine unreachable now; it is tried again every second", "address", e.Address(), "error", answers[i])
+		}
+	}
+	if up == 0 && o.mode != "docker" {
+		log.Warn("no docker engine answers: recovery is off, failures are alerted only (--recover docker to insist)")
+		closeAll()
 		return nil, nil
 	}
-	return engine, nil
+	return engines, nil
 }
 
 // orchestrator builds the recovery layer over its parts; st, when set, lets
-// several replicas share the work.
-func (o *recoverOptions) orchestrator(engine *docker.Engine, hook *alert.Webhook, st *store.Watcher, log *slog.Logger) (*recovery.Orchestrator, error) {
+// several replicas share the work: each engine's agents are recovered by
+// the replica that leads that engine.
+func (o *recoverOptions) orchestrator(engines []*docker.Engine, hook *alert.Webhook, st *store.Watcher, log *slog.Logger) (*recovery.Orchestrator, error) {
 	cfg := recovery.Config{
 		Guard: recovery.NewGuard(recovery.GuardConfig{
 			Budget: o.budget, BrakeFraction: o.brakeFraction, BrakeMinAgents: o.brakeMin, MaxInFlight: o.maxBusy,
@@ -122,14 +154,19 @@ func (o *recoverOptions) orchestrator(engine *docker.Engine, hook *alert.Webhook
 		BeatWait: o.beatWait, Logger: log,
 	}
 	// Nil pointers stay nil interfaces: no engine, no webhook, one replica.
-	if engine != nil {
-		cfg.Engine = engine
+	hc := recovery.HostsConfig{Logger: log}
+	for _, e := range engines {
+		hc.Engines = append(hc.Engines, e)
 	}
 	if hook != nil {
 		cfg.Alerter = hook
 	}
 	if st != nil {
 		cfg.Coordinator = st
+		hc.Coordinator = st
+	}
+	if len(engines) > 0 {
+		cfg.Hosts = recovery.NewHosts(hc)
 	}
 	return recovery.New(cfg)
 }

@@ -46,7 +46,7 @@ func newServe(ctx context.Context, stderr io.Writer) *cobra.Command {
 	f.IntVar(&o.missedBeats, "missed-beats", 3, "missed beats before failure, for beats that do not carry their own")
 	f.DurationVar(&o.defaultInterval, "default-interval", 30*time.Second, "interval assumed for beats without intervalMs, until their arrival gaps show the real one")
 	f.StringVar(&o.recover.mode, "recover", "", "docker or none (default: docker when the Docker Engine is reachable, else none with a warning)")
-	f.StringVar(&o.recover.dockerHost, "docker-host", "", "Docker Engine API address (default $DOCKER_HOST, else the local socket)")
+	f.StringSliceVar(&o.recover.dockerHosts, "docker-host", nil, "Docker Engine API address, unix:// or tcp:// (TLS from DOCKER_TLS_VERIFY and DOCKER_CERT_PATH); repeatable: each failure is recovered by a replica that reaches its container's engine (default $DOCKER_HOST, else the local socket)")
 	f.StringVar(&o.recover.label, "recover-label", "beatwatch.recover=true", "only containers with this label are ever touched")
 	f.StringVar(&o.recover.webhook, "alert-webhook", "", "URL that alerts are POSTed to")
 	f.StringVar(&o.recover.format, "alert-format", "slack", "slack, pagerduty (Events API v2) or json")
@@ -85,14 +85,14 @@ func (o *serveOptions) run(ctx context.Context, stderr io.Writer) error {
 		}
 		defer st.Close()
 	}
-	engine, err := o.recover.engineOf(ctx, log)
+	engines, err := o.recover.enginesOf(ctx, o.namespace, log)
 	if err != nil {
 		return err
 	}
-	if engine != nil {
-		defer engine.Close()
+	for _, e := range engines {
+		defer e.Close()
 	}
-	orch, err := o.recover.orchestrator(engine, hook, st, log)
+	orch, err := o.recover.orchestrator(engines, hook, st, log)
 	if err != nil {
 		return err
 	}

@@ -21,6 +21,8 @@ type Metrics struct {
 	alerts        *prometheus.CounterVec
 	redisUp       prometheus.Gauge
 	recoveryLease prometheus.Gauge
+	engineUp      *prometheus.GaugeVec
+	engineLeader  *prometheus.GaugeVec
 }
 
 // Counter is what Metrics needs of the fleet to export agents per state.
@@ -59,11 +61,17 @@ func NewMetrics(fleet Counter) *Metrics {
 		recoveryLease: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "beatwatch_recovery_leader", Help: "1 while this replica holds the recovery lease.",
 		}),
+		engineUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "beatwatch_engine_up", Help: "1 while a Docker Engine this replica reaches answers, by the engine's ID and host name.",
+		}, []string{"engine", "host"}),
+		engineLeader: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "beatwatch_engine_leader", Help: "1 while this replica recovers the agents of a Docker Engine (holds its lease).",
+		}, []string{"engine", "host"}),
 	}
 	m.redisUp.Set(1)
 	agents := prometheus.NewDesc("beatwatch_agents", "Agents per state.", []string{"state"}, nil)
 	m.registry.MustRegister(m.beats, m.malformed, m.transitions, m.recoveries, m.detectionLag,
-		m.alerts, m.redisUp, m.recoveryLease,
+		m.alerts, m.redisUp, m.recoveryLease, m.engineUp, m.engineLeader,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		agentsCollector{desc: agents, fleet: fleet})
 	return m
@@ -113,6 +121,13 @@ func (m *Metrics) RedisUp(up bool) { m.redisUp.Set(b2f(up)) }
 
 // Leader records whether this replica holds the recovery lease.
 func (m *Metrics) Leader(held bool) { m.recoveryLease.Set(b2f(held)) }
+
+// Engine records whether a Docker Engine answers and whether this replica
+// leads its recovery.
+func (m *Metrics) Engine(engine, host string, up, leading bool) {
+	m.engineUp.WithLabelValues(engine, host).Set(b2f(up))
+	m.engineLeader.WithLabelValues(engine, host).Set(b2f(leading))
+}
 
 func b2f(b bool) float64 {
 	if b {

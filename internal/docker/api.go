@@ -103,7 +103,7 @@ func dialAPI(host string, getenv func(string) string) (*mobyAPI, error) {
 // Ping checks that the engine answers.
 func (e *mobyAPI) Ping(ctx context.Context) error {
 	if _, err := e.c.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
-		return fmt.Errorf("ping docker engine at %s: %w", e.c.DaemonHost(), err)
+		return fmt.Errorf("ping docker engine at %s: %w", e.host, mapErr(err))
 	}
 	return nil
 }
@@ -187,7 +187,7 @@ func (e *mobyAPI) Top(ctx context.Context, id string, args []string) ([]string, 
 func (e *mobyAPI) Info(ctx context.Context) (string, string, error) {
 	res, err := e.c.Info(ctx, client.InfoOptions{})
 	if err != nil {
-		return "", "", fmt.Errorf("info of docker engine at %s: %w", e.c.DaemonHost(), mapErr(err))
+		return "", "", fmt.Errorf("info of docker engine at %s: %w", e.host, mapErr(err))
 	}
 	return res.Info.ID, res.Info.Name, nil
 }
@@ -199,14 +199,29 @@ func (e *mobyAPI) Remove(ctx context.Context, id string) error {
 }
 
 // mapErr keeps the engine's message and makes a missing object match
-// ErrNotFound, so that nothing outside this file needs the client's error
-// types.
+// ErrNotFound, and an engine that cannot be connected to ErrUnreachable, so
+// that nothing outside this file needs the client's error types.
 func mapErr(err error) error {
-	if err != nil && cerrdefs.IsNotFound(err) {
+	switch {
+	case err == nil:
+		return nil
+	case cerrdefs.IsNotFound(err):
 		return notFoundError{err}
+	case client.IsErrConnectionFailed(err):
+		return unreachableError{err}
 	}
 	return err
 }
+
+// ErrUnreachable: the engine cannot be connected to (it is down, or its
+// host is).
+var ErrUnreachable = errors.New("docker engine unreachable")
+
+type unreachableError struct{ err error }
+
+func (e unreachableError) Error() string        { return e.err.Error() }
+func (e unreachableError) Unwrap() error        { return e.err }
+func (e unreachableError) Is(target error) bool { return target == ErrUnreachable }
 
 type notFoundError struct{ err error }
 

@@ -27,6 +27,10 @@ const (
 	// Leader: this replica took or lost the recovery lease
 	// (Event.Leading); AgentID is empty.
 	Leader
+	// EngineState: a Docker Engine this replica reaches answers or not
+	// (Event.Up), and this replica leads its recovery or not
+	// (Event.Leading); Event.Engine and Event.Host name it.
+	EngineState
 )
 
 // Event is what the Orchestrator answers the transitions it is told of
@@ -40,7 +44,10 @@ type Event struct {
 	Step    StepResult // StepTaken
 	OK      bool       // Done
 	Reason  string     // LeftAlone
-	Leading bool       // Leader
+	Leading bool       // Leader, EngineState
+	Engine  string     // EngineState: the engine's ID
+	Host    string     // EngineState: its host's name
+	Up      bool       // EngineState
 }
 
 // Fleet is the watcher as the Orchestrator sees it: how many agents are in
@@ -51,7 +58,8 @@ type Fleet interface {
 }
 
 // Engine is the container engine recovery acts through: docker.Engine, or
-// a fake in a test.
+// a fake in a test. With several engines, HostEngine adds what tells them
+// apart.
 type Engine interface {
 	Find(ctx context.Context, agent, containerID string) (docker.Container, error)
 	Check(ctx context.Context, c docker.Container, finalStopped bool) (docker.Container, docker.Verdict, error)

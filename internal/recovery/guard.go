@@ -2,6 +2,7 @@ package recovery
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -54,6 +55,7 @@ type Guard struct {
 	inFlight   int
 	braking    bool
 	brakeSince time.Time
+	hostBrakes map[string]time.Time // host (engine ID) -> since when its brake is engaged
 }
 
 type agentGuard struct {
@@ -96,7 +98,7 @@ func NewGuard(cfg GuardConfig) *Guard {
 	if cfg.Rand == nil {
 		cfg.Rand = rand.Float64
 	}
-	return &Guard{cfg: cfg, agents: map[string]*agentGuard{}}
+	return &Guard{cfg: cfg, agents: map[string]*agentGuard{}, hostBrakes: map[string]time.Time{}}
 }
 
 // Decision is a Guard's answer.
@@ -255,6 +257,30 @@ func (g *Guard) Brake(failed, total int, now time.Time) (engaged, changed bool) 
 		g.brakeSince = now
 	}
 	return engaged, changed
+}
+
+// BrakeHost is Brake for the agents of one host (a Docker Engine, by its
+// ID): failed of the total that run there. It pauses recovery on that host
+// only, by the same rule.
+func (g *Guard) BrakeHost(host string, failed, total int, now time.Time) (engaged, changed bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	engaged = total >= g.cfg.BrakeMinAgents && float64(failed) > g.cfg.BrakeFraction*float64(total)
+	_, was := g.hostBrakes[host]
+	switch {
+	case engaged && !was:
+		g.hostBrakes[host] = now
+	case !engaged && was:
+		delete(g.hostBrakes, host)
+	}
+	return engaged, engaged != was
+}
+
+// HostsBraking returns the hosts whose brake is engaged, and since when.
+func (g *Guard) HostsBraking() map[string]time.Time {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return maps.Clone(g.hostBrakes)
 }
 
 // Braking says whether the brake is engaged, and since when.

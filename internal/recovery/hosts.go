@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/beatwrap/beatwrap/internal/docker"
 	"github.com/beatwrap/beatwrap/internal/store"
 )
 
@@ -63,9 +64,6 @@ type HostsConfig struct {
 	// LeaseTTL is how long a dead replica keeps its engines from the
 	// others (5s).
 	LeaseTTL time.Duration
-	// Report is told of every change of an engine's state; it must not
-	// block.
-	Report func(HostEvent)
 	Logger *slog.Logger
 	Now    func() time.Time
 }
@@ -77,6 +75,13 @@ type Hosts struct {
 	cfg     HostsConfig
 	log     *slog.Logger
 	engines []*host
+	// report is Run's sink, told of every change of an engine's state.
+	report func(HostEvent)
+
+	mu sync.Mutex
+	// remote: engines this replica does not reach that troubled agents
+	// are on -> whether their down incident is open, refreshed each tick.
+	remote map[string]bool
 }
 
 type host struct {
@@ -86,7 +91,8 @@ type host struct {
 	id, name  string
 	up        bool
 	leading   bool
-	incident  bool              // this replica knows the engine's down incident is open
+	opened    bool              // this replica opened the engine's down incident (and alerted it)
+	dup       bool              // another address of an engine already reached: ignored
 	agents    map[string]string // agent -> container, from the last listing
 	listed    time.Time
 	located   map[string]string // agent -> container last written as its location
@@ -116,10 +122,7 @@ func NewHosts(cfg HostsConfig) *Hosts {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if cfg.Report == nil {
-		cfg.Report = func(HostEvent) {}
-	}
-	h := &Hosts{cfg: cfg, log: cfg.Logger}
+	h := &Hosts{cfg: cfg, log: cfg.Logger, report: func(HostEvent) {}, remote: map[string]bool{}}
 	for _, e := range cfg.Engines {
 		h.engines = append(h.engines, &host{eng: e, agents: map[string]string{}, located: map[string]string{}})
 	}
@@ -127,8 +130,11 @@ func NewHosts(cfg HostsConfig) *Hosts {
 }
 
 // Run looks at every engine each second until ctx is done, then gives up
-// the leases it holds.
-func (h *Hosts) Run(ctx context.Context) error {
+// the leases it holds. report is told of every change of an engine's
+// state (up or down, led here or not, its incident opened or closed here);
+// it must not block.
+func (h *Hosts) Run(ctx context.Context, report func(HostEvent)) error {
+	h.report = report
 	tick := time.NewTicker(hostTick)
 	defer tick.Stop()
 	defer h.release()
@@ -141,6 +147,11 @@ func (h *Hosts) Run(ctx context.Context) error {
 				h.look(ctx, e)
 			}()
 		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			h.lookRemote(ctx)
+		}()
 		wg.Wait()
 		select {
 		case <-ctx.Done():
@@ -172,12 +183,22 @@ func (h *Hosts) look(ctx context.Context, e *host) {
 	cctx, cancel := context.WithTimeout(ctx, hostCallLimit)
 	defer cancel()
 	e.mu.Lock()
-	id := e.id
+	id, dup := e.id, e.dup
 	e.mu.Unlock()
+	if dup {
+		return
+	}
 	var err error
 	if id == "" {
 		var name string
 		if id, name, err = e.eng.Identify(cctx); err == nil {
+			if h.mine(id) {
+				h.log.Warn("docker engine given twice (two addresses of one engine): the second is ignored", "engine", id, "address", e.eng.Address())
+				e.mu.Lock()
+				e.dup = true
+				e.mu.Unlock()
+				return
+			}
 			e.mu.Lock()
 			e.id, e.name = id, name
 			e.mu.Unlock()
@@ -221,23 +242,26 @@ func (h *Hosts) down(ctx context.Context, e *host, cause error) {
 		// Another replica may still reach it: let it take over now.
 		_ = h.cfg.Coordinator.ReleaseEngineLease(ctx, id, h.cfg.Holder)
 	}
+	e.mu.Lock()
+	already := e.opened
+	e.mu.Unlock()
 	opened := false
-	if c := h.cfg.Coordinator; c != nil {
+	if c := h.cfg.Coordinator; c != nil && !already {
+		// Only when no live replica reaches it: one that still does
+		// recovers its agents, and there is no incident.
 		if holder, err := c.EngineLeaseHolder(ctx, id); err == nil && holder == "" {
 			opened, _ = c.OpenIncident(ctx, engineIncident(id), h.cfg.Holder, incidentTTL)
 		}
-	} else {
+	} else if c == nil {
+		opened = !already
+	}
+	if opened {
 		e.mu.Lock()
-		opened = !e.incident
+		e.opened = true
 		e.mu.Unlock()
 	}
-	e.mu.Lock()
-	if opened {
-		e.incident = true
-	}
-	e.mu.Unlock()
 	if wasUp || wasLeading || opened {
-		h.cfg.Report(h.event(e, opened, false))
+		h.report(h.event(e, opened, false))
 	}
 }
 
@@ -272,22 +296,21 @@ func (h *Hosts) upAndLead(ctx context.Context, e *host) {
 	if needList || (!leading && h.cfg.Now().Sub(e.listedAt()) >= listEvery) {
 		h.list(ctx, e)
 	}
-	closed := false
+	// The replica that opened the incident resolves it (its webhook sent
+	// the trigger), whoever leads the engine now; the leader closes an
+	// incident whose opener is gone.
+	e.mu.Lock()
+	closed := e.opened
+	e.opened = false
+	e.mu.Unlock()
 	if leading {
 		h.locate(ctx, e)
-		if c := h.cfg.Coordinator; c != nil {
-			closed, _ = c.CloseIncident(ctx, engineIncident(id))
-		} else {
-			e.mu.Lock()
-			closed = e.incident
-			e.mu.Unlock()
-		}
-		e.mu.Lock()
-		e.incident = false
-		e.mu.Unlock()
+	}
+	if c := h.cfg.Coordinator; c != nil && (leading || closed) {
+		_, _ = c.CloseIncident(ctx, engineIncident(id))
 	}
 	if !wasUp || leading != wasLeading || closed {
-		h.cfg.Report(h.event(e, false, closed))
+		h.report(h.event(e, false, closed))
 	}
 }
 
@@ -431,7 +454,7 @@ func (h *Hosts) Locate(ctx context.Context, agent, containerID string) Placement
 		if err == nil {
 			return h.placeOn(ctx, e, c.ID)
 		}
-		if !errors.Is(err, ErrNotFound) {
+		if !errors.Is(err, docker.ErrNotFound) {
 			continue
 		}
 	}
@@ -499,4 +522,81 @@ func (h *Hosts) AgentsOn(engine string) []string {
 		e.mu.Unlock()
 	}
 	return nil
+}
+
+// lookRemote refreshes whether the engines in h.remote are down.
+func (h *Hosts) lookRemote(ctx context.Context) {
+	c := h.cfg.Coordinator
+	if c == nil {
+		return
+	}
+	h.mu.Lock()
+	ids := make([]string, 0, len(h.remote))
+	for id := range h.remote {
+		ids = append(ids, id)
+	}
+	h.mu.Unlock()
+	for _, id := range ids {
+		cctx, cancel := context.WithTimeout(ctx, hostCallLimit)
+		open, err := c.IncidentOpen(cctx, engineIncident(id))
+		cancel()
+		if err != nil {
+			continue
+		}
+		h.mu.Lock()
+		h.remote[id] = open
+		h.mu.Unlock()
+	}
+}
+
+// Where returns the engine an agent's container is on: from this
+// replica's listings, else from where a replica recorded it (then that
+// engine is watched for its incident). "" when nobody knows.
+func (h *Hosts) Where(ctx context.Context, agent string) string {
+	if id, _ := h.EngineOf(agent); id != "" {
+		return id
+	}
+	c := h.cfg.Coordinator
+	if c == nil {
+		return ""
+	}
+	loc, ok, err := c.AgentLocation(ctx, agent)
+	if err != nil || !ok {
+		return ""
+	}
+	h.mu.Lock()
+	if _, known := h.remote[loc.Engine]; !known && !h.mine(loc.Engine) {
+		h.remote[loc.Engine] = false
+	}
+	h.mu.Unlock()
+	return loc.Engine
+}
+
+// mine says whether this replica reaches the engine.
+func (h *Hosts) mine(engine string) bool {
+	for _, e := range h.engines {
+		e.mu.Lock()
+		id := e.id
+		e.mu.Unlock()
+		if id == engine {
+			return true
+		}
+	}
+	return false
+}
+
+// Down says whether an engine is down as far as this replica knows: one it
+// reaches does not answer, or another's down incident is open.
+func (h *Hosts) Down(engine string) bool {
+	for _, e := range h.engines {
+		e.mu.Lock()
+		id, up := e.id, e.up
+		e.mu.Unlock()
+		if id == engine {
+			return !up
+		}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.remote[engine]
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/beatwrap/beatwrap/internal/alert"
 	"github.com/beatwrap/beatwrap/internal/docker"
 	"github.com/beatwrap/beatwrap/internal/monitor"
+	"github.com/beatwrap/beatwrap/internal/store"
 	"github.com/beatwrap/beatwrap/internal/wire"
 )
 
@@ -20,7 +22,12 @@ import (
 // Engine every failure is alerted only; without an Alerter nothing is sent,
 // and the history still says what happened.
 type Config struct {
-	Engine      Engine
+	// Engine is the one engine recovery acts through, when Hosts is nil.
+	Engine Engine
+	// Hosts, when set, is the set of engines this replica reaches: each
+	// failure is then recovered by the replica that leads the engine
+	// holding the agent's container (Engine is not used).
+	Hosts       *Hosts
 	Alerter     Alerter
 	Guard       *Guard
 	Coordinator Coordinator
@@ -65,6 +72,17 @@ type Orchestrator struct {
 	beats    map[string]*beating      // agent under recovery -> whether it beats again
 	leading  bool
 	wake     chan struct{}
+
+	// With Hosts:
+	onEngine    map[string]string         // agent in trouble -> the engine it is on ("" until known)
+	hostHeld    map[string]string         // agent whose engine is down -> that engine
+	heldOn      map[string]store.Location // agent held by its host's brake -> the host
+	orphanSince map[string]time.Time      // agent whose engine no live replica reaches -> since when
+	locating    chan struct{}             // bounds the lookups of troubled agents' engines
+	// The fleet brake's alert waits a lease's time with Hosts, so that
+	// agents gone with their whole host are left out of it first.
+	brakeAlertDue time.Time
+	brakeAlerted  bool
 }
 
 // New checks the configuration.
@@ -82,6 +100,15 @@ func New(cfg Config) (*Orchestrator, error) {
 	if cfg.LeaseTTL <= 0 {
 		cfg.LeaseTTL = 5 * time.Second
 	}
+	if h := cfg.Hosts; h != nil {
+		// The engines' leases are held under this replica's name.
+		if h.cfg.Holder == "" {
+			h.cfg.Holder = cfg.Holder
+		}
+		if h.cfg.Coordinator == nil && cfg.Coordinator != nil {
+			return nil, errors.New("with a coordinator, Hosts needs one too")
+		}
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -95,6 +122,8 @@ func New(cfg Config) (*Orchestrator, error) {
 		cfg: cfg, log: cfg.Logger,
 		pending: map[string]time.Time{}, incident: map[string]string{}, open: map[string]string{}, held: map[string]bool{},
 		agents: map[string]monitor.Agent{}, beats: map[string]*beating{},
+		onEngine: map[string]string{}, hostHeld: map[string]string{}, heldOn: map[string]store.Location{},
+		orphanSince: map[string]time.Time{}, locating: make(chan struct{}, 16),
 		leading: cfg.Coordinator == nil,
 		wake:    make(chan struct{}, 1),
 	}, nil
@@ -111,6 +140,9 @@ func (o *Orchestrator) Leading() bool {
 // it: the Orchestrator is a monitor subscriber. It never blocks.
 func (o *Orchestrator) Changed(tr monitor.Transition, a monitor.Agent) {
 	o.track(tr, a)
+	if o.cfg.Hosts != nil {
+		o.trackEngine(tr)
+	}
 	switch {
 	case tr.To == monitor.Stalled && a.SelfHeals:
 		// beatwrap restarts it in place (--on-stall restart); recovering
@@ -133,6 +165,45 @@ func (o *Orchestrator) Changed(tr monitor.Transition, a monitor.Agent) {
 		delete(o.held, tr.AgentID)
 		o.mu.Unlock()
 		o.recovered(tr.AgentID)
+	}
+}
+
+// trackEngine keeps, for each agent in trouble (missing included), which
+// engine it is on, looked up once in the background.
+func (o *Orchestrator) trackEngine(tr monitor.Transition) {
+	id := tr.AgentID
+	o.mu.Lock()
+	switch tr.To {
+	case monitor.Healthy, monitor.Stopped:
+		delete(o.onEngine, id)
+		delete(o.hostHeld, id)
+		delete(o.orphanSince, id)
+		delete(o.heldOn, id)
+		o.mu.Unlock()
+		return
+	case monitor.Missing, monitor.Failed, monitor.Stalled:
+	default:
+		o.mu.Unlock()
+		return
+	}
+	_, known := o.onEngine[id]
+	if !known {
+		o.onEngine[id] = ""
+	}
+	o.mu.Unlock()
+	if known {
+		return
+	}
+	select {
+	case o.locating <- struct{}{}:
+		go func() {
+			defer func() { <-o.locating }()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			o.locateTroubled(ctx, id)
+		}()
+	default:
+		// Many at once: the brake counts these without their host.
 	}
 }
 
@@ -179,11 +250,20 @@ func (o *Orchestrator) prune() {
 			gone = append(gone, id)
 		}
 	}
+	for id := range o.onEngine {
+		if _, ok := o.agents[id]; !ok && !slices.Contains(gone, id) {
+			gone = append(gone, id)
+		}
+	}
 	for _, id := range gone {
 		delete(o.agents, id)
 		delete(o.incident, id)
 		delete(o.open, id)
 		delete(o.held, id)
+		delete(o.onEngine, id)
+		delete(o.hostHeld, id)
+		delete(o.heldOn, id)
+		delete(o.orphanSince, id)
 	}
 	o.mu.Unlock()
 	for _, id := range gone {
@@ -239,6 +319,13 @@ func (o *Orchestrator) Run(ctx context.Context, fleet Fleet) error {
 			_ = o.cfg.Alerter.Run(ctx)
 		}()
 	}
+	if o.cfg.Hosts != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = o.cfg.Hosts.Run(ctx, o.hostChanged)
+		}()
+	}
 	// Pending failures are looked at four times a second; the lease is
 	// renewed every second.
 	tick := o.cfg.Tick
@@ -268,6 +355,9 @@ func (o *Orchestrator) Run(ctx context.Context, fleet Fleet) error {
 				renewed = now
 			}
 			o.checkBrake()
+			if o.cfg.Hosts != nil {
+				o.checkHostBrakes(now)
+			}
 			if now.Sub(pruned) >= time.Minute {
 				o.prune()
 				pruned = now
@@ -310,7 +400,9 @@ func (o *Orchestrator) lease(ctx context.Context) {
 func (o *Orchestrator) takePending() []string {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if !o.leading || len(o.pending) == 0 {
+	// With Hosts every replica looks at every failure, and routes it to
+	// the leader of its engine; without, only the lease holder does.
+	if (!o.leading && o.cfg.Hosts == nil) || len(o.pending) == 0 {
 		return nil
 	}
 	now := o.cfg.Now()
@@ -334,7 +426,8 @@ func (o *Orchestrator) down() (down, total int) {
 			total += n
 		}
 	}
-	return c[monitor.Missing] + c[monitor.Failed] + c[monitor.Recovering], total
+	down = c[monitor.Missing] + c[monitor.Failed] + c[monitor.Recovering] - o.downOnDownHosts()
+	return max(down, 0), total
 }
 
 // checkBrake engages or releases the mass-failure brake, alerting once each
@@ -343,14 +436,22 @@ func (o *Orchestrator) checkBrake() bool {
 	down, total := o.down()
 	now := o.cfg.Now()
 	engaged, changed := o.cfg.Guard.Brake(down, total, now)
-	if !changed {
-		return engaged
-	}
 	_, since := o.cfg.Guard.Braking()
-	if engaged {
+	switch {
+	case changed && engaged:
 		o.log.Error("recovery paused: too much of the fleet failed at once; the cause is likely shared",
 			"failed", down, "total", total)
-	} else {
+		o.mu.Lock()
+		o.brakeAlertDue, o.brakeAlerted = now, false
+		if o.cfg.Hosts != nil {
+			// Agents gone with their whole host are silent before anyone
+			// sees that the host's engine is gone: give that a lease's
+			// time to show (and take them out of the count) before
+			// alerting. Recovery is paused meanwhile all the same.
+			o.brakeAlertDue = now.Add(o.cfg.LeaseTTL)
+		}
+		o.mu.Unlock()
+	case changed && !engaged:
 		o.log.Info("recovery resumed: the failed fraction fell back", "failed", down, "total", total)
 		o.mu.Lock()
 		held := make([]string, 0, len(o.held))
@@ -358,13 +459,27 @@ func (o *Orchestrator) checkBrake() bool {
 			held = append(held, id)
 		}
 		clear(o.held)
+		alerted := o.brakeAlerted
+		o.brakeAlerted = false
 		o.mu.Unlock()
 		for _, id := range held {
 			o.queue(id, now)
 		}
+		if alerted && o.cfg.Alerter != nil {
+			o.cfg.Alerter.Send(BrakeAlert(false, down, total, since))
+		}
 	}
-	if o.cfg.Alerter != nil {
-		o.cfg.Alerter.Send(BrakeAlert(engaged, down, total, since))
+	if engaged {
+		o.mu.Lock()
+		due := !o.brakeAlerted && !now.Before(o.brakeAlertDue) && o.leading
+		if due {
+			o.brakeAlerted = true
+		}
+		o.mu.Unlock()
+		// One replica alerts the brake: the holder of the fleet's lease.
+		if due && o.cfg.Alerter != nil {
+			o.cfg.Alerter.Send(BrakeAlert(true, down, total, since))
+		}
 	}
 	return engaged
 }
@@ -384,13 +499,6 @@ func (o *Orchestrator) handle(ctx context.Context, id string) {
 		return
 	}
 	now := o.cfg.Now()
-	if o.checkBrake() {
-		o.mu.Lock()
-		o.held[id] = true
-		o.mu.Unlock()
-		o.step(id, StepResult{Step: StepRestart, Result: ResultSkipped, Detail: ReasonBrake, At: now})
-		return
-	}
 	o.mu.Lock()
 	failure, ok := o.incident[id]
 	if !ok {
@@ -398,6 +506,21 @@ func (o *Orchestrator) handle(ctx context.Context, id string) {
 		o.incident[id] = failure
 	}
 	o.mu.Unlock()
+	engine := o.cfg.Engine
+	var where store.Location
+	if o.cfg.Hosts != nil {
+		var mine bool
+		if engine, where, mine = o.route(ctx, a, failure, now); !mine {
+			return
+		}
+	}
+	if o.checkBrake() {
+		o.mu.Lock()
+		o.held[id] = true
+		o.mu.Unlock()
+		o.step(id, StepResult{Step: StepRestart, Result: ResultSkipped, Detail: ReasonBrake, At: now})
+		return
+	}
 	if o.cfg.Coordinator != nil {
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		won, err := o.cfg.Coordinator.Claim(cctx, id, failure, o.cfg.Holder, claimTTL)
@@ -432,7 +555,7 @@ func (o *Orchestrator) handle(ctx context.Context, id string) {
 			o.mu.Unlock()
 		case ReasonBudget:
 			o.step(id, StepResult{Step: StepRestart, Result: ResultSkipped, Detail: d.String(), At: now})
-			o.alert(a, failure, "automatic recovery stopped: "+d.String(), nil)
+			o.alert(a, failure, "automatic recovery stopped: "+d.String(), nil, where)
 		}
 		return
 	}
@@ -449,7 +572,7 @@ func (o *Orchestrator) handle(ctx context.Context, id string) {
 		o.mu.Unlock()
 	}()
 	o.report(Event{Kind: Started, AgentID: id, At: o.cfg.Now()})
-	back := o.ladder(ctx, a, failure, beats)
+	back := o.ladder(ctx, engine, where, a, failure, beats)
 	o.report(Event{Kind: Done, AgentID: id, OK: back, At: o.cfg.Now()})
 }
 
@@ -470,36 +593,42 @@ const claimTTL = 10 * time.Minute
 
 // ladder tries restart, then replace, then alerts. It reports whether the
 // agent beats again.
-func (o *Orchestrator) ladder(ctx context.Context, a monitor.Agent, failure string, beats *beating) bool {
+func (o *Orchestrator) ladder(ctx context.Context, engine Engine, where store.Location, a monitor.Agent, failure string, beats *beating) bool {
 	reason := a.StateReason
 	if a.State == monitor.Stalled && a.StallReason != "" {
 		reason = "stalled: " + a.StallReason
 	}
-	if o.cfg.Engine == nil {
-		o.alert(a, failure, "agent "+a.AgentID+" is "+string(a.State)+" ("+reason+"); automatic recovery is off", nil)
+	if engine == nil {
+		o.alert(a, failure, "agent "+a.AgentID+" is "+string(a.State)+" ("+reason+"); automatic recovery is off", nil, where)
 		return false
 	}
 	fctx, cancel := context.WithTimeout(ctx, engineCallTimeout)
-	c, err := o.cfg.Engine.Find(fctx, a.AgentID, a.ContainerID)
+	c, err := engine.Find(fctx, a.AgentID, a.ContainerID)
 	cancel()
 	switch {
 	case errors.Is(err, docker.ErrNotFound):
 		o.step(a.AgentID, StepResult{Step: StepInspect, Result: ResultSkipped, Detail: "no container", At: o.cfg.Now()})
-		o.alert(a, failure, "agent "+a.AgentID+" is "+string(a.State)+" ("+reason+") and runs in no container beatwatch can find", nil)
+		o.alert(a, failure, "agent "+a.AgentID+" is "+string(a.State)+" ("+reason+") and runs in no container beatwatch can find", nil, where)
+		return false
+	case o.engineGone(a, where, err):
 		return false
 	case err != nil:
 		o.step(a.AgentID, StepResult{Step: StepInspect, Result: ResultError, Error: err.Error(), At: o.cfg.Now()})
-		o.alert(a, failure, "agent "+a.AgentID+" is "+string(a.State)+" ("+reason+"); its container cannot be inspected: "+err.Error(), nil)
+		o.alert(a, failure, "agent "+a.AgentID+" is "+string(a.State)+" ("+reason+"); its container cannot be inspected: "+err.Error(), nil, where)
+		return false
+	case c.Foreign:
+		o.step(a.AgentID, StepResult{Step: StepInspect, Result: ResultSkipped, Container: c.ID, Detail: string(docker.VerdictNotEligible), At: o.cfg.Now()})
+		o.alert(a, failure, "agent "+a.AgentID+" is "+string(a.State)+" ("+reason+"); its container "+c.ShortID()+" belongs to namespace "+strconv.Quote(c.Namespace)+" (label "+docker.NamespaceLabel+"), so it is not touched", nil, where)
 		return false
 	case !c.Eligible:
 		o.step(a.AgentID, StepResult{Step: StepInspect, Result: ResultSkipped, Container: c.ID, Detail: string(docker.VerdictNotEligible), At: o.cfg.Now()})
-		o.alert(a, failure, "agent "+a.AgentID+" is "+string(a.State)+" ("+reason+"); its container "+c.ShortID()+" lacks the recover label, so it is not touched", nil)
+		o.alert(a, failure, "agent "+a.AgentID+" is "+string(a.State)+" ("+reason+"); its container "+c.ShortID()+" lacks the recover label, so it is not touched", nil, where)
 		return false
 	}
 	// Check may wait for a container the engine is restarting.
 	start := o.cfg.Now()
 	cctx, cancel := context.WithTimeout(ctx, 2*engineCallTimeout)
-	c, verdict, err := o.cfg.Engine.Check(cctx, c, a.Status == wire.StatusStopped)
+	c, verdict, err := engine.Check(cctx, c, a.Status == wire.StatusStopped)
 	cancel()
 	res := o.engineStep(a.AgentID, checkResult(c.ID, verdict, err, start, o.cfg.Now()))
 	switch verdict {
@@ -513,7 +642,10 @@ func (o *Orchestrator) ladder(ctx context.Context, a monitor.Agent, failure stri
 			return true
 		}
 	case "":
-		o.alert(a, failure, "agent "+a.AgentID+" is "+string(a.State)+"; the Docker Engine cannot be asked: "+res.Error, []StepResult{res})
+		if o.engineGone(a, where, err) {
+			return false
+		}
+		o.alert(a, failure, "agent "+a.AgentID+" is "+string(a.State)+"; the Docker Engine cannot be asked: "+res.Error, []StepResult{res}, where)
 		return false
 	}
 	var steps []StepResult
@@ -526,7 +658,7 @@ func (o *Orchestrator) ladder(ctx context.Context, a monitor.Agent, failure stri
 	grace = min(grace, maxGrace)
 	start = o.cfg.Now()
 	rctx, cancel := context.WithTimeout(ctx, grace+engineCallTimeout)
-	err = o.cfg.Engine.Restart(rctx, c, grace)
+	err = engine.Restart(rctx, c, grace)
 	cancel()
 	res = o.engineStep(a.AgentID, actionResult(StepRestart, c.ID, "", err, start, o.cfg.Now()))
 	steps = append(steps, res)
@@ -538,7 +670,7 @@ func (o *Orchestrator) ladder(ctx context.Context, a monitor.Agent, failure stri
 	}
 	start = o.cfg.Now()
 	rctx, cancel = context.WithTimeout(ctx, grace+3*engineCallTimeout)
-	nu, err := o.cfg.Engine.Replace(rctx, c, grace)
+	nu, err := engine.Replace(rctx, c, grace)
 	cancel()
 	id := c.ID
 	if err == nil {
@@ -552,8 +684,25 @@ func (o *Orchestrator) ladder(ctx context.Context, a monitor.Agent, failure stri
 	if ctx.Err() != nil {
 		return false
 	}
-	o.alert(a, failure, "agent "+a.AgentID+" is "+string(a.State)+" ("+reason+"); restart and replace did not bring it back", steps)
+	o.alert(a, failure, "agent "+a.AgentID+" is "+string(a.State)+" ("+reason+"); restart and replace did not bring it back", steps, where)
 	return false
+}
+
+// engineGone says whether err is the engine not answering, with several
+// engines: then the agent is its host's incident's, not the ladder's, and
+// it is looked at again when the engine is back.
+func (o *Orchestrator) engineGone(a monitor.Agent, where store.Location, err error) bool {
+	if o.cfg.Hosts == nil || !errors.Is(err, docker.ErrUnreachable) {
+		return false
+	}
+	o.mu.Lock()
+	o.hostHeld[a.AgentID] = where.Engine
+	o.mu.Unlock()
+	now := o.cfg.Now()
+	o.step(a.AgentID, StepResult{Step: StepInspect, Result: ResultSkipped, At: now,
+		Detail: "host " + hostName(where) + " is down: its Docker Engine does not answer"})
+	o.queue(a.AgentID, now.Add(10*time.Second))
+	return true
 }
 
 // beating follows one agent under recovery: whether its latest transition
@@ -684,15 +833,19 @@ func shortID(id string) string {
 }
 
 // alert tells a human, once per failure (the Alerter suppresses repeats).
-func (o *Orchestrator) alert(a monitor.Agent, failure, summary string, steps []StepResult) {
+// where, when known, says which host the agent's container is on.
+func (o *Orchestrator) alert(a monitor.Agent, failure, summary string, steps []StepResult, where store.Location) {
 	o.log.Error("alerting a human", "agent", a.AgentID, "reason", summary)
 	now := o.cfg.Now()
 	res := StepResult{Step: StepAlert, Result: ResultSkipped, Detail: "no --alert-webhook", At: now}
 	if o.cfg.Alerter != nil {
+		details := map[string]any{"host": a.Host, "pid": a.PID, "containerId": a.ContainerID, "lastHeartbeat": a.LastHeartbeat}
+		if where.Engine != "" {
+			details["engine"], details["engineHost"], details["dockerHost"] = where.Engine, where.Host, where.DockerHost
+		}
 		if o.cfg.Alerter.Send(alert.Alert{
 			AgentID: a.AgentID, FailureID: failure, Summary: summary, Reason: a.StateReason,
-			State: string(a.State), Steps: alertSteps(steps), At: now,
-			Details: map[string]any{"host": a.Host, "pid": a.PID, "containerId": a.ContainerID, "lastHeartbeat": a.LastHeartbeat},
+			State: string(a.State), Steps: alertSteps(steps), At: now, Details: details,
 		}) {
 			res = StepResult{Step: StepAlert, Result: ResultOK, Detail: "queued", At: now}
 		} else {

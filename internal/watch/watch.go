@@ -394,6 +394,8 @@ func (f fleet) Report(ev recovery.Event) {
 		f.mon.SetState(ev.AgentID, monitor.Stopped, ev.Reason)
 	case recovery.Leader:
 		f.metrics.Leader(ev.Leading)
+	case recovery.EngineState:
+		f.metrics.Engine(ev.Engine, ev.Host, ev.Up, ev.Leading)
 	}
 }
 

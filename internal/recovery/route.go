@@ -1,0 +1,279 @@
+package recovery
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/beatwrap/beatwrap/internal/alert"
+	"github.com/beatwrap/beatwrap/internal/monitor"
+	"github.com/beatwrap/beatwrap/internal/store"
+)
+
+// With Hosts, a failure is recovered by the replica that leads the engine
+// holding the agent's container, not by the holder of one fleet-wide
+// lease. route says what this replica does about a failure; it goes on to
+// the ladder (with the engine to act through) only when the failure is
+// this replica's.
+func (o *Orchestrator) route(ctx context.Context, a monitor.Agent, failure string, now time.Time) (Engine, store.Location, bool) {
+	id := a.AgentID
+	p := o.cfg.Hosts.Locate(ctx, id, a.ContainerID)
+	o.mu.Lock()
+	if p.Route != RouteOrphan {
+		delete(o.orphanSince, id)
+	}
+	_, wasHeld := o.hostHeld[id]
+	if p.Route != RouteDown {
+		delete(o.hostHeld, id)
+	}
+	o.mu.Unlock()
+	switch p.Route {
+	case RouteHere:
+		if o.hostBrake(id, p.Where, now) {
+			return nil, p.Where, false
+		}
+		return p.Engine, p.Where, true
+	case RoutePending:
+		// This replica takes the engine's lease within a second.
+		o.queue(id, now.Add(time.Second))
+	case RouteElsewhere:
+		// Its leader recovers it. Look again after a lease's time, in case
+		// that leader died and nobody took its engine over.
+		o.queue(id, now.Add(o.cfg.LeaseTTL+time.Second))
+	case RouteDown:
+		// The host's incident speaks for it: no ladder against an engine
+		// that does not answer, no alert of its own. It is looked at again
+		// when the engine is back (Hosts says so), and every 10s.
+		o.mu.Lock()
+		o.hostHeld[id] = p.Where.Engine
+		o.mu.Unlock()
+		if !wasHeld {
+			o.step(id, StepResult{Step: StepRestart, Result: ResultSkipped, At: now,
+				Detail: "host " + hostName(p.Where) + " is down: its Docker Engine does not answer"})
+		}
+		o.queue(id, now.Add(10*time.Second))
+	case RouteOrphan:
+		// Give a dead leader's lease the time to pass to a replica that
+		// still reaches the engine before saying nobody does.
+		o.mu.Lock()
+		since, ok := o.orphanSince[id]
+		if !ok {
+			since = now
+			o.orphanSince[id] = now
+		}
+		o.mu.Unlock()
+		if now.Sub(since) < o.cfg.LeaseTTL+time.Second {
+			o.queue(id, since.Add(o.cfg.LeaseTTL+time.Second))
+			break
+		}
+		o.alertOnce(ctx, a, failure, p.Where, "agent "+id+" is "+string(a.State)+" ("+reasonOf(a)+"); its container "+
+			shortID(p.Where.Container)+" is on host "+hostName(p.Where)+", whose Docker Engine no live beatwatch replica reaches")
+		// Look again now and then: a replica that reaches the engine may
+		// come back and recover it.
+		o.queue(id, now.Add(30*time.Second))
+	case RouteUnknown:
+		if !o.Leading() {
+			// The leading replica alerts it; look again in case this one
+			// comes to lead.
+			o.queue(id, now.Add(o.cfg.LeaseTTL+time.Second))
+			break
+		}
+		o.alertOnce(ctx, a, failure, p.Where, "agent "+id+" is "+string(a.State)+" ("+reasonOf(a)+
+			") and runs in no container that beatwatch can find on the Docker Engines it reaches")
+	}
+	return nil, p.Where, false
+}
+
+// alertOnce alerts a failure that no replica acts on, once across replicas.
+func (o *Orchestrator) alertOnce(ctx context.Context, a monitor.Agent, failure string, where store.Location, summary string) {
+	if o.cfg.Coordinator != nil {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		won, err := o.cfg.Coordinator.Claim(cctx, a.AgentID, failure+"/alert", o.cfg.Holder, claimTTL)
+		cancel()
+		if err != nil || !won {
+			return
+		}
+	}
+	o.alert(a, failure, summary, nil, where)
+}
+
+// hostBrake judges the agents of the engine that holds the agent's
+// container, as the fleet brake judges the fleet: when too many of them
+// failed at once, recovery pauses on that host, with one alert.
+func (o *Orchestrator) hostBrake(id string, where store.Location, now time.Time) bool {
+	agents := o.cfg.Hosts.AgentsOn(where.Engine)
+	o.mu.Lock()
+	down := 0
+	for _, a := range agents {
+		if t, ok := o.agents[a]; ok && (t.State == monitor.Failed || t.State == monitor.Recovering) {
+			down++
+		}
+	}
+	o.mu.Unlock()
+	engaged, changed := o.cfg.Guard.BrakeHost(where.Engine, down, len(agents), now)
+	if changed && engaged {
+		o.log.Error("recovery paused on a host: too many of its agents failed at once", "engine", where.Engine, "host", where.Host, "failed", down, "total", len(agents))
+		if o.cfg.Alerter != nil {
+			o.cfg.Alerter.Send(hostAlert("host-brake", where, false, fmt.Sprintf(
+				"recovery paused on host %s: %d of its %d agents failed at once; the cause is likely the host", hostName(where), down, len(agents)),
+				map[string]any{"failed": down, "agents": len(agents)}))
+		}
+	}
+	if !engaged {
+		return false
+	}
+	o.mu.Lock()
+	o.held[id] = true
+	o.heldOn[id] = where
+	o.mu.Unlock()
+	o.step(id, StepResult{Step: StepRestart, Result: ResultSkipped, Detail: ReasonBrake + " on host " + hostName(where), At: now})
+	return true
+}
+
+// checkHostBrakes lets go of host brakes whose failed fraction fell back,
+// resolving their alert and looking at their agents again.
+func (o *Orchestrator) checkHostBrakes(now time.Time) {
+	for engine := range o.cfg.Guard.HostsBraking() {
+		agents := o.cfg.Hosts.AgentsOn(engine)
+		o.mu.Lock()
+		down := 0
+		for _, a := range agents {
+			if t, ok := o.agents[a]; ok && (t.State == monitor.Failed || t.State == monitor.Recovering) {
+				down++
+			}
+		}
+		var where store.Location
+		var held []string
+		for id, w := range o.heldOn {
+			if w.Engine == engine {
+				where = w
+				held = append(held, id)
+			}
+		}
+		o.mu.Unlock()
+		if engaged, changed := o.cfg.Guard.BrakeHost(engine, down, len(agents), now); engaged || !changed {
+			continue
+		}
+		o.log.Info("recovery resumed on a host: its failed fraction fell back", "engine", engine, "failed", down, "total", len(agents))
+		if o.cfg.Alerter != nil && where.Engine != "" {
+			o.cfg.Alerter.Send(hostAlert("host-brake", where, true, "recovery resumed on host "+hostName(where), nil))
+		}
+		o.mu.Lock()
+		for _, id := range held {
+			delete(o.held, id)
+			delete(o.heldOn, id)
+		}
+		o.mu.Unlock()
+		for _, id := range held {
+			o.queue(id, now)
+		}
+	}
+}
+
+// hostChanged is Hosts' sink: it counts the engine's state, alerts the
+// incidents this replica opened, resolves them, and looks at every agent in
+// trouble again when an engine comes to be led here.
+func (o *Orchestrator) hostChanged(ev HostEvent) {
+	now := o.cfg.Now()
+	o.report(Event{Kind: EngineState, Engine: ev.Engine, Host: ev.Host, Up: ev.Up, Leading: ev.Leading, At: now})
+	where := store.Location{Engine: ev.Engine, Host: ev.Host, DockerHost: ev.Address}
+	if ev.Opened {
+		summary := fmt.Sprintf("host %s is down: its Docker Engine (%s) does not answer and no live beatwatch replica reaches it; its %d agents are not recovered until it is back",
+			hostName(where), ev.Address, ev.Agents)
+		o.log.Error("alerting a human: "+summary, "engine", ev.Engine)
+		if o.cfg.Alerter != nil {
+			o.cfg.Alerter.Send(hostAlert("host-down", where, false, summary, map[string]any{"agents": ev.Agents}))
+		}
+	}
+	if ev.Closed {
+		o.log.Info("host is back: its Docker Engine answers", "engine", ev.Engine, "host", ev.Host)
+		if o.cfg.Alerter != nil {
+			o.cfg.Alerter.Send(hostAlert("host-down", where, true, "host "+hostName(where)+" is back: its Docker Engine answers", nil))
+		}
+	}
+	if ev.Up && ev.Leading {
+		o.mu.Lock()
+		var ids []string
+		for id, a := range o.agents {
+			if a.State == monitor.Failed || a.State == monitor.Stalled {
+				ids = append(ids, id)
+			}
+		}
+		o.mu.Unlock()
+		for _, id := range ids {
+			o.queue(id, now)
+		}
+	}
+}
+
+// hostAlert is the alert of an incident of a whole host (kind host-down or
+// host-brake), or its resolve. Its AgentID is alert.FleetAgent, and its
+// failure is named after the engine, the same on every replica.
+func hostAlert(kind string, where store.Location, resolve bool, summary string, extra map[string]any) alert.Alert {
+	details := map[string]any{"host": where.Host, "engine": where.Engine, "dockerHost": where.DockerHost}
+	for k, v := range extra {
+		details[k] = v
+	}
+	return alert.Alert{
+		AgentID: alert.FleetAgent, FailureID: kind + "-" + where.Engine, State: kind, Reason: kind,
+		Summary: summary, Resolve: resolve, Details: details,
+	}
+}
+
+// hostName names a host for humans: its name and the engine's short ID,
+// since two engines on one machine share the name.
+func hostName(w store.Location) string {
+	id := w.Engine
+	if len(id) > 14 {
+		id = id[:14]
+	}
+	switch {
+	case w.Host != "" && id != "":
+		return w.Host + " (engine " + id + ")"
+	case id != "":
+		return "engine " + id
+	}
+	return "unknown"
+}
+
+func reasonOf(a monitor.Agent) string {
+	if a.State == monitor.Stalled && a.StallReason != "" {
+		return "stalled: " + a.StallReason
+	}
+	return a.StateReason
+}
+
+// locateTroubled learns which engine a newly troubled agent is on, so the
+// fleet brake can leave out agents whose whole host is down.
+func (o *Orchestrator) locateTroubled(ctx context.Context, id string) {
+	engine := o.cfg.Hosts.Where(ctx, id)
+	if engine == "" {
+		return
+	}
+	o.mu.Lock()
+	if _, ok := o.onEngine[id]; ok {
+		o.onEngine[id] = engine
+	}
+	o.mu.Unlock()
+}
+
+// downOnDownHosts counts the troubled agents whose engine is down: the
+// host's incident speaks for them, not the fleet brake.
+func (o *Orchestrator) downOnDownHosts() int {
+	if o.cfg.Hosts == nil {
+		return 0
+	}
+	o.mu.Lock()
+	engines := make([]string, 0, len(o.onEngine))
+	for _, e := range o.onEngine {
+		engines = append(engines, e)
+	}
+	o.mu.Unlock()
+	n := 0
+	for _, e := range engines {
+		if e != "" && o.cfg.Hosts.Down(e) {
+			n++
+		}
+	}
+	return n
+}
