@@ -136,6 +136,12 @@ func (w *watcher) waitLeads(t testing.TB, engine string) {
 
 // restarts counts the restarts a replica made, whatever their result.
 func (w *watcher) restarts(t testing.TB) int {
+	t.Helper()
+	select {
+	case <-w.proc.Done():
+		t.Fatalf("beatwatch exited: %v\n%s", w.proc.Cmd.ProcessState, tail(w.proc.Stderr.String()))
+	default:
+	}
 	m := w.recoveries(t)
 	return m["restart/ok"] + m["restart/error"]
 }
@@ -209,13 +215,13 @@ func TestHostsFrozenAgentRestartedByItsEnginesReplica(t *testing.T) {
 			w.waitState(t, "frozen-"+e.name, monitor.Healthy, 30*time.Second)
 		}
 	}
-	for _, e := range engines {
-		if err := syscall.Kill(h.pid1(e.b, cids[e.name]), syscall.SIGSTOP); err != nil {
-			t.Fatalf("freeze frozen-%s: %v", e.name, err)
-		}
-	}
+	// One engine after the other, so that each failure is seen before it
+	// is recovered.
 	for _, e := range engines {
 		id := "frozen-" + e.name
+		if err := syscall.Kill(h.pid1(e.b, cids[e.name]), syscall.SIGSTOP); err != nil {
+			t.Fatalf("freeze %s: %v", id, err)
+		}
 		failed := e.w.waitState(t, id, monitor.Failed, 10*time.Second)
 		e.w.waitState(t, id, monitor.Healthy, 40*time.Second)
 		took := h.startedAt(e.b, cids[e.name]).Sub(time.UnixMilli(failed.StateSince))
@@ -279,8 +285,10 @@ func TestHostsReplicaOfEngineDies(t *testing.T) {
 	if running := h.b.Docker(t, "inspect", "-f", "{{.State.Running}}", cid); running != "false" {
 		t.Errorf("orphan-b's container runs again with no replica reaching its engine")
 	}
-	if strings.Contains(wA.proc.Stderr.String(), cid[:12]) {
-		t.Errorf("replica A acted on container %s of engine B:\n%s", cid[:12], tail(wA.proc.Stderr.String()))
+	for _, line := range strings.Split(wA.proc.Stderr.String(), "\n") {
+		if strings.Contains(line, `"msg":"recovery `) && strings.Contains(line, cid[:12]) {
+			t.Errorf("replica A acted on container %s of engine B: %s", cid[:12], line)
+		}
 	}
 }
 

@@ -19,7 +19,9 @@
 //	--default-interval  BEATWATCH_DEFAULT_INTERVAL    for beats without intervalMs (30s)
 //	--token             BEATWATCH_TOKEN               bearer token for all but /healthz
 //	--recover           BEATWATCH_RECOVER             docker or none
-//	--docker-host       BEATWATCH_DOCKER_HOST, DOCKER_HOST  Docker Engine API address
+//	--docker-host       BEATWATCH_DOCKER_HOST, DOCKER_HOST  Docker Engine API address, unix:// or
+//	                    tcp://; repeatable (or comma-separated): each failure is recovered by
+//	                    the replica that leads its container's engine
 //	--recover-label     BEATWATCH_RECOVER_LABEL       only containers with it are touched
 //	--recover-budget    BEATWATCH_RECOVER_BUDGET      recoveries per agent per hour (5)
 //	--recover-wait      BEATWATCH_RECOVER_WAIT        wait for a beat after a step
@@ -31,6 +33,11 @@
 //	--alert-repeat      BEATWATCH_ALERT_REPEAT        repeat a still-open alert at most this often (1h)
 //	--log-format        BEATWATCH_LOG_FORMAT          auto, text or json
 //	--log-level         BEATWATCH_LOG_LEVEL           debug, info, warn or error
+//
+// A tcp:// engine is reached over TLS when DOCKER_TLS_VERIFY is set, with
+// ca.pem, cert.pem and key.pem from DOCKER_CERT_PATH (default ~/.docker), as
+// the Docker CLI does; DOCKER_API_VERSION pins the API version. Containers
+// labelled beatwatch.namespace=<NS> are touched only when NS is --namespace.
 //
 // status takes --redis, --namespace, --watcher, --token, -o/--output, and
 // --state, --type, --host, --limit and --all to choose the agents it lists;

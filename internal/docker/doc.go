@@ -14,11 +14,18 @@
 //     they get an alert, never an action.
 //   - Check inspects it and says whether to act: an operator's stop, a pause,
 //     a removal or the engine's own restart policy are left alone.
-//   - Restart restarts it, with the agent's grace as stop timeout.
+//   - Restart restarts it, with the agent's grace as stop timeout, unless the
+//     engine's top shows that its first process cannot use one (stopped, or
+//     without a handler for the stop signal): then with none.
 //   - Replace creates a new container of the same configuration in its place
 //     and removes the old one, or puts everything back as it was.
 //
 // Every action looks at the recover label again first: never a container
-// without the label, never a shell command. What to do when, and what to
+// without the label, never one labelled for another namespace
+// (beatwatch.namespace), never a shell command. With several engines,
+// Identify (the engine's own ID and host name) and AgentContainers (which
+// agents run there) tell them apart; ErrUnreachable says an engine does not
+// answer. A tcp:// engine is reached over TLS as the Docker CLI does
+// (DOCKER_TLS_VERIFY, DOCKER_CERT_PATH). What to do when, and what to
 // record of it, is the recovery package's business.
 package docker

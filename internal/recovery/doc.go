@@ -20,9 +20,18 @@
 // transitions that follow come back to Changed like any other. A step waits
 // for the agent's transition to healthy, not on a poll.
 //
+// Hosts is the set of Docker Engines a replica reaches (HostEngine; the
+// docker package's Engine). Each has a lease in Redis, keyed by the
+// engine's own ID: the replica that leads an engine recovers the failures
+// of the agents whose containers it holds, and records where they are for
+// the others (Locate says who acts on a failure: here, elsewhere, nobody
+// because the host is down, or nobody at all). An engine that no live
+// replica reaches any more is one incident with one alert; its agents wait
+// for it, and are recovered when it is back.
+//
 // Guard holds the policy: backoff between attempts, an hourly budget per
 // agent, a brake when much of the fleet fails at once, and a limit on
-// recoveries in flight.
+// recoveries in flight; the brake also per host.
 //
 // Never a shell command, never a container without the label.
 package recovery

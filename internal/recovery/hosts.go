@@ -490,6 +490,10 @@ func (h *Hosts) placeRemote(ctx context.Context, loc store.Location) Placement {
 	} else if open, err := c.IncidentOpen(ctx, engineIncident(loc.Engine)); err != nil || open {
 		p.Route = RouteDown
 	}
+	// Watched from now on, so Down knows about it.
+	h.mu.Lock()
+	h.remote[loc.Engine] = p.Route == RouteDown
+	h.mu.Unlock()
 	return p
 }
 
