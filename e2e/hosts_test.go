@@ -266,18 +266,22 @@ func TestHostsReplicaOfEngineDies(t *testing.T) {
 	wAB.proc.Signal(syscall.SIGKILL)
 	killChildren(t, h.pid1(h.b, cid))
 	wA.waitState(t, "orphan-b", monitor.Failed, 10*time.Second)
-	testutil.Eventually(t, 30*time.Second, "an alert for orphan-b", func() bool {
-		return len(h.alerts.events("orphan-b")) > 0
+	testutil.Eventually(t, 30*time.Second, "an alert naming engine B", func() bool {
+		return len(h.alerts.alertsWhere("engine", h.b.ID())) > 0
 	})
 	time.Sleep(3 * time.Second) // a repeated alert would come within this
-	if ev := h.alerts.events("orphan-b"); len(ev) != 1 || ev[0] != "trigger" {
-		t.Errorf("alerts for orphan-b = %v, want one trigger", ev)
+	got := h.alerts.alertsWhere("engine", h.b.ID())
+	if len(got) != 1 || got[0]["event"] != "trigger" {
+		t.Fatalf("alerts naming engine B = %v, want one trigger", got)
 	}
-	al := h.alerts.alertsWhere("agentId", "orphan-b")[0]
-	summary := fmt.Sprint(al["summary"])
-	details, _ := al["details"].(map[string]any)
-	if fmt.Sprint(details["engine"]) != h.b.ID() || details["dockerHost"] == nil || !strings.Contains(summary, "host") {
-		t.Errorf("the alert does not say which host the container is on: %v", al)
+	details, _ := got[0]["details"].(map[string]any)
+	summary := fmt.Sprint(got[0]["summary"])
+	if dh := details["dockerHost"]; (dh != h.b.Host() && dh != h.b.TLSHost()) || details["host"] == nil || !strings.Contains(fmt.Sprint(details["agentIds"]), "orphan-b") ||
+		!strings.Contains(summary, "host") {
+		t.Errorf("the alert does not say which host orphan-b's container is on: %v", got[0])
+	}
+	if ev := h.alerts.events("orphan-b"); len(ev) != 0 {
+		t.Errorf("alerts for orphan-b beside its host's: %v", ev)
 	}
 	if got := wA.restarts(t); got != 0 {
 		t.Errorf("replica A restarted %d containers; it reaches only A", got)

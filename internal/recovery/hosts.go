@@ -50,8 +50,11 @@ type HostEvent struct {
 	// Agents is how many agents were on it when last listed.
 	Agents int
 	// Opened: this replica opened the engine's down incident and alerts
-	// it. Closed: this replica closed it and resolves the alert.
+	// it. Closed: the incident this replica opened is over; it resolves
+	// the alert.
 	Opened, Closed bool
+	// Remote: the engine is one this replica does not reach.
+	Remote bool
 }
 
 // HostsConfig configures Hosts.
@@ -64,8 +67,8 @@ type HostsConfig struct {
 	// LeaseTTL is how long a dead replica keeps its engines from the
 	// others (5s).
 	LeaseTTL time.Duration
-	Logger *slog.Logger
-	Now    func() time.Time
+	Logger   *slog.Logger
+	Now      func() time.Time
 }
 
 // Hosts keeps track of the Docker Engines this replica reaches: whether
@@ -82,6 +85,10 @@ type Hosts struct {
 	// remote: engines this replica does not reach that troubled agents
 	// are on -> whether their down incident is open, refreshed each tick.
 	remote map[string]bool
+	// remoteOpened: incidents this replica opened for engines it does not
+	// reach; it resolves them when they are closed (a replica leads the
+	// engine again).
+	remoteOpened map[string]store.Location
 }
 
 type host struct {
@@ -105,7 +112,7 @@ type host struct {
 const (
 	hostTick      = time.Second
 	hostCallLimit = 2 * time.Second
-	listEvery     = 5 * time.Second
+	listEvery     = 2 * time.Second
 	locationTTL   = 24 * time.Hour
 	relocateEvery = time.Hour
 	incidentTTL   = 24 * time.Hour
@@ -122,7 +129,7 @@ func NewHosts(cfg HostsConfig) *Hosts {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	h := &Hosts{cfg: cfg, log: cfg.Logger, report: func(HostEvent) {}, remote: map[string]bool{}}
+	h := &Hosts{cfg: cfg, log: cfg.Logger, report: func(HostEvent) {}, remote: map[string]bool{}, remoteOpened: map[string]store.Location{}}
 	for _, e := range cfg.Engines {
 		h.engines = append(h.engines, &host{eng: e, agents: map[string]string{}, located: map[string]string{}})
 	}
@@ -281,7 +288,7 @@ func (h *Hosts) upAndLead(ctx context.Context, e *host) {
 	}
 	e.mu.Lock()
 	e.leading = leading
-	needList := leading && (!wasLeading || h.cfg.Now().Sub(e.listed) >= listEvery)
+	needList := (leading && !wasLeading) || h.cfg.Now().Sub(e.listed) >= listEvery
 	e.mu.Unlock()
 	if !wasUp {
 		h.log.Info("docker engine answers", "engine", id, "address", e.eng.Address())
@@ -293,7 +300,7 @@ func (h *Hosts) upAndLead(ctx context.Context, e *host) {
 			h.log.Info("recovery lease of an engine held by another replica", "engine", id, "holder", h.cfg.Holder)
 		}
 	}
-	if needList || (!leading && h.cfg.Now().Sub(e.listedAt()) >= listEvery) {
+	if needList {
 		h.list(ctx, e)
 	}
 	// The replica that opened the incident resolves it (its webhook sent
@@ -528,7 +535,8 @@ func (h *Hosts) AgentsOn(engine string) []string {
 	return nil
 }
 
-// lookRemote refreshes whether the engines in h.remote are down.
+// lookRemote refreshes whether the engines in h.remote are down, and tells
+// of the incidents it opened that were closed since.
 func (h *Hosts) lookRemote(ctx context.Context) {
 	c := h.cfg.Coordinator
 	if c == nil {
@@ -549,8 +557,34 @@ func (h *Hosts) lookRemote(ctx context.Context) {
 		}
 		h.mu.Lock()
 		h.remote[id] = open
+		loc, mine := h.remoteOpened[id]
+		if mine && !open {
+			delete(h.remoteOpened, id)
+		}
 		h.mu.Unlock()
+		if mine && !open {
+			h.report(HostEvent{Engine: id, Host: loc.Host, Address: loc.DockerHost, Up: true, Closed: true, Remote: true})
+		}
 	}
+}
+
+// OpenIncident opens the incident of an engine that no live replica
+// reaches, and reports whether this call opened it (then this replica
+// alerts it, and resolves it once a replica leads the engine again).
+func (h *Hosts) OpenIncident(ctx context.Context, where store.Location) bool {
+	c := h.cfg.Coordinator
+	if c == nil {
+		return false
+	}
+	opened, err := c.OpenIncident(ctx, engineIncident(where.Engine), h.cfg.Holder, incidentTTL)
+	if err != nil || !opened {
+		return false
+	}
+	h.mu.Lock()
+	h.remote[where.Engine] = true
+	h.remoteOpened[where.Engine] = where
+	h.mu.Unlock()
+	return true
 }
 
 // Where returns the engine an agent's container is on: from this

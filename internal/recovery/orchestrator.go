@@ -445,10 +445,11 @@ func (o *Orchestrator) checkBrake() bool {
 		o.brakeAlertDue, o.brakeAlerted = now, false
 		if o.cfg.Hosts != nil {
 			// Agents gone with their whole host are silent before anyone
-			// sees that the host's engine is gone: give that a lease's
-			// time to show (and take them out of the count) before
+			// sees that the host's engine is gone, and when its own
+			// replica died with it, its lease must run out first: give
+			// that time to show (and take them out of the count) before
 			// alerting. Recovery is paused meanwhile all the same.
-			o.brakeAlertDue = now.Add(o.cfg.LeaseTTL)
+			o.brakeAlertDue = now.Add(2*o.cfg.LeaseTTL + time.Second)
 		}
 		o.mu.Unlock()
 	case changed && !engaged:

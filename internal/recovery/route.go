@@ -3,6 +3,8 @@ package recovery
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/beatwrap/beatwrap/internal/alert"
@@ -66,11 +68,34 @@ func (o *Orchestrator) route(ctx context.Context, a monitor.Agent, failure strin
 			o.queue(id, since.Add(o.cfg.LeaseTTL+time.Second))
 			break
 		}
-		o.alertOnce(ctx, a, failure, p.Where, "agent "+id+" is "+string(a.State)+" ("+reasonOf(a)+"); its container "+
-			shortID(p.Where.Container)+" is on host "+hostName(p.Where)+", whose Docker Engine no live beatwatch replica reaches")
+		// One incident for the host, however many of its agents are
+		// orphaned: the first replica to see it alerts, naming the host.
+		o.mu.Lock()
+		o.hostHeld[id] = p.Where.Engine
+		var there []string
+		for agent, e := range o.onEngine {
+			if e == p.Where.Engine {
+				there = append(there, agent)
+			}
+		}
+		o.mu.Unlock()
+		if !slices.Contains(there, id) {
+			there = append(there, id)
+		}
+		slices.Sort(there)
+		if o.cfg.Hosts.OpenIncident(ctx, p.Where) {
+			summary := fmt.Sprintf("no live beatwatch replica reaches host %s (Docker Engine %s): %d of its agents failed and cannot be recovered (%s)",
+				hostName(p.Where), p.Where.DockerHost, len(there), strings.Join(there, ", "))
+			o.log.Error("alerting a human: "+summary, "engine", p.Where.Engine)
+			if o.cfg.Alerter != nil {
+				o.cfg.Alerter.Send(hostAlert("host-down", p.Where, false, summary, map[string]any{"agents": len(there), "agentIds": there}))
+			}
+		}
+		o.step(id, StepResult{Step: StepRestart, Result: ResultSkipped, At: now,
+			Detail: "no live beatwatch replica reaches host " + hostName(p.Where)})
 		// Look again now and then: a replica that reaches the engine may
 		// come back and recover it.
-		o.queue(id, now.Add(30*time.Second))
+		o.queue(id, now.Add(10*time.Second))
 	case RouteUnknown:
 		if !o.Leading() {
 			// The leading replica alerts it; look again in case this one
@@ -175,7 +200,9 @@ func (o *Orchestrator) checkHostBrakes(now time.Time) {
 // trouble again when an engine comes to be led here.
 func (o *Orchestrator) hostChanged(ev HostEvent) {
 	now := o.cfg.Now()
-	o.report(Event{Kind: EngineState, Engine: ev.Engine, Host: ev.Host, Up: ev.Up, Leading: ev.Leading, At: now})
+	if !ev.Remote {
+		o.report(Event{Kind: EngineState, Engine: ev.Engine, Host: ev.Host, Up: ev.Up, Leading: ev.Leading, At: now})
+	}
 	where := store.Location{Engine: ev.Engine, Host: ev.Host, DockerHost: ev.Address}
 	if ev.Opened {
 		summary := fmt.Sprintf("host %s is down: its Docker Engine (%s) does not answer and no live beatwatch replica reaches it; its %d agents are not recovered until it is back",
@@ -186,10 +213,14 @@ func (o *Orchestrator) hostChanged(ev HostEvent) {
 		}
 	}
 	if ev.Closed {
-		o.log.Info("host is back: its Docker Engine answers", "engine", ev.Engine, "host", ev.Host)
+		o.log.Info("host is back: a beatwatch replica reaches its Docker Engine", "engine", ev.Engine, "host", ev.Host)
 		if o.cfg.Alerter != nil {
-			o.cfg.Alerter.Send(hostAlert("host-down", where, true, "host "+hostName(where)+" is back: its Docker Engine answers", nil))
+			o.cfg.Alerter.Send(hostAlert("host-down", where, true, "host "+hostName(where)+" is back: a beatwatch replica reaches its Docker Engine", nil))
 		}
+	}
+	if ev.Remote {
+		// Not an engine of this replica: no gauge of its own.
+		return
 	}
 	if ev.Up && ev.Leading {
 		o.mu.Lock()

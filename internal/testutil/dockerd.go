@@ -451,13 +451,16 @@ func sweepStaleDockerds() {
 	}
 }
 
-// engineProcesses returns the processes whose command line names dir, and
-// their descendants.
+// engineProcesses returns the processes of the engine living in dir, and
+// their descendants: dockerd (--exec-root dir/exec), its containerd (its
+// config is under dir/exec) and the shims (their -address is). A process
+// that merely talks to the engine (a beatwatch given dir/docker.sock) is
+// not one of them.
 func engineProcesses(dir string) []int {
 	entries, _ := os.ReadDir("/proc")
 	children := map[int][]int{}
 	var roots []int
-	needle := []byte(dir + "/")
+	needle := []byte(dir + "/exec")
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil || pid == os.Getpid() {
