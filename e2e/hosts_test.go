@@ -318,6 +318,8 @@ func TestHostsEngineDownIsOneIncident(t *testing.T) {
 		}
 	}
 
+	// The replicas list their engines' agents every 2s.
+	time.Sleep(3 * time.Second)
 	h.b.Crash()
 	testutil.Eventually(t, 30*time.Second, "a host-down alert for engine B", func() bool {
 		return len(h.alerts.alertsWhere("state", "host-down")) > 0

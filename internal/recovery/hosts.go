@@ -638,3 +638,16 @@ func (h *Hosts) Down(engine string) bool {
 	defer h.mu.Unlock()
 	return h.remote[engine]
 }
+
+// AnyDown says whether an engine this replica reaches does not answer now.
+func (h *Hosts) AnyDown() bool {
+	for _, e := range h.engines {
+		e.mu.Lock()
+		down := !e.up && !e.dup
+		e.mu.Unlock()
+		if down {
+			return true
+		}
+	}
+	return false
+}

@@ -74,11 +74,16 @@ type Orchestrator struct {
 	wake     chan struct{}
 
 	// With Hosts:
-	onEngine    map[string]string         // agent in trouble -> the engine it is on ("" until known)
-	hostHeld    map[string]string         // agent whose engine is down -> that engine
-	heldOn      map[string]store.Location // agent held by its host's brake -> the host
-	orphanSince map[string]time.Time      // agent whose engine no live replica reaches -> since when
-	locating    chan struct{}             // bounds the lookups of troubled agents' engines
+	onEngine     map[string]string         // agent in trouble -> the engine it is on ("" until known)
+	hostHeld     map[string]string         // agent whose engine is down -> that engine
+	heldOn       map[string]store.Location // agent held by its host's brake -> the host
+	orphanSince  map[string]time.Time      // agent whose engine no live replica reaches -> since when
+	unknownSince map[string]time.Time      // agent whose container no engine holds -> since when
+	// inIncident: agents a host's incident spoke for -> the engine, until
+	// they beat again. Neither brake counts them, even once the host is
+	// back: the cause is known, and restarting them is what is wanted.
+	inIncident map[string]string
+	locating   chan struct{} // bounds the lookups of troubled agents' engines
 	// The fleet brake's alert waits a lease's time with Hosts, so that
 	// agents gone with their whole host are left out of it first.
 	brakeAlertDue time.Time
@@ -123,9 +128,10 @@ func New(cfg Config) (*Orchestrator, error) {
 		pending: map[string]time.Time{}, incident: map[string]string{}, open: map[string]string{}, held: map[string]bool{},
 		agents: map[string]monitor.Agent{}, beats: map[string]*beating{},
 		onEngine: map[string]string{}, hostHeld: map[string]string{}, heldOn: map[string]store.Location{},
-		orphanSince: map[string]time.Time{}, locating: make(chan struct{}, 16),
-		leading: cfg.Coordinator == nil,
-		wake:    make(chan struct{}, 1),
+		orphanSince: map[string]time.Time{}, unknownSince: map[string]time.Time{}, inIncident: map[string]string{},
+		locating: make(chan struct{}, 16),
+		leading:  cfg.Coordinator == nil,
+		wake:     make(chan struct{}, 1),
 	}, nil
 }
 
@@ -178,7 +184,9 @@ func (o *Orchestrator) trackEngine(tr monitor.Transition) {
 		delete(o.onEngine, id)
 		delete(o.hostHeld, id)
 		delete(o.orphanSince, id)
+		delete(o.unknownSince, id)
 		delete(o.heldOn, id)
+		delete(o.inIncident, id)
 		o.mu.Unlock()
 		return
 	case monitor.Missing, monitor.Failed, monitor.Stalled:
@@ -264,6 +272,8 @@ func (o *Orchestrator) prune() {
 		delete(o.hostHeld, id)
 		delete(o.heldOn, id)
 		delete(o.orphanSince, id)
+		delete(o.unknownSince, id)
+		delete(o.inIncident, id)
 	}
 	o.mu.Unlock()
 	for _, id := range gone {
@@ -698,6 +708,7 @@ func (o *Orchestrator) engineGone(a monitor.Agent, where store.Location, err err
 	}
 	o.mu.Lock()
 	o.hostHeld[a.AgentID] = where.Engine
+	o.inIncident[a.AgentID] = where.Engine
 	o.mu.Unlock()
 	now := o.cfg.Now()
 	o.step(a.AgentID, StepResult{Step: StepInspect, Result: ResultSkipped, At: now,

@@ -3,6 +3,7 @@ package recovery
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -23,6 +24,9 @@ func (o *Orchestrator) route(ctx context.Context, a monitor.Agent, failure strin
 	o.mu.Lock()
 	if p.Route != RouteOrphan {
 		delete(o.orphanSince, id)
+	}
+	if p.Route != RouteUnknown {
+		delete(o.unknownSince, id)
 	}
 	_, wasHeld := o.hostHeld[id]
 	if p.Route != RouteDown {
@@ -48,6 +52,7 @@ func (o *Orchestrator) route(ctx context.Context, a monitor.Agent, failure strin
 		// when the engine is back (Hosts says so), and every 10s.
 		o.mu.Lock()
 		o.hostHeld[id] = p.Where.Engine
+		o.inIncident[id] = p.Where.Engine
 		o.mu.Unlock()
 		if !wasHeld {
 			o.step(id, StepResult{Step: StepRestart, Result: ResultSkipped, At: now,
@@ -72,6 +77,7 @@ func (o *Orchestrator) route(ctx context.Context, a monitor.Agent, failure strin
 		// orphaned: the first replica to see it alerts, naming the host.
 		o.mu.Lock()
 		o.hostHeld[id] = p.Where.Engine
+		o.inIncident[id] = p.Where.Engine
 		var there []string
 		for agent, e := range o.onEngine {
 			if e == p.Where.Engine {
@@ -97,6 +103,24 @@ func (o *Orchestrator) route(ctx context.Context, a monitor.Agent, failure strin
 		// come back and recover it.
 		o.queue(id, now.Add(10*time.Second))
 	case RouteUnknown:
+		if o.cfg.Hosts.AnyDown() {
+			// It may be on an engine that does not answer, which was not
+			// listed yet: that engine's incident may speak for it.
+			o.queue(id, now.Add(10*time.Second))
+			break
+		}
+		o.mu.Lock()
+		since, ok := o.unknownSince[id]
+		if !ok {
+			since = now
+			o.unknownSince[id] = now
+		}
+		o.mu.Unlock()
+		if now.Sub(since) < o.cfg.LeaseTTL+time.Second {
+			// Another replica may not have recorded where it is yet.
+			o.queue(id, since.Add(o.cfg.LeaseTTL+time.Second))
+			break
+		}
 		if !o.Leading() {
 			// The leading replica alerts it; look again in case this one
 			// comes to lead.
@@ -127,14 +151,7 @@ func (o *Orchestrator) alertOnce(ctx context.Context, a monitor.Agent, failure s
 // failed at once, recovery pauses on that host, with one alert.
 func (o *Orchestrator) hostBrake(id string, where store.Location, now time.Time) bool {
 	agents := o.cfg.Hosts.AgentsOn(where.Engine)
-	o.mu.Lock()
-	down := 0
-	for _, a := range agents {
-		if t, ok := o.agents[a]; ok && (t.State == monitor.Failed || t.State == monitor.Recovering) {
-			down++
-		}
-	}
-	o.mu.Unlock()
+	down := o.downOn(agents)
 	engaged, changed := o.cfg.Guard.BrakeHost(where.Engine, down, len(agents), now)
 	if changed && engaged {
 		o.log.Error("recovery paused on a host: too many of its agents failed at once", "engine", where.Engine, "host", where.Host, "failed", down, "total", len(agents))
@@ -160,13 +177,8 @@ func (o *Orchestrator) hostBrake(id string, where store.Location, now time.Time)
 func (o *Orchestrator) checkHostBrakes(now time.Time) {
 	for engine := range o.cfg.Guard.HostsBraking() {
 		agents := o.cfg.Hosts.AgentsOn(engine)
+		down := o.downOn(agents)
 		o.mu.Lock()
-		down := 0
-		for _, a := range agents {
-			if t, ok := o.agents[a]; ok && (t.State == monitor.Failed || t.State == monitor.Recovering) {
-				down++
-			}
-		}
 		var where store.Location
 		var held []string
 		for id, w := range o.heldOn {
@@ -288,21 +300,37 @@ func (o *Orchestrator) locateTroubled(ctx context.Context, id string) {
 	o.mu.Unlock()
 }
 
-// downOnDownHosts counts the troubled agents whose engine is down: the
-// host's incident speaks for them, not the fleet brake.
+// downOn counts the agents among these that failed, for a host's brake,
+// leaving out those a host incident spoke for.
+func (o *Orchestrator) downOn(agents []string) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	down := 0
+	for _, a := range agents {
+		if _, ok := o.inIncident[a]; ok {
+			continue
+		}
+		if t, ok := o.agents[a]; ok && (t.State == monitor.Failed || t.State == monitor.Recovering) {
+			down++
+		}
+	}
+	return down
+}
+
+// downOnDownHosts counts the troubled agents whose engine is down, or that
+// a host's incident spoke for: that incident speaks for them, not the
+// fleet brake.
 func (o *Orchestrator) downOnDownHosts() int {
 	if o.cfg.Hosts == nil {
 		return 0
 	}
 	o.mu.Lock()
-	engines := make([]string, 0, len(o.onEngine))
-	for _, e := range o.onEngine {
-		engines = append(engines, e)
-	}
+	onEngine := maps.Clone(o.onEngine)
+	inIncident := maps.Clone(o.inIncident)
 	o.mu.Unlock()
-	n := 0
-	for _, e := range engines {
-		if e != "" && o.cfg.Hosts.Down(e) {
+	n := len(inIncident)
+	for id, e := range onEngine {
+		if _, counted := inIncident[id]; !counted && e != "" && o.cfg.Hosts.Down(e) {
 			n++
 		}
 	}
