@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -421,10 +422,12 @@ func (h *Hosts) Locate(ctx context.Context, agent, containerID string) Placement
 	for _, e := range h.engines {
 		e.mu.Lock()
 		cid, ok := e.agents[agent]
-		if !ok && containerID != "" {
-			for a, c := range e.agents {
-				if c == containerID || (len(containerID) >= 12 && len(c) >= len(containerID) && c[:len(containerID)] == containerID) {
-					_, cid, ok = a, c, true
+		if !ok && len(containerID) >= 12 {
+			// The beats' container id (or a prefix of it), under another
+			// agent label: ids are the same on every engine.
+			for _, c := range e.agents {
+				if strings.HasPrefix(c, containerID) {
+					cid, ok = c, true
 					break
 				}
 			}
