@@ -187,6 +187,39 @@ func TestGuardBrake(t *testing.T) {
 	}
 }
 
+// TestGuardBrakeHost: a host's brake follows the fleet's rule for that
+// host's agents alone, and leaves the fleet and other hosts alone.
+func TestGuardBrakeHost(t *testing.T) {
+	g := NewGuard(GuardConfig{})
+	for i, s := range []struct {
+		host             string
+		failed, total    int
+		engaged, changed bool
+	}{
+		{"A", 3, 3, false, false}, // too few agents to judge
+		{"A", 3, 5, true, true},
+		{"B", 1, 5, false, false},
+		{"A", 4, 5, true, false},
+		{"A", 2, 5, false, true},
+	} {
+		engaged, changed := g.BrakeHost(s.host, s.failed, s.total, t0.Add(time.Duration(i)*time.Second))
+		if engaged != s.engaged || changed != s.changed {
+			t.Fatalf("step %d BrakeHost(%s, %d, %d) = (%v, %v), want (%v, %v)", i, s.host, s.failed, s.total, engaged, changed, s.engaged, s.changed)
+		}
+		if i == 1 {
+			if got := g.HostsBraking(); len(got) != 1 || !got["A"].Equal(t0.Add(time.Second)) {
+				t.Fatalf("HostsBraking = %v, want A since step 1", got)
+			}
+			if d := g.Allow("a", t0); !d.OK {
+				t.Fatalf("a host's brake paused the fleet: %v", d)
+			}
+		}
+	}
+	if got := g.HostsBraking(); len(got) != 0 {
+		t.Fatalf("HostsBraking = %v after A let go", got)
+	}
+}
+
 func TestGuardInFlight(t *testing.T) {
 	g := NewGuard(GuardConfig{MaxInFlight: 2})
 	if d := g.Begin("a", t0); !d.OK {
