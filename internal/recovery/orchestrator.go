@@ -532,6 +532,11 @@ func (o *Orchestrator) handle(ctx context.Context, id string) {
 		o.step(id, StepResult{Step: StepRestart, Result: ResultSkipped, Detail: ReasonBrake, At: now})
 		return
 	}
+	// The fleet's brake first: when it holds, the host's would only say
+	// the same again.
+	if o.cfg.Hosts != nil && o.hostBrake(id, where, now) {
+		return
+	}
 	if o.cfg.Coordinator != nil {
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		won, err := o.cfg.Coordinator.Claim(cctx, id, failure, o.cfg.Holder, claimTTL)

@@ -35,9 +35,6 @@ func (o *Orchestrator) route(ctx context.Context, a monitor.Agent, failure strin
 	o.mu.Unlock()
 	switch p.Route {
 	case RouteHere:
-		if o.hostBrake(id, p.Where, now) {
-			return nil, p.Where, false
-		}
 		return p.Engine, p.Where, true
 	case RoutePending:
 		// This replica takes the engine's lease within a second.
