@@ -7,6 +7,7 @@
 //	beatwrap report [--socket PATH] [--task T] [--progress 0-100] [--tokens N] [--error MSG]
 //	                [--active N] [--queue N] [--idle] [--quiet-for DURATION] [--timeout D]
 //	beatwrap health [--socket PATH] [--id ID] [--timeout D]
+//	beatwrap checkpoint [--socket PATH] [--id ID] [--save JSON] [--timeout D]
 //	beatwrap version
 //	beatwrap completion bash|zsh|fish
 //
@@ -37,11 +38,13 @@
 //	--health-listen       BEATWRAP_HEALTH_LISTEN       serve /livez and /metrics on this address (off)
 //	--orphan              BEATWRAP_ORPHAN              beatwrap killed: kill (the agent's group too) or keep
 //	--replace             BEATWRAP_REPLACE             same id already running here: stop it, take over
+//	--checkpoint-ttl      BEATWRAP_CHECKPOINT_TTL      how long a checkpoint is kept in Redis (168h)
 //	--log-format          BEATWRAP_LOG_FORMAT          auto, text or json
 //	--log-level           BEATWRAP_LOG_LEVEL           debug, info, warn or error
 //
-// The child gets BEATWRAP_SOCKET (unless the socket could not be opened) and
-// BEATWRAP_AGENT_ID, and PYTHONUNBUFFERED=1 (unless set) when its output is
+// The child gets BEATWRAP_SOCKET (unless the socket could not be opened),
+// BEATWRAP_AGENT_ID, BEATWRAP_CHECKPOINT (the JSON of the agent's last
+// checkpoint, at each start, when there is one), and PYTHONUNBUFFERED=1 (unless set) when its output is
 // watched for progress; BEATWRAP_TOKEN, BEATWRAP_REDIS and BEATWRAP_WATCHER
 // are removed from its environment. `beatwrap report` reads BEATWRAP_SOCKET;
 // a beatwrap run by another one (BEATWRAP_AGENT_ID is set) does not take it
@@ -56,6 +59,15 @@
 // and no flags. --health-listen serves the same answer on GET /livez (200 or
 // 503) and the agent's own figures on GET /metrics. Every flag is described in full
 // by `beatwrap --help` and in the README's flag reference.
+//
+// A "checkpoint" field on the progress socket stores the agent's checkpoint:
+// in beatwrap's memory for the child's restarts in place, and in Redis
+// (agent:<id>:checkpoint, --checkpoint-ttl) or the --watcher beatwatch for the
+// next beatwrap with the same id, which reads it before its first start. Each
+// start takes a new epoch for the id, and writes from an older one are
+// refused: the superseded beatwrap logs it and its beats say "superseded".
+// `beatwrap checkpoint` prints the last checkpoint (exit 1 when none) with
+// the checkpoint query line, or stores one with --save.
 //
 // beatwrap claims its agent id in $XDG_RUNTIME_DIR/beatwrap/<id>.lock (else
 // /tmp/beatwrap-<uid>/<id>.lock) for as long as it runs; a second beatwrap

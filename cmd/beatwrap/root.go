@@ -36,6 +36,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 type options struct {
 	id, typ, redisURL, watcher, token, namespace string
 	interval, grace, stallTimeout, restartWindow time.Duration
+	checkpointTTL                                time.Duration
 	missedBeats, restartLimit, shards            int
 	socket, onStall, restart, containerID        string
 	orphan                                       string
@@ -132,11 +133,12 @@ Every flag can also be set by the variable named after it.`,
 	f.BoolVar(&o.subreaper, "subreaper", false, "reap orphaned descendants even when not PID 1 (PR_SET_CHILD_SUBREAPER)")
 	f.StringVar(&o.healthListen, "health-listen", "", "serve GET /livez (200, or 503 when stalled or the child is down) and GET /metrics on this address, e.g. :8081 (default: off)")
 	f.StringVar(&o.orphan, "orphan", supervise.OrphanKill, "when beatwrap itself dies (SIGKILL, OOM killer, crash): kill ends the agent's whole process group at once, keep leaves it running")
+	f.DurationVar(&o.checkpointTTL, "checkpoint-ttl", store.DefaultCheckpointTTL, "how long the agent's checkpoint is kept in Redis after its last write (at least 1s)")
 	f.BoolVar(&o.replace, "replace", false, "when an earlier beatwrap with the same --id still runs its agent on this host: stop it and take over (default: refuse, exit 1)")
 	o.log.AddFlags(f)
 	cli.AnnotateEnv(f, envPrefix)
 
-	root.AddCommand(newReport(ctx), newHealth(ctx), cli.Version("beatwrap", version.String), cli.Completion(root))
+	root.AddCommand(newReport(ctx), newHealth(ctx), newCheckpoint(ctx), cli.Version("beatwrap", version.String), cli.Completion(root))
 	return root
 }
 
@@ -176,6 +178,9 @@ func (o *options) config(argv []string, stderr io.Writer) (wrap.Config, error) {
 	if o.degradedMemoryMB < 0 || o.busyQueue < 0 || o.recoveringErrors < 0 {
 		return wrap.Config{}, cli.Usagef("--degraded-memory-mb, --busy-queue and --recovering-errors must not be negative")
 	}
+	if o.checkpointTTL < time.Second {
+		return wrap.Config{}, cli.Usagef("--checkpoint-ttl must be at least 1s, got %q", o.checkpointTTL)
+	}
 	if o.shards < 1 || o.shards > wire.MaxShards {
 		return wrap.Config{}, cli.Usagef("--shards must be 1 to %d, got %d", wire.MaxShards, o.shards)
 	}
@@ -212,6 +217,7 @@ func (o *options) config(argv []string, stderr io.Writer) (wrap.Config, error) {
 		}
 	}
 	var pub store.Publisher
+	var ckpts store.CheckpointStore
 	redisURL := o.redisURL
 	if redisURL == "" && o.watcher == "" {
 		redisURL = os.Getenv("REDIS_URL")
@@ -224,11 +230,11 @@ func (o *options) config(argv []string, stderr io.Writer) (wrap.Config, error) {
 		}
 		pub = h
 	case redisURL != "":
-		r, err := store.NewRedis(redisURL, store.Options{Namespace: o.namespace, Shards: o.shards})
+		r, err := store.NewRedis(redisURL, store.Options{Namespace: o.namespace, Shards: o.shards, CheckpointTTL: o.checkpointTTL})
 		if err != nil {
 			return wrap.Config{}, cli.Usagef("--redis: %v", err)
 		}
-		pub = r
+		pub, ckpts = r, r
 	}
 	healthListen, err := healthListener(o.healthListen)
 	if err != nil {
@@ -244,7 +250,7 @@ func (o *options) config(argv []string, stderr io.Writer) (wrap.Config, error) {
 		SocketPath: o.socket, StallTimeout: o.stallTimeout, OnStall: o.onStall,
 		Restart: policy, Subreaper: o.subreaper || os.Getpid() == 1,
 		Orphan: o.orphan, Replace: o.replace,
-		Publisher: pub, HealthListen: healthListen, ProcRoot: "/proc", Log: log,
+		Publisher: pub, Checkpoints: ckpts, HealthListen: healthListen, ProcRoot: "/proc", Log: log,
 	}, nil
 }
 

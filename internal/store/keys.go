@@ -49,3 +49,9 @@ func (k Keys) Lease() string { return k.prefix("beatwatch:lease") }
 func (k Keys) RecoveryClaim(id, failure string) string {
 	return k.prefix("beatwatch:recovery:" + id + ":" + failure)
 }
+
+// Checkpoint is the key that holds one agent's last checkpoint and the
+// newest epoch taken for its id, as one JSON object (see checkpointRecord).
+// The epoch lives in the same key so that a write is checked against it
+// atomically on every topology, a Cluster included.
+func (k Keys) Checkpoint(id string) string { return k.prefix("agent:" + id + ":checkpoint") }

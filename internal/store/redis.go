@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/url"
@@ -28,6 +29,7 @@ type Redis struct {
 	addr    string
 	shards  int
 	cluster bool
+	ckptTTL time.Duration
 }
 
 // NewRedis returns a Publisher for the Redis at rawURL (any form of
@@ -43,6 +45,7 @@ func NewRedis(rawURL string, o Options) (*Redis, error) {
 	return &Redis{
 		client: t.newClient(), keys: Keys{Namespace: o.Namespace}, addr: t.String(),
 		shards: max(o.Shards, 1), cluster: t.Topology == Cluster,
+		ckptTTL: cmp.Or(o.CheckpointTTL, DefaultCheckpointTTL),
 	}, nil
 }
 

@@ -48,6 +48,9 @@ type Options struct {
 	// Shards is the number of beat channels (--shards); 0 or 1 is the
 	// reference design's single heartbeats channel.
 	Shards int
+	// CheckpointTTL is how long a checkpoint is kept (--checkpoint-ttl);
+	// 0 is DefaultCheckpointTTL.
+	CheckpointTTL time.Duration
 }
 
 // Target is a parsed --redis URL: which topology, which addresses, and the

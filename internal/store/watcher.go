@@ -228,7 +228,9 @@ func (w *Watcher) agentsOn(ctx context.Context, c redis.Cmdable) ([]AgentHash, e
 	var out []AgentHash
 	var cursor uint64
 	for {
-		keys, next, err := c.Scan(ctx, cursor, w.keys.AgentPattern(), 1000).Result()
+		// Only hashes: agent:<id>:checkpoint, a string, matches the
+		// pattern too and is not an agent.
+		keys, next, err := c.ScanType(ctx, cursor, w.keys.AgentPattern(), 1000, "hash").Result()
 		if err != nil {
 			return nil, fmt.Errorf("scan agents in %s: %w", w.addr, err)
 		}

@@ -172,6 +172,9 @@ func (c *childIO) close() {
 // childEnv is the environment the child starts with.
 func childEnv(cfg *Config) []string {
 	env := cfg.Env
+	if cfg.StartEnv != nil {
+		env = cfg.StartEnv()
+	}
 	if env == nil {
 		env = os.Environ()
 	}

@@ -45,6 +45,10 @@ type Config struct {
 	Argv []string
 	// Env is the child's environment; nil is beatwrap's own.
 	Env []string
+	// StartEnv, when set, is called before each start and its result is
+	// the environment of that start instead of Env: what the child is
+	// handed may change between restarts (its last checkpoint).
+	StartEnv func() []string
 	// Dir is the child's working directory; empty is beatwrap's own.
 	Dir string
 	// Stdin is passed to the child as it is; nil is /dev/null.

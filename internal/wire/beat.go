@@ -80,6 +80,10 @@ type Beat struct {
 	// GraceMs is the time beatwrap gives the agent to stop; a watcher that
 	// restarts the agent's container uses it as the stop timeout.
 	GraceMs int64 `json:"graceMs,omitempty"`
+	// Superseded is set when a newer beatwrap with the same agent id has
+	// started since this one (its checkpoint epoch is newer): this one is a
+	// stale incarnation, and its checkpoints are refused.
+	Superseded bool `json:"superseded,omitempty"`
 }
 
 // MaxBeatSize bounds a beat on the wire; anything larger is hostile or broken.

@@ -172,6 +172,8 @@ func (d *decoder) beat(b *Beat) bool {
 			ok = d.str(sOnStall)
 		case "graceMs":
 			ok = d.int64(&b.GraceMs)
+		case "superseded":
+			ok = d.bool(&b.Superseded)
 		default:
 			ok = d.unknown(key, beatNames)
 		}
@@ -331,6 +333,21 @@ func (d *decoder) key(first bool) (key []byte, end, ok bool) {
 // null consumes a null literal if there is one.
 func (d *decoder) null() bool {
 	return d.literal("null")
+}
+
+// bool reads true or false; a null leaves the field as it was.
+func (d *decoder) bool(p *bool) bool {
+	switch {
+	case d.null():
+		return true
+	case d.literal("true"):
+		*p = true
+		return true
+	case d.literal("false"):
+		*p = false
+		return true
+	}
+	return false
 }
 
 // str reads a string value, the k-th string field. A null leaves the field

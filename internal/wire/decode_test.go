@@ -98,6 +98,8 @@ func fill(v reflect.Value) {
 		v.SetUint(8)
 	case reflect.Float64:
 		v.SetFloat(9.5)
+	case reflect.Bool:
+		v.SetBool(true)
 	case reflect.Pointer:
 		v.Set(reflect.New(v.Type().Elem()))
 		fill(v.Elem())

@@ -17,7 +17,25 @@ import (
 const (
 	// QueryHealth asks how the agent is; the answer is a Health.
 	QueryHealth = "health"
+	// QueryCheckpoint asks for the agent's last checkpoint; the answer is a
+	// CheckpointAnswer.
+	QueryCheckpoint = "checkpoint"
 )
+
+// CheckpointAnswer is the answer to QueryCheckpoint.
+type CheckpointAnswer struct {
+	// Checkpoint is the last checkpoint, the JSON value the agent wrote, or
+	// null when there is none (never written, or cleared).
+	Checkpoint json.RawMessage `json:"checkpoint"`
+	// At is when it was written, in ms since the epoch; 0 when none.
+	At int64 `json:"at,omitempty"`
+	// Saved says it is stored (in Redis or by the watcher), not only held
+	// by this beatwrap: it survives beatwrap's own restart.
+	Saved bool `json:"saved"`
+	// Superseded is set when a newer beatwrap with the same id has started:
+	// this one's checkpoints are no longer stored.
+	Superseded bool `json:"superseded,omitempty"`
+}
 
 // Health is the answer to QueryHealth and the body of beatwrap's /livez: how
 // the agent is, by the rule of Status.Live.

@@ -23,7 +23,17 @@ type Report struct {
 	Error       *string        // counts one error in the last 5 minutes
 	Idle        *bool          // true: the agent has no work, the stall clock pauses
 	QuietFor    *time.Duration // a long silent step: no stall before this has passed
+	// Checkpoint is the agent's latest checkpoint, any JSON value, compact;
+	// nil when the line has none, and the JSON null (NullCheckpoint) when
+	// the line clears it.
+	Checkpoint json.RawMessage
 }
+
+// NullCheckpoint is Report.Checkpoint of a line that clears the checkpoint.
+var NullCheckpoint = json.RawMessage("null")
+
+// ClearsCheckpoint reports whether the report clears the checkpoint.
+func (r Report) ClearsCheckpoint() bool { return string(r.Checkpoint) == "null" }
 
 // IdleState reports whether the report says the agent has no work: idle
 // set, or activeTasks 0 with no task named. known is false when the report
@@ -65,6 +75,7 @@ type reportLine struct {
 	Error       json.RawMessage `json:"error"`
 	Idle        json.RawMessage `json:"idle"`
 	QuietFor    json.RawMessage `json:"quietFor"`
+	Checkpoint  json.RawMessage `json:"checkpoint"`
 	Query       json.RawMessage `json:"query"`
 }
 
@@ -76,9 +87,9 @@ func (raw *reportLine) reportField() string {
 	}{
 		{"task", raw.Task}, {"progress", raw.Progress}, {"activeTasks", raw.ActiveTasks},
 		{"queueDepth", raw.QueueDepth}, {"tokens", raw.Tokens}, {"error", raw.Error},
-		{"idle", raw.Idle}, {"quietFor", raw.QuietFor},
+		{"idle", raw.Idle}, {"quietFor", raw.QuietFor}, {"checkpoint", raw.Checkpoint},
 	} {
-		if !isNull(f.v) {
+		if len(f.v) > 0 && (f.name == "checkpoint" || !isNull(f.v)) {
 			return f.name
 		}
 	}
@@ -157,6 +168,15 @@ func (raw *reportLine) report() (Report, error) {
 	}
 	if out.QuietFor, err = optDuration("quietFor", raw.QuietFor); err != nil {
 		return r, err
+	}
+	if len(raw.Checkpoint) > 0 {
+		// Already valid JSON (the line decoded); compact, so that it fits
+		// one environment variable line and its size is its content's.
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, raw.Checkpoint); err != nil {
+			return r, fmt.Errorf("checkpoint is not JSON: %v", err)
+		}
+		out.Checkpoint = buf.Bytes()
 	}
 	return out, nil
 }
@@ -287,6 +307,9 @@ func (r Report) Marshal() ([]byte, error) {
 	}
 	if r.QuietFor != nil {
 		m["quietFor"] = r.QuietFor.String()
+	}
+	if r.Checkpoint != nil {
+		m["checkpoint"] = r.Checkpoint
 	}
 	return json.Marshal(m)
 }

@@ -138,7 +138,8 @@ func roundSeconds(d time.Duration) time.Duration {
 // queries are the query lines beatwrap answers on the progress socket.
 func (w *wrapper) queries() map[string]func() (any, error) {
 	return map[string]func() (any, error){
-		wire.QueryHealth: func() (any, error) { return w.health(), nil },
+		wire.QueryHealth:     func() (any, error) { return w.health(), nil },
+		wire.QueryCheckpoint: func() (any, error) { return w.checkpointAnswer(), nil },
 	}
 }
 

@@ -49,6 +49,10 @@ type Config struct {
 
 	// Publisher delivers beats; nil runs standalone.
 	Publisher store.Publisher
+	// Checkpoints stores the agent's checkpoints, fenced by epoch (Redis or
+	// the single-node watcher); nil keeps them in memory only, for the
+	// child's restarts in place.
+	Checkpoints store.CheckpointStore
 
 	// HealthListen, when set, opens the listener for /livez and /metrics
 	// (--health-listen). Run calls it once the agent id is claimed (with
@@ -142,10 +146,23 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		socket = srv.Path()
 	}
 
-	env := childEnv(os.Environ(), socket, cfg.ID)
+	if cfg.Checkpoints != nil {
+		w.ckptWriter = store.NewCheckpointWriter(cfg.Checkpoints, cfg.ID, checkpointGap(cfg.Interval), min(cfg.Interval, 5*time.Second), log)
+		// The agent resumes from what the last incarnation left, so it
+		// is read before the first start; but not for long: an
+		// unreachable store must not keep the agent from starting.
+		cp, err := w.ckptWriter.Begin(ctx, checkpointReadTimeout, w.adoptCheckpoint)
+		if err != nil {
+			log.Warn("cannot read the last checkpoint; the agent starts without one (it gets it at its next restart if the store comes back)",
+				"destination", cfg.Checkpoints.String(), "error", err)
+		} else {
+			w.adoptCheckpoint(cp)
+		}
+	}
+	environ := os.Environ()
 	scfg := supervise.Config{
 		Argv:      cfg.Argv,
-		Env:       env,
+		StartEnv:  func() []string { return childEnv(environ, socket, cfg.ID, w.checkpoint().Value) },
 		Stdin:     os.Stdin,
 		Stdout:    os.Stdout,
 		Stderr:    os.Stderr,
@@ -205,7 +222,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if srv != nil { // the progress socket
 		ctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error {
-			err := srv.Serve(ctx, progress.Handler{Report: w.tracker.Apply, Queries: w.queries()})
+			err := srv.Serve(ctx, progress.Handler{Report: w.report, Queries: w.queries()})
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -236,6 +253,10 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if w.sender != nil {
 		ctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error { return w.sender.Run(ctx) }, func(error) { cancel() })
+	}
+	if w.ckptWriter != nil {
+		ctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error { return w.ckptWriter.Run(ctx) }, func(error) { cancel() })
 	}
 	if err := g.Run(); err != nil {
 		return Result{}, err
@@ -277,10 +298,14 @@ type wrapper struct {
 	sampler *probe.Sampler
 	sup     *supervise.Supervisor
 	sender  *store.Sender
-	claim   *claim.Claim     // nil when none could be taken
-	now     func() time.Time // nil: time.Now; tests set it with the tracker's
+	// ckptWriter stores checkpoints; nil when there is no store.
+	ckptWriter *store.CheckpointWriter
+	claim      *claim.Claim     // nil when none could be taken
+	now        func() time.Time // nil: time.Now; tests set it with the tracker's
 
 	mu        sync.Mutex
+	ckpt      store.Checkpoint // the last one, the agent's or the stored one
+	ckptSeen  bool             // the agent has written one since beatwrap started
 	seq       uint64
 	pid       int
 	restarts  int
@@ -466,6 +491,9 @@ func (w *wrapper) beat(status wire.Status) wire.Beat {
 	if st.Stalled {
 		b.StallReason = st.StallReason
 	}
+	if w.ckptWriter != nil && w.ckptWriter.Superseded() != nil {
+		b.Superseded = true
+	}
 	if w.cfg.StallTimeout > 0 {
 		b.OnStall = w.cfg.OnStall
 	}
@@ -517,6 +545,13 @@ func (w *wrapper) final(exit supervise.Exit, res Result) {
 		b.ExitCode = &code
 	}
 	w.log.Info("agent ended", "state", string(status), "exit_code", res.ExitCode, "restarts", b.Restarts)
+	if w.ckptWriter != nil {
+		// Before the final beat: whoever acts on the stop (a watcher
+		// replacing the container) finds the last checkpoint stored.
+		if err := w.ckptWriter.Flush(2 * time.Second); err != nil {
+			w.log.Warn("last checkpoint not stored", "destination", w.cfg.Checkpoints.String(), "error", err)
+		}
+	}
 	if w.sender == nil {
 		return
 	}
@@ -528,7 +563,8 @@ func (w *wrapper) final(exit supervise.Exit, res Result) {
 }
 
 // childEnv is beatwrap's environment for the child, with BEATWRAP_SOCKET
-// (unless socket is empty: there is none) and BEATWRAP_AGENT_ID set to this
+// (unless socket is empty: there is none), BEATWRAP_AGENT_ID and
+// BEATWRAP_CHECKPOINT (the last checkpoint, when there is one) set to this
 // run's. Values inherited from an outer beatwrap are dropped rather than
 // shadowed: with a name twice in the environment, programs disagree on which
 // one they see (dash and Python take the last, Node and C's getenv the
@@ -536,18 +572,21 @@ func (w *wrapper) final(exit supervise.Exit, res Result) {
 // agent may be driven by a model, and it has no use for the watcher's token
 // or the credentials in a Redis URL meant for beatwrap. REDIS_URL stays: the
 // agent may use that Redis itself.
-func childEnv(env []string, socket, id string) []string {
-	out := make([]string, 0, len(env)+2)
+func childEnv(env []string, socket, id string, checkpoint []byte) []string {
+	out := make([]string, 0, len(env)+3)
 	for _, kv := range env {
 		name, _, _ := strings.Cut(kv, "=")
 		switch name {
-		case "BEATWRAP_SOCKET", "BEATWRAP_AGENT_ID", "BEATWRAP_TOKEN", "BEATWRAP_REDIS", "BEATWRAP_WATCHER":
+		case "BEATWRAP_SOCKET", "BEATWRAP_AGENT_ID", "BEATWRAP_CHECKPOINT", "BEATWRAP_TOKEN", "BEATWRAP_REDIS", "BEATWRAP_WATCHER":
 			continue
 		}
 		out = append(out, kv)
 	}
 	if socket != "" {
 		out = append(out, "BEATWRAP_SOCKET="+socket)
+	}
+	if len(checkpoint) > 0 && string(checkpoint) != "null" {
+		out = append(out, "BEATWRAP_CHECKPOINT="+string(checkpoint))
 	}
 	return append(out, "BEATWRAP_AGENT_ID="+id)
 }

@@ -37,7 +37,7 @@ func TestChildEnv(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			in := slices.Clone(tt.env)
-			got := childEnv(in, tt.socket, "a")
+			got := childEnv(in, tt.socket, "a", nil)
 			if !slices.Equal(got, tt.want) {
 				t.Errorf("childEnv = %q, want %q", got, tt.want)
 			}
