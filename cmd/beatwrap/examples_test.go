@@ -138,3 +138,68 @@ func TestExampleClientsReconnect(t *testing.T) {
 		})
 	}
 }
+
+// resumeOnce is, per runtime, a program that prints its last checkpoint;
+// without one it checkpoints {"n":1} and crashes, with one it checkpoints
+// n+1 and prints the last checkpoint again.
+var resumeOnce = map[string]string{
+	"python": `import json, sys
+sys.path.insert(0, sys.argv[1])
+from beatwrap_report import checkpoint, last_checkpoint
+cp = last_checkpoint()
+print(json.dumps(cp, separators=(",", ":")), flush=True)
+if cp is None:
+    assert checkpoint({"n": 1})["ok"]
+    sys.exit(1)
+assert checkpoint({"n": cp["n"] + 1})["ok"]
+print(json.dumps(last_checkpoint(), separators=(",", ":")), flush=True)`,
+	"node": `const { checkpoint, last_checkpoint } = require(process.argv[1] + '/beatwrap-report');
+(async () => {
+  const cp = await last_checkpoint();
+  console.log(JSON.stringify(cp));
+  if (cp === null) {
+    if (!(await checkpoint({ n: 1 })).ok) process.exit(3);
+    process.exit(1);
+  }
+  if (!(await checkpoint({ n: cp.n + 1 })).ok) process.exit(3);
+  console.log(JSON.stringify(await last_checkpoint()));
+})();`,
+}
+
+// TestExampleClientsCheckpoint: a client's checkpoint reaches the next start
+// of the agent, and last_checkpoint reads it back; without beatwrap,
+// last_checkpoint is what BEATWRAP_CHECKPOINT says.
+func TestExampleClientsCheckpoint(t *testing.T) {
+	for _, ex := range examples {
+		t.Run(ex.name, func(t *testing.T) {
+			needRuntime(t, ex.runtime)
+			flag := "-c"
+			if ex.runtime == "node" {
+				flag = "-e"
+			}
+			dir := repoPath(t, filepath.Dir(ex.agent))
+			r := startBeatwrap(t, []string{noBytecode}, "--id", "resume-"+ex.name, "--restart", "on-failure", "--interval", "1s",
+				"--", ex.runtime, flag, resumeOnce[ex.name], dir)
+			if code := r.wait(20 * time.Second); code != 0 {
+				t.Fatalf("exit code = %d; stderr:\n%s", code, r.stderr)
+			}
+			if got, want := strings.Fields(r.stdout.String()), []string{`null`, `{"n":1}`, `{"n":2}`}; strings.Join(got, " ") != strings.Join(want, " ") {
+				t.Errorf("the runs printed %q, want %q", got, want)
+			}
+
+			cmd := exec.Command(ex.runtime, flag, `
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from beatwrap_report import last_checkpoint
+print(json.dumps(last_checkpoint(), separators=(",", ":")))`, dir)
+			if ex.runtime == "node" {
+				cmd = exec.Command(ex.runtime, flag, `require(process.argv[1] + '/beatwrap-report').lastCheckpoint().then((cp) => console.log(JSON.stringify(cp)));`, dir)
+			}
+			cmd.Env = withEnv(cmd.Environ(), []string{noBytecode, "BEATWRAP_SOCKET", `BEATWRAP_CHECKPOINT={"n":7}`})
+			out, err := cmd.CombinedOutput()
+			if err != nil || strings.TrimSpace(string(out)) != `{"n":7}` {
+				t.Errorf("without beatwrap: %v, output %q, want the value of BEATWRAP_CHECKPOINT", err, out)
+			}
+		})
+	}
+}

@@ -8,6 +8,10 @@
 //   await report({ quietFor: '20m' });        // a long silent step is coming
 //   await report({ idle: true });             // no work: a silent agent is not stalled
 //
+//   const { checkpoint, lastCheckpoint } = require('./beatwrap-report');
+//   const state = (await lastCheckpoint()) ?? { step: 0 }; // where the last incarnation stopped
+//   await checkpoint({ step: state.step + 1 });            // any JSON value; null clears it
+//
 // beatwrap gives the agent it runs the path of its progress socket in
 // $BEATWRAP_SOCKET. report() sends the fields as one JSON line on a connection
 // it keeps open and resolves to beatwrap's reply: {ok: true} or {ok: false,
@@ -15,6 +19,13 @@
 // does nothing and resolves to null. It never rejects and waits at most 2
 // seconds: monitoring must not break the agent. The connection does not keep
 // the process alive while no report is on its way.
+//
+// checkpoint(value) stores value (any JSON value, within 64 KiB) as the
+// agent's checkpoint; beatwrap hands it to the agent's next start, in place or
+// after beatwrap itself was restarted with the same id. lastCheckpoint() (also
+// exported as last_checkpoint) resolves to the last one, decoded: what beatwrap
+// holds now, else what it handed this process at start ($BEATWRAP_CHECKPOINT),
+// else null.
 'use strict';
 
 const net = require('node:net');
@@ -86,4 +97,23 @@ function report(fields) {
   });
 }
 
-module.exports = { report };
+function checkpoint(value) {
+  return report({ checkpoint: value === undefined ? null : value });
+}
+
+async function lastCheckpoint() {
+  const reply = await report({ query: 'checkpoint' });
+  if (reply && reply.ok) return reply.checkpoint ?? null;
+  // Without beatwrap, or no answer: what beatwrap handed us at start.
+  const env = process.env.BEATWRAP_CHECKPOINT;
+  if (env) {
+    try {
+      return JSON.parse(env);
+    } catch (e) {
+      // not JSON: nothing to resume from
+    }
+  }
+  return null;
+}
+
+module.exports = { report, checkpoint, lastCheckpoint, last_checkpoint: lastCheckpoint };
