@@ -228,7 +228,8 @@ func (o *options) config(argv []string, stderr io.Writer) (wrap.Config, error) {
 		if err != nil {
 			return wrap.Config{}, cli.Usagef("--watcher: %v", err)
 		}
-		pub = h
+		h.SetCheckpointTTL(o.checkpointTTL)
+		pub, ckpts = h, h
 	case redisURL != "":
 		r, err := store.NewRedis(redisURL, store.Options{Namespace: o.namespace, Shards: o.shards, CheckpointTTL: o.checkpointTTL})
 		if err != nil {

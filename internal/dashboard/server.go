@@ -38,10 +38,13 @@ type Intake interface {
 
 // Config is what the HTTP server serves.
 type Config struct {
-	Fleet   Fleet
-	Intake  Intake // nil: POST /v1/beats answers 404 (beats come through Redis)
-	Metrics *Metrics
-	Token   string // non-empty: bearer token required on all but /healthz
+	Fleet  Fleet
+	Intake Intake // nil: POST /v1/beats answers 404 (beats come through Redis)
+	// Checkpoints keeps or reads agents' checkpoints (/v1/agents/{id}/...);
+	// nil: those endpoints answer 404.
+	Checkpoints Checkpoints
+	Metrics     *Metrics
+	Token       string // non-empty: bearer token required on all but /healthz
 	// Healthy reports the watcher's own health for /healthz; nil means always.
 	Healthy func() error
 	Log     *slog.Logger
@@ -84,6 +87,7 @@ func NewHandler(cfg Config) http.Handler {
 	mux.Handle("GET /health/agents", s.auth(http.HandlerFunc(s.agents)))
 	mux.Handle("GET /health/agents/{id}", s.auth(http.HandlerFunc(s.agent)))
 	mux.Handle("POST /v1/beats", s.auth(http.HandlerFunc(s.beat)))
+	s.checkpointRoutes(mux)
 	mux.Handle("GET /metrics", s.auth(promhttp.HandlerFor(cfg.Metrics.registry, promhttp.HandlerOpts{})))
 	mux.Handle("GET /{$}", s.auth(http.HandlerFunc(s.page)))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -263,7 +267,7 @@ func (s *server) agent(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "agent not found")
 		return
 	}
-	writeJSON(w, http.StatusOK, a)
+	writeJSON(w, http.StatusOK, s.withCheckpoint(a))
 }
 
 func (s *server) beat(w http.ResponseWriter, r *http.Request) {

@@ -19,6 +19,8 @@ const BeatsPath = "/v1/beats"
 // HTTP posts beats to a single-node beatwatch.
 type HTTP struct {
 	endpoint string
+	base     string // the watcher's URL, for the checkpoint endpoints
+	ckptTTL  time.Duration
 	token    string
 	client   *http.Client
 }
@@ -36,9 +38,12 @@ func NewHTTP(base, token string, timeout time.Duration) (*HTTP, error) {
 	if timeout <= 0 {
 		timeout = 2 * time.Second
 	}
-	u.Path = strings.TrimSuffix(u.Path, "/") + BeatsPath
+	u.Path = strings.TrimSuffix(u.Path, "/")
+	watcher := u.String()
+	u.Path += BeatsPath
 	return &HTTP{
 		endpoint: u.String(),
+		base:     watcher,
 		token:    token,
 		client: &http.Client{
 			Timeout:   timeout,

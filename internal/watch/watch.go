@@ -108,12 +108,15 @@ func (w *Watcher) Run(ctx context.Context) error {
 		return fmt.Errorf("listen on %s: %w", w.cfg.Listen, err)
 	}
 	var intake dashboard.Intake
+	var ckpts dashboard.Checkpoints
 	if w.redis == nil {
-		intake = w
+		intake, ckpts = w, dashboard.NewMemoryCheckpoints()
+	} else {
+		ckpts = redisCheckpoints{w.redis}
 	}
 	srv := &http.Server{
 		Handler: dashboard.NewHandler(dashboard.Config{
-			Fleet: w.mon, Intake: intake, Metrics: w.metrics, Token: w.cfg.Token,
+			Fleet: w.mon, Intake: intake, Checkpoints: ckpts, Metrics: w.metrics, Token: w.cfg.Token,
 			Healthy: w.healthy, Log: w.log,
 		}),
 		ReadHeaderTimeout: 5 * time.Second,

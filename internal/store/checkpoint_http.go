@@ -1,0 +1,108 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+)
+
+// SetCheckpointTTL sets how long the watcher keeps a checkpoint after its
+// last write (--checkpoint-ttl); 0 is the watcher's default.
+func (h *HTTP) SetCheckpointTTL(ttl time.Duration) { h.ckptTTL = ttl }
+
+func (h *HTTP) agentURL(id, what string) string {
+	return h.base + "/v1/agents/" + url.PathEscape(id) + "/" + what
+}
+
+// do sends one request to the watcher and decodes a JSON answer into out.
+// It returns the status code; a code that is not 2xx is an error unless it
+// is one of ok.
+func (h *HTTP) do(ctx context.Context, method, u string, body []byte, out any, ok ...int) (int, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return 0, fmt.Errorf("%s %s: %w", method, u, err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if h.token != "" {
+		req.Header.Set("Authorization", "Bearer "+h.token)
+	}
+	resp, err := h.client.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("%s %s: %w", method, u, err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	good := resp.StatusCode/100 == 2
+	for _, c := range ok {
+		good = good || resp.StatusCode == c
+	}
+	if !good {
+		return resp.StatusCode, fmt.Errorf("%s %s: %s: %s", method, u, resp.Status, bytes.TrimSpace(data))
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			return resp.StatusCode, fmt.Errorf("%s %s: answer: %w", method, u, err)
+		}
+	}
+	return resp.StatusCode, nil
+}
+
+// BeginEpoch takes a new epoch from the watcher, then reads the checkpoint:
+// a write from an older epoch that lands between the two is refused, so the
+// checkpoint read is the last one any incarnation could store.
+func (h *HTTP) BeginEpoch(ctx context.Context, id string) (int64, Checkpoint, error) {
+	var e struct {
+		Epoch int64 `json:"epoch"`
+	}
+	if _, err := h.do(ctx, http.MethodPost, h.agentURL(id, "epoch"), nil, &e); err != nil {
+		return 0, Checkpoint{}, fmt.Errorf("take checkpoint epoch: %w", err)
+	}
+	var rec checkpointRecord
+	code, err := h.do(ctx, http.MethodGet, h.agentURL(id, "checkpoint"), nil, &rec, http.StatusNotFound)
+	if code == http.StatusNotFound {
+		rec = checkpointRecord{}
+	}
+	if err != nil {
+		return 0, Checkpoint{}, fmt.Errorf("read checkpoint: %w", err)
+	}
+	if code == http.StatusNotFound {
+		return e.Epoch, Checkpoint{}, nil
+	}
+	return e.Epoch, rec.checkpoint(), nil
+}
+
+// SaveCheckpoint PUTs cp to the watcher with epoch; 409 means superseded.
+func (h *HTTP) SaveCheckpoint(ctx context.Context, id string, epoch int64, cp Checkpoint) error {
+	value := []byte("null")
+	at := time.Now()
+	if !cp.None() {
+		value, at = cp.Value, cp.At
+	}
+	q := url.Values{"epoch": {strconv.FormatInt(epoch, 10)}, "at": {strconv.FormatInt(at.UnixMilli(), 10)}}
+	if h.ckptTTL > 0 {
+		q.Set("ttl", h.ckptTTL.String())
+	}
+	var refused struct {
+		Epoch int64 `json:"epoch"`
+	}
+	code, err := h.do(ctx, http.MethodPut, h.agentURL(id, "checkpoint")+"?"+q.Encode(), value, &refused, http.StatusConflict)
+	if err != nil {
+		return fmt.Errorf("store checkpoint: %w", err)
+	}
+	if code == http.StatusConflict {
+		return &SupersededError{Epoch: epoch, Newer: refused.Epoch}
+	}
+	return nil
+}
