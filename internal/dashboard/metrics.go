@@ -12,17 +12,18 @@ import (
 // Metrics are the watcher's Prometheus metrics. The zero value is not
 // usable; build it with NewMetrics.
 type Metrics struct {
-	registry      *prometheus.Registry
-	beats         prometheus.Counter
-	malformed     *prometheus.CounterVec
-	transitions   *prometheus.CounterVec
-	recoveries    *prometheus.CounterVec
-	detectionLag  prometheus.Histogram
-	alerts        *prometheus.CounterVec
-	redisUp       prometheus.Gauge
-	recoveryLease prometheus.Gauge
-	engineUp      *prometheus.GaugeVec
-	engineLeader  *prometheus.GaugeVec
+	registry         *prometheus.Registry
+	beats            prometheus.Counter
+	malformed        *prometheus.CounterVec
+	transitions      *prometheus.CounterVec
+	recoveries       *prometheus.CounterVec
+	detectionLag     prometheus.Histogram
+	alerts           *prometheus.CounterVec
+	redisUp          prometheus.Gauge
+	recoveryLease    prometheus.Gauge
+	subscriptionLost prometheus.Counter
+	engineUp         *prometheus.GaugeVec
+	engineLeader     *prometheus.GaugeVec
 }
 
 // Counter is what Metrics needs of the fleet to export agents per state.
@@ -58,6 +59,10 @@ func NewMetrics(fleet Counter) *Metrics {
 		redisUp: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "beatwatch_redis_up", Help: "1 while the watcher's Redis subscription is up (always 1 in single-node mode).",
 		}),
+		subscriptionLost: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "beatwatch_redis_subscription_lost_total",
+			Help: "Times Redis closed the beats subscription (restarted, failed over, or cut off a watcher that fell behind); each time it is made again.",
+		}),
 		recoveryLease: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "beatwatch_recovery_leader", Help: "1 while this replica holds the recovery lease.",
 		}),
@@ -71,7 +76,7 @@ func NewMetrics(fleet Counter) *Metrics {
 	m.redisUp.Set(1)
 	agents := prometheus.NewDesc("beatwatch_agents", "Agents per state.", []string{"state"}, nil)
 	m.registry.MustRegister(m.beats, m.malformed, m.transitions, m.recoveries, m.detectionLag,
-		m.alerts, m.redisUp, m.recoveryLease, m.engineUp, m.engineLeader,
+		m.alerts, m.redisUp, m.subscriptionLost, m.recoveryLease, m.engineUp, m.engineLeader,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		agentsCollector{desc: agents, fleet: fleet})
 	return m
@@ -118,6 +123,9 @@ func (m *Metrics) Alert(event, result string) { m.alerts.WithLabelValues(event, 
 
 // RedisUp records whether the Redis subscription is up.
 func (m *Metrics) RedisUp(up bool) { m.redisUp.Set(b2f(up)) }
+
+// SubscriptionLost counts one beats subscription that Redis closed.
+func (m *Metrics) SubscriptionLost() { m.subscriptionLost.Inc() }
 
 // Leader records whether this replica holds the recovery lease.
 func (m *Metrics) Leader(held bool) { m.recoveryLease.Set(b2f(held)) }

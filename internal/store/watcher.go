@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -166,7 +167,7 @@ func (w *Watcher) receive(ctx context.Context, ps *redis.PubSub, channel string,
 				continue
 			}
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) {
-				return fmt.Errorf("%s closed the subscription to %s (restarted, failed over, or cut off a subscriber that fell behind: see client-output-buffer-limit pubsub): %w", w.addr, channel, err)
+				return fmt.Errorf("%s %w to %s (restarted, failed over, or cut off a subscriber that fell behind: see client-output-buffer-limit pubsub): %w", w.addr, ErrSubscriptionClosed, channel, err)
 			}
 			return fmt.Errorf("receive %s from %s: %w", channel, w.addr, err)
 		}
@@ -183,6 +184,29 @@ func (w *Watcher) receive(ctx context.Context, ps *redis.PubSub, channel string,
 			isUp()
 		}
 	}
+}
+
+// ErrSubscriptionClosed is the error of a subscription that Redis closed
+// while the connection was up: Redis restarted or failed over, or it cut
+// off a subscriber whose output buffer passed client-output-buffer-limit
+// pubsub.
+var ErrSubscriptionClosed = errors.New("closed the subscription")
+
+// PubsubLimit returns Redis's client-output-buffer-limit for pub/sub
+// clients ("33554432 8388608 60": hard bytes, soft bytes, soft seconds), or
+// an error where CONFIG is not allowed (many managed Redis services).
+func (w *Watcher) PubsubLimit(ctx context.Context) (string, error) {
+	v, err := w.client.ConfigGet(ctx, "client-output-buffer-limit").Result()
+	if err != nil {
+		return "", fmt.Errorf("config get client-output-buffer-limit in %s: %w", w.addr, err)
+	}
+	f := strings.Fields(v["client-output-buffer-limit"])
+	for i := 0; i+3 < len(f); i += 4 {
+		if f[i] == "pubsub" {
+			return strings.Join(f[i+1:i+4], " "), nil
+		}
+	}
+	return "", fmt.Errorf("config get client-output-buffer-limit in %s: no pubsub class in %q", w.addr, v["client-output-buffer-limit"])
 }
 
 func sleep(ctx context.Context, d time.Duration) {

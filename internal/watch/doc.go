@@ -8,6 +8,16 @@
 //	sweep (every --check-interval) ──────────────┘   ▲                                          │
 //	                                                 └──── events (started, step, done) ◀───────┘
 //
+// Beats are read from the subscription as fast as Redis hands them over and
+// decoded on every core (see queue): up to 64 MiB of beats wait in the
+// watcher rather than in Redis's output buffer, past whose limit Redis cuts
+// a subscriber off. When Redis closes the subscription anyway, the watcher
+// counts it (beatwatch_redis_subscription_lost_total), subscribes again, and
+// says once how to raise the limit. State changes are logged one line each
+// while they are few, then one summary line per sweep and kind of change
+// (see transitionLog); the metrics count every one. The GC's headroom is
+// kept to a quarter of a large live heap unless GOGC is set (see tuneGC).
+//
 // New builds the monitor with its subscribers fixed; nothing is attached
 // later, and no part of the watcher is handed out.
 package watch

@@ -68,6 +68,8 @@ type Watcher struct {
 	now     func() time.Time
 
 	malformedLogged atomic.Int64
+	tlog            *transitionLog
+	limitHinted     atomic.Bool // the output buffer limit fix was logged
 
 	blindMu    sync.Mutex   // orders setBlind calls, so an outage is logged once
 	outage     bool         // an outage was logged and its end was not
@@ -91,7 +93,7 @@ func New(cfg Config) *Watcher {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	w := &Watcher{cfg: cfg, log: cfg.Log, now: cfg.Now, redis: cfg.Redis}
+	w := &Watcher{cfg: cfg, log: cfg.Log, now: cfg.Now, redis: cfg.Redis, tlog: newTransitionLog(cfg.Log, cfg.Now)}
 	subs := []monitor.Subscriber{logAndCount{w}}
 	if cfg.Recovery != nil {
 		subs = append(subs, cfg.Recovery)
@@ -149,6 +151,10 @@ func (w *Watcher) Run(ctx context.Context) error {
 	{
 		ctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error { w.sweepLoop(ctx); return nil }, func(error) { cancel() })
+	}
+	{
+		ctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error { tuneGC(ctx); <-ctx.Done(); return nil }, func(error) { cancel() })
 	}
 	if w.redis != nil {
 		ctx, cancel := context.WithCancel(ctx)
@@ -264,6 +270,12 @@ func (w *Watcher) setBlind(blind bool, err error) {
 	defer w.blindMu.Unlock()
 	now := w.now()
 	changed := w.mon.SetBlind(blind, now)
+	if errors.Is(err, store.ErrSubscriptionClosed) {
+		w.metrics.SubscriptionLost()
+		if !w.limitHinted.Swap(true) {
+			go w.hintOutputLimit()
+		}
+	}
 	if blind {
 		if changed {
 			w.blindSince.Store(now.UnixMilli())
@@ -289,6 +301,26 @@ func (w *Watcher) setBlind(blind bool, err error) {
 		return
 	}
 	w.log.Info("subscribed to beats", "redis", w.redis.String(), "channel", w.redis.Keys().Channel())
+}
+
+// RecommendedPubsubLimit is the client-output-buffer-limit pubsub setting
+// the watcher asks for when Redis closes its subscription: room for several
+// seconds of a million agents' beats at 10s, should the watcher pause.
+const RecommendedPubsubLimit = "256mb 64mb 60"
+
+// hintOutputLimit says, once per process, how to keep Redis from cutting
+// the watcher off, with the limit Redis has now when it may be read.
+func (w *Watcher) hintOutputLimit() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	now, err := w.redis.PubsubLimit(ctx)
+	if err != nil {
+		now = "unknown: " + err.Error()
+	}
+	w.log.Warn("redis closed the beats subscription; beatwatch subscribed again and judges nobody for the gap. "+
+		"If Redis cut it off for falling behind (its log says \"scheduled to be closed ASAP for overcoming of output buffer limits\"), raise the pub/sub output buffer limit: "+
+		"CONFIG SET client-output-buffer-limit \"pubsub "+RecommendedPubsubLimit+"\" (and the same line in redis.conf)",
+		"redis", w.redis.String(), "pubsub_limit", now, "recommended", "pubsub "+RecommendedPubsubLimit)
 }
 
 // Ingest takes one beat payload: it is counted, parsed and observed. A beat
@@ -333,6 +365,7 @@ func (w *Watcher) sweepLoop(ctx context.Context) {
 		case <-t.C:
 			// The monitor tells its subscribers of every change.
 			w.mon.Sweep(w.now())
+			w.tlog.flush()
 		}
 	}
 }
@@ -369,8 +402,7 @@ func (w *Watcher) changed(tr monitor.Transition, a monitor.Agent) {
 	if from == "" {
 		from = "new"
 	}
-	w.log.Log(context.Background(), level, "agent state changed",
-		"agent", tr.AgentID, "from", from, "to", string(tr.To), "reason", tr.Reason, "recovered", tr.Recovered)
+	w.tlog.record(level, tr, from)
 }
 
 // fleet is the watcher as the recovery layer sees it: it applies the
@@ -400,62 +432,6 @@ func (f fleet) Report(ev recovery.Event) {
 	case recovery.EngineState:
 		f.metrics.Engine(ev.Engine, ev.Host, ev.Up, ev.Leading)
 	}
-}
-
-// queue fans beats out to workers, so that decoding, the bulk of a beat's
-// cost, runs on every core while each agent's beats are still observed in
-// the order they arrived: a beat goes to the worker its agent id hashes to.
-// A worker that falls behind blocks add, which leaves the backlog in Redis.
-type queue struct {
-	shards []chan job
-	done   sync.WaitGroup
-	now    func() time.Time
-}
-
-type job struct {
-	payload []byte
-	recv    time.Time // when the beat was read, not when it was decoded
-}
-
-// queueDepth bounds the beats waiting per worker: enough to ride out a
-// short stall of one worker, small next to what Redis buffers.
-const queueDepth = 1024
-
-func newQueue(workers int, ingest func([]byte, time.Time) error, now func() time.Time) *queue {
-	workers = min(max(workers, 1), 16)
-	q := &queue{shards: make([]chan job, workers), now: now}
-	for i := range q.shards {
-		ch := make(chan job, queueDepth)
-		q.shards[i] = ch
-		q.done.Add(1)
-		go func() {
-			defer q.done.Done()
-			// Runs until close: add never blocks on a worker that is gone.
-			for j := range ch {
-				_ = ingest(j.payload, j.recv)
-			}
-		}()
-	}
-	return q
-}
-
-// add hands one payload to its agent's worker. It is called from one
-// goroutine only (the subscription).
-func (q *queue) add(payload []byte) {
-	j := job{payload: payload, recv: q.now()}
-	if len(q.shards) == 1 {
-		q.shards[0] <- j
-		return
-	}
-	q.shards[shardOf(payload, len(q.shards))] <- j
-}
-
-// close stops the workers once they have ingested what was added.
-func (q *queue) close() {
-	for _, ch := range q.shards {
-		close(ch)
-	}
-	q.done.Wait()
 }
 
 var agentIDKey = []byte(`"agentId":"`)

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -254,4 +256,115 @@ func TestStartRestoresAfterSubscribing(t *testing.T) {
 	if i, j := strings.Index(msgs, "subscribed to beats"), strings.Index(msgs, "view rebuilt from redis"); i < 0 || j < i {
 		t.Errorf("want the subscription before the rebuilt view; log:\n%s", msgs)
 	}
+}
+
+// TestCutOffSaysOnceHowToFix: each time Redis closes the beats subscription
+// (here CLIENT KILL, as when it cuts off a subscriber past its output buffer
+// limit) the watcher counts it and subscribes again; the fix, with the limit
+// Redis has, is logged once.
+func TestCutOffSaysOnceHowToFix(t *testing.T) {
+	url := testutil.RedisURL(t)
+	ns := testutil.Namespace(t)
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := redis.NewClient(opt)
+	defer rc.Close()
+	st, err := store.NewWatcher(url, store.Options{Namespace: ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var buf testutil.Buffer
+	ready := make(chan string, 1)
+	w := New(Config{Redis: st, Listen: "127.0.0.1:0", Log: slog.New(slog.NewJSONHandler(&buf, nil)),
+		Ready: func(addr string) { ready <- addr }})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	defer func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Errorf("Run did not return within 10s of cancel")
+		}
+	}()
+	var base string
+	select {
+	case addr := <-ready:
+		base = "http://" + addr
+	case <-time.After(10 * time.Second):
+		t.Fatal("watcher did not listen within 10s")
+	}
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		deadline := time.After(10 * time.Second)
+		for !ok() {
+			select {
+			case <-deadline:
+				t.Fatalf("%s: not within 10s; log:\n%s", what, buf.String())
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	up := func() bool { return !w.mon.Blind() }
+	for i := range 3 {
+		waitFor("subscribed", up)
+		// The subscriber is the only pub/sub client of this namespace's
+		// channel; kill it by what it subscribes to.
+		n, err := rc.PubSubNumSub(context.Background(), st.Keys().Channel()).Result()
+		if err != nil || n[st.Keys().Channel()] != 1 {
+			t.Fatalf("subscribers of %s: %v %v", st.Keys().Channel(), n, err)
+		}
+		clients, err := rc.ClientList(context.Background()).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		killed := false
+		for _, line := range strings.Split(clients, "\n") {
+			if strings.Contains(line, "cmd=subscribe") || strings.Contains(line, "cmd=ping") && strings.Contains(line, "sub=1") {
+				for _, f := range strings.Fields(line) {
+					if id, ok := strings.CutPrefix(f, "id="); ok {
+						if err := rc.Do(context.Background(), "CLIENT", "KILL", "ID", id).Err(); err == nil {
+							killed = true
+						}
+					}
+				}
+			}
+		}
+		if !killed {
+			t.Fatalf("round %d: no subscriber to kill in:\n%s", i, clients)
+		}
+		waitFor("lost counted", func() bool {
+			return strings.Count(buf.String(), "redis reachable again") >= i+1
+		})
+	}
+	lines := strings.Count(buf.String(), "CONFIG SET client-output-buffer-limit")
+	if lines != 1 {
+		t.Errorf("the fix was logged %d times, want once; log:\n%s", lines, buf.String())
+	}
+	if !strings.Contains(buf.String(), `"pubsub_limit":"`) || !strings.Contains(buf.String(), `"recommended":"pubsub 256mb 64mb 60"`) {
+		t.Errorf("the fix does not name the limit Redis has and the one to use; log:\n%s", buf.String())
+	}
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if !strings.Contains(string(body), "beatwatch_redis_subscription_lost_total 3") {
+		t.Errorf("/metrics does not count 3 subscriptions lost:\n%s", grepLines(string(body), "subscription_lost"))
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
