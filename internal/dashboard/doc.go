@@ -1,6 +1,8 @@
 // Package dashboard serves beatwatch's view of the fleet over HTTP: the JSON
 // API of the reference design (/health/agents, /health/agents/{id}), the
-// beat intake of single-node mode (POST /v1/beats), Prometheus metrics
+// beat intake of single-node mode (POST /v1/beats), the agents' checkpoints
+// (PUT/GET /v1/agents/{id}/checkpoint, POST /v1/agents/{id}/epoch: kept in
+// memory in single-node mode, read from Redis otherwise), Prometheus metrics
 // (/metrics), the watcher's own liveness (/healthz) and a web page (/).
 //
 // With a token configured, every endpoint but /healthz needs

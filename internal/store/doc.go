@@ -15,6 +15,13 @@
 //     (see Redis.sendSharded).
 //   - HTTP: each beat is POSTed to a single-node beatwatch at /v1/beats.
 //
+// Both also keep the agent's checkpoint (CheckpointStore), fenced by epoch:
+// in Redis one key, agent:<id>:checkpoint, holds the checkpoint and the
+// newest epoch taken, and Lua scripts take an epoch and refuse a write from
+// an older one atomically; the single-node beatwatch does the same over HTTP.
+// CheckpointWriter stores checkpoints in the background, at most one write
+// per gap, the newest kept in memory while the store is down.
+//
 // Sender sits in front of a Publisher and makes sure the agent is never harmed
 // by the monitoring: beats are handed over without blocking, a slow or absent
 // backend only ever delays the delivery of the newest beat, and an outage is
