@@ -60,6 +60,7 @@ func newFixture(t testing.TB) *fixture {
 		testutil.BuildImage(t, tag, map[string]string{
 			"/beatwrap":  testutil.Binary(t, "cmd/beatwrap"),
 			"/testagent": testutil.Binary(t, "internal/testutil/testagent"),
+			"/counter":   testutil.Binary(t, "cmd/beatwrap/testdata/counter"),
 		}, "/beatwrap")
 		imageTag = tag
 	}

@@ -8,7 +8,9 @@
 // For each number i it sleeps STEP (the work), appends "i" to LOG (the work
 // is done), then sends {"checkpoint":{"n":i}} and waits for the reply, so a
 // kill between the two does i twice: once before, once after. At start it
-// appends "start K pid P" to LOG. It exits 0 after N.
+// appends "start K pid P" to LOG. It exits 0 after N. Like the e2e test
+// agent, it exits 1 at once when /poison exists (a container that restarting
+// cannot fix).
 package main
 
 import (
@@ -29,6 +31,10 @@ func run(args []string) int {
 	if len(args) != 3 {
 		fmt.Fprintln(os.Stderr, "usage: counter N STEP LOG")
 		return 2
+	}
+	if _, err := os.Stat("/poison"); err == nil {
+		fmt.Fprintln(os.Stderr, "counter: poisoned")
+		return 1
 	}
 	n, err := strconv.Atoi(args[0])
 	step, err2 := time.ParseDuration(args[1])
