@@ -18,6 +18,8 @@
 //	--missed-beats      BEATWATCH_MISSED_BEATS        for beats without their own (3)
 //	--default-interval  BEATWATCH_DEFAULT_INTERVAL    for beats without intervalMs (30s)
 //	--token             BEATWATCH_TOKEN               bearer token for all but /healthz
+//	--token-file        BEATWATCH_TOKEN_FILE          read the token from this file instead
+//	--redis-password-file BEATWATCH_REDIS_PASSWORD_FILE  read the Redis password from this file
 //	--recover           BEATWATCH_RECOVER             docker or none
 //	--docker-host       BEATWATCH_DOCKER_HOST, DOCKER_HOST  Docker Engine API address, unix:// or
 //	                    tcp://; repeatable (or comma-separated): each failure is recovered by
@@ -43,6 +45,9 @@
 // keeps the GC's headroom to a quarter of the live heap (at least 64 MiB),
 // so that a million agents take about 1.25 times what they need rather than
 // twice; GOMEMLIMIT caps the heap on top of that.
+//
+// BEATWATCH_TOKEN and BEATWATCH_REDIS are wiped from the process's
+// environment once read, /proc/<pid>/environ included.
 //
 // status takes --redis, --namespace, --watcher, --token, -o/--output, and
 // --state, --type, --host, --limit and --all to choose the agents it lists;

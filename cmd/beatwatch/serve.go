@@ -21,6 +21,8 @@ type serveOptions struct {
 	missedBeats                        int
 	recover                            recoverOptions
 	log                                cli.LogOptions
+	secrets                            cli.Secrets
+	password                           string // from --redis-password-file
 }
 
 func newServe(ctx context.Context, stderr io.Writer) *cobra.Command {
@@ -57,6 +59,7 @@ func newServe(ctx context.Context, stderr io.Writer) *cobra.Command {
 	f.IntVar(&o.recover.maxBusy, "max-recoveries", 4, "recoveries under way at once, at most")
 	f.DurationVar(&o.recover.beatWait, "recover-wait", 0, "how long a recovery step waits for the agent to beat again (default: its timeout, at least 15s)")
 	f.StringVar(&o.token, "token", "", "when set, every endpoint but /healthz needs Authorization: Bearer <token>")
+	o.secrets.AddFlags(f)
 	o.log.AddFlags(f)
 	cli.AnnotateEnv(f, envPrefix)
 	return cmd
@@ -74,13 +77,18 @@ func (o *serveOptions) run(ctx context.Context, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Read and done with: a process of our user (a container's exec, a
+	// plugin) need not find them in /proc/<pid>/environ.
+	if set, err := cli.ScrubEnv("BEATWATCH_TOKEN", "BEATWATCH_REDIS"); err != nil {
+		log.Warn("secrets stay readable in /proc/<pid>/environ: use --token-file or --redis-password-file", "variables", set, "error", err)
+	}
 	hook, err := o.recover.webhookOf(log)
 	if err != nil {
 		return err
 	}
 	var st *store.Watcher
 	if o.redisURL != "" {
-		if st, err = store.NewWatcher(o.redisURL, store.Options{Namespace: o.namespace}); err != nil {
+		if st, err = store.NewWatcher(o.redisURL, store.Options{Namespace: o.namespace, Password: o.password}); err != nil {
 			return cli.Usagef("--redis: %v", err)
 		}
 		defer st.Close()
@@ -123,6 +131,13 @@ func (o *serveOptions) validate() error {
 	}
 	if o.redisURL == "" {
 		o.redisURL = os.Getenv("REDIS_URL")
+	}
+	var err error
+	if o.token, err = o.secrets.Token(o.token); err != nil {
+		return err
+	}
+	if o.password, err = o.secrets.RedisPassword(); err != nil {
+		return err
 	}
 	if o.redisURL != "" {
 		if _, err := store.ParseRedisURL(o.redisURL, store.Options{}); err != nil {

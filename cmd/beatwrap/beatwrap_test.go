@@ -374,6 +374,10 @@ func TestBadFlagsExit2NamingTheFlag(t *testing.T) {
 		{[]string{"--", "true"}, []string{"BEATWRAP_INTERVAL=fast"}, "BEATWRAP_INTERVAL"},
 		{[]string{"--container-id", "76dda71e677f", "--", "true"}, nil, `--container-id must be the full id, 64 lowercase hex digits, got "76dda71e677f"`},
 		{[]string{"--container-id", strings.Repeat("A", 64), "--", "true"}, nil, "--container-id"},
+		{[]string{"--token-file", "/nonexistent/token", "--watcher", "http://127.0.0.1:1", "--", "true"}, nil, `--token-file "/nonexistent/token"`},
+		{[]string{"--token-file", "/dev/null", "--watcher", "http://127.0.0.1:1", "--", "true"}, nil, `--token-file "/dev/null" is empty`},
+		{[]string{"--token", "t", "--token-file", "/dev/null", "--", "true"}, nil, "--token and --token-file are exclusive"},
+		{[]string{"--redis-password-file", "/nonexistent/pw", "--", "true"}, nil, `--redis-password-file "/nonexistent/pw"`},
 		{[]string{}, nil, "COMMAND"},
 	}
 	for _, tt := range tests {

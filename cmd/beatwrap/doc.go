@@ -20,6 +20,8 @@
 //	--shards              BEATWRAP_SHARDS              beat channels, as beatwatch's (1: heartbeats)
 //	--watcher             BEATWRAP_WATCHER             single-node beatwatch URL, instead of Redis
 //	--token               BEATWRAP_TOKEN               bearer token for --watcher
+//	--token-file          BEATWRAP_TOKEN_FILE          read the token from this file instead
+//	--redis-password-file BEATWRAP_REDIS_PASSWORD_FILE read the Redis password from this file
 //	--namespace           BEATWRAP_NAMESPACE           prefix of Redis keys and channel
 //	--interval            BEATWRAP_INTERVAL            time between beats (30s, at least 100ms)
 //	--missed-beats        BEATWRAP_MISSED_BEATS        beats missed before failure (3)
@@ -46,7 +48,10 @@
 // BEATWRAP_AGENT_ID, BEATWRAP_CHECKPOINT (the JSON of the agent's last
 // checkpoint, at each start, when there is one), and PYTHONUNBUFFERED=1 (unless set) when its output is
 // watched for progress; BEATWRAP_TOKEN, BEATWRAP_REDIS and BEATWRAP_WATCHER
-// are removed from its environment. `beatwrap report` reads BEATWRAP_SOCKET;
+// are removed from its environment. Once read, BEATWRAP_TOKEN and
+// BEATWRAP_REDIS are also wiped from beatwrap's own, down to the block the
+// kernel shows in /proc/<pid>/environ (internal/cli.ScrubEnv), since the
+// agent runs as the same user and may read it. `beatwrap report` reads BEATWRAP_SOCKET;
 // a beatwrap run by another one (BEATWRAP_AGENT_ID is set) does not take it
 // for its own --socket.
 //

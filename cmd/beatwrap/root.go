@@ -46,11 +46,17 @@ type options struct {
 	subreaper                                    bool
 	healthListen                                 string
 	log                                          cli.LogOptions
+	secrets                                      cli.Secrets
 
 	// redisFlag and watcherFlag say that --redis and --watcher were given
 	// on the command line, not by a variable.
 	redisFlag, watcherFlag bool
 }
+
+// secretVars are the variables that may carry a secret beatwrap reads
+// itself: they are dropped from its environment once read. REDIS_URL stays:
+// the agent is given it too, for its own use of that Redis.
+var secretVars = []string{"BEATWRAP_TOKEN", "BEATWRAP_REDIS"}
 
 // wrapperEnv is the environment as the flags of beatwrap itself read it.
 // Under another beatwrap (BEATWRAP_AGENT_ID is set), BEATWRAP_SOCKET is the
@@ -99,6 +105,11 @@ Every flag can also be set by the variable named after it.`,
 			if err != nil {
 				return err
 			}
+			// The agent runs as our user and may read our environment in
+			// /proc/<pid>/environ: the secrets are read, now drop them.
+			if set, err := cli.ScrubEnv(secretVars...); err != nil {
+				cfg.Log.Warn("secrets stay readable in /proc/<pid>/environ: use --token-file or --redis-password-file", "variables", set, "error", err)
+			}
 			res, err := wrap.Run(ctx, cfg)
 			if err != nil {
 				return err
@@ -135,6 +146,7 @@ Every flag can also be set by the variable named after it.`,
 	f.StringVar(&o.orphan, "orphan", supervise.OrphanKill, "when beatwrap itself dies (SIGKILL, OOM killer, crash): kill ends the agent's whole process group at once, keep leaves it running")
 	f.DurationVar(&o.checkpointTTL, "checkpoint-ttl", store.DefaultCheckpointTTL, "how long the agent's checkpoint is kept in Redis after its last write (at least 1s)")
 	f.BoolVar(&o.replace, "replace", false, "when an earlier beatwrap with the same --id still runs its agent on this host: stop it and take over (default: refuse, exit 1)")
+	o.secrets.AddFlags(f)
 	o.log.AddFlags(f)
 	cli.AnnotateEnv(f, envPrefix)
 
@@ -216,6 +228,14 @@ func (o *options) config(argv []string, stderr io.Writer) (wrap.Config, error) {
 			return wrap.Config{}, cli.Usagef("BEATWRAP_REDIS and BEATWRAP_WATCHER are exclusive: beats go to one of them, got both")
 		}
 	}
+	token, err := o.secrets.Token(o.token)
+	if err != nil {
+		return wrap.Config{}, err
+	}
+	password, err := o.secrets.RedisPassword()
+	if err != nil {
+		return wrap.Config{}, err
+	}
 	var pub store.Publisher
 	var ckpts store.CheckpointStore
 	redisURL := o.redisURL
@@ -224,14 +244,14 @@ func (o *options) config(argv []string, stderr io.Writer) (wrap.Config, error) {
 	}
 	switch {
 	case o.watcher != "":
-		h, err := store.NewHTTP(o.watcher, o.token, 0)
+		h, err := store.NewHTTP(o.watcher, token, 0)
 		if err != nil {
 			return wrap.Config{}, cli.Usagef("--watcher: %v", err)
 		}
 		h.SetCheckpointTTL(o.checkpointTTL)
 		pub, ckpts = h, h
 	case redisURL != "":
-		r, err := store.NewRedis(redisURL, store.Options{Namespace: o.namespace, Shards: o.shards, CheckpointTTL: o.checkpointTTL})
+		r, err := store.NewRedis(redisURL, store.Options{Namespace: o.namespace, Shards: o.shards, CheckpointTTL: o.checkpointTTL, Password: password})
 		if err != nil {
 			return wrap.Config{}, cli.Usagef("--redis: %v", err)
 		}

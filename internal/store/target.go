@@ -51,6 +51,10 @@ type Options struct {
 	// CheckpointTTL is how long a checkpoint is kept (--checkpoint-ttl);
 	// 0 is DefaultCheckpointTTL.
 	CheckpointTTL time.Duration
+	// Password, when set, replaces the URL's password (the master's, on
+	// Sentinel; every node's, on a Cluster): --redis-password-file keeps it
+	// out of the URL, the process list and the environment.
+	Password string
 }
 
 // Target is a parsed --redis URL: which topology, which addresses, and the
@@ -211,6 +215,9 @@ func (o Options) withDefaults() Options {
 // maintenance notifications (which older servers refuse).
 
 func (o Options) applySingle(opt *redis.Options) {
+	if o.Password != "" {
+		opt.Password = o.Password
+	}
 	opt.DialTimeout = o.DialTimeout
 	opt.ReadTimeout = o.IOTimeout
 	opt.WriteTimeout = o.IOTimeout
@@ -224,6 +231,9 @@ func (o Options) applySingle(opt *redis.Options) {
 }
 
 func (o Options) applyFailover(opt *redis.FailoverOptions) {
+	if o.Password != "" {
+		opt.Password = o.Password
+	}
 	opt.DialTimeout = o.DialTimeout
 	opt.ReadTimeout = o.IOTimeout
 	opt.WriteTimeout = o.IOTimeout
@@ -236,6 +246,9 @@ func (o Options) applyFailover(opt *redis.FailoverOptions) {
 }
 
 func (o Options) applyCluster(opt *redis.ClusterOptions) {
+	if o.Password != "" {
+		opt.Password = o.Password
+	}
 	opt.DialTimeout = o.DialTimeout
 	opt.ReadTimeout = o.IOTimeout
 	opt.WriteTimeout = o.IOTimeout

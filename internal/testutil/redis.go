@@ -76,6 +76,22 @@ func StartRedis(t testing.TB) *Redis {
 	return r
 }
 
+// StartRedisWith starts a redis-server as StartRedis does, with args added
+// to its options (--requirepass, --aclfile, --tls-port and the like).
+func StartRedisWith(t testing.TB, args ...string) *Redis {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		Unavailable(t, "redis-server not found on PATH (apt-get install redis-server)")
+	}
+	r := &Redis{t: t, port: FreePort(t), dir: t.TempDir(), args: args}
+	r.Start()
+	t.Cleanup(r.Stop)
+	return r
+}
+
+// Port is the server's plain TCP port.
+func (r *Redis) Port() int { return r.port }
+
 // URL is the server's redis:// URL.
 func (r *Redis) URL() string { return fmt.Sprintf("redis://127.0.0.1:%d/0", r.port) }
 
@@ -135,7 +151,8 @@ func ping(addr string) error {
 	if err != nil {
 		return err
 	}
-	if !strings.HasPrefix(line, "+PONG") {
+	// A server that wants a password answers too: it is up.
+	if !strings.HasPrefix(line, "+PONG") && !strings.HasPrefix(line, "-NOAUTH") {
 		return fmt.Errorf("unexpected answer %q", line)
 	}
 	return nil
