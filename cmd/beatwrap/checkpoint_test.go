@@ -282,3 +282,28 @@ func (r *agentRun) firstChildPID(t *testing.T) int {
 	t.Fatalf("no \"agent started\" in the log:\n%s", r.stderr)
 	return 0
 }
+
+// `beatwrap checkpoint` as a shell agent uses it: exit 1 while there is
+// none, --save stores one, a bad value is a usage error naming the flag.
+func TestCheckpointCommand(t *testing.T) {
+	bin := testutil.Binary(t, "cmd/beatwrap")
+	script := `B=` + bin + `
+$B checkpoint; echo "rc=$?"
+$B checkpoint --save '{"a": [1, 2]}'; echo "rc=$?"
+$B checkpoint; echo "rc=$?"
+$B checkpoint --save 'not json'; echo "rc=$?"
+$B checkpoint --save null; $B checkpoint; echo "rc=$?"`
+	r := startBeatwrap(t, nil, "--id", "shell", "--interval", "1s", "--", "sh", "-c", script)
+	if code := r.wait(20 * time.Second); code != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", code, r.stderr)
+	}
+	want := "rc=1\nrc=0\n{\"a\":[1,2]}\nrc=0\nrc=2\nrc=1\n"
+	if got := r.stdout.String(); got != want {
+		t.Errorf("stdout:\n%s\nwant:\n%s", got, want)
+	}
+	for _, msg := range []string{"beatwrap: no checkpoint", `--save must be a JSON value`} {
+		if !strings.Contains(r.stderr.String(), msg) {
+			t.Errorf("stderr lacks %q:\n%s", msg, r.stderr)
+		}
+	}
+}
