@@ -17,7 +17,14 @@
 #      beatwatch is subscribed (Redis does the same delivery work);
 #   3. the same burst with Redis's default pubsub output buffer limit, to
 #      show what happens to a watcher that falls behind;
-#   4. BenchmarkSweep and BenchmarkMemory of internal/monitor.
+#   4. BenchmarkSweep and BenchmarkMemory of internal/monitor;
+#   5. whole fleets (BenchmarkFleet in internal/watch), each into a fresh
+#      beatwatch, with Redis's default pubsub output buffer limit: 100,000
+#      agents at 1s and FLEET agents (default 1,000,000; BENCH_FLEET=0
+#      skips it) at 10s, 1% of them silenced after two intervals. Printed:
+#      beats/s ingested, the watcher's CPU and RSS per agent, seconds from
+#      the silenced agents' last beat to the last of them failed beside the
+#      timeout, and how often Redis cut the subscription.
 #
 # A subscriber that falls behind is disconnected by Redis once its output
 # buffer passes client-output-buffer-limit pubsub (default "32mb 8mb 60",
@@ -108,6 +115,34 @@ echo
 echo "== 4. sweep with 10 agents due, and memory per agent (internal/monitor)"
 "$dir/monitor.test" -test.run '^$' -test.bench '^BenchmarkSweep$' -test.benchtime 2000x -test.benchmem | grep '^Benchmark'
 "$dir/monitor.test" -test.run '^$' -test.bench '^BenchmarkMemory$' -test.benchtime 1x | grep '^Benchmark'
+
+fleet() { # fleet AGENTS INTERVAL
+  local port ns2 pid
+  port=$(free_port)
+  ns2="fleet$1"
+  "$dir/beatwatch" serve --redis "redis://127.0.0.1:$redis_port" --namespace "$ns2" \
+    --listen "127.0.0.1:$port" --recover none --log-format json 2>"$dir/fleet$1.log" &
+  pid=$!
+  for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+  BEATWATCH_BENCH_REDIS="redis://127.0.0.1:$redis_port" BEATWATCH_BENCH_NAMESPACE="$ns2" \
+  BEATWATCH_BENCH_WATCHER="http://127.0.0.1:$port" BEATWATCH_BENCH_AGENTS="$1" \
+  BEATWATCH_BENCH_INTERVAL="$2" BEATWATCH_BENCH_SILENCE=$(($1 / 100)) \
+    "$dir/watch.test" -test.run '^$' -test.bench '^BenchmarkFleet$' -test.benchtime 1x -test.timeout 30m |
+    grep '^BenchmarkFleet' || true
+  echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg); log lines: $(wc -l <"$dir/fleet$1.log")"
+  kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true
+}
+
+echo
+echo "== 5. whole fleets into a fresh beatwatch, redis's default limit ($default_limit)"
+rcli config set client-output-buffer-limit "$default_limit" >/dev/null
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "-- 100000 agents at 1s"
+fleet 100000 1s
+if [ "${BENCH_FLEET:-1000000}" != 0 ]; then
+  echo "-- ${BENCH_FLEET:-1000000} agents at 10s"
+  fleet "${BENCH_FLEET:-1000000}" 10s
+fi
 
 echo
 awk -v w="$watch_rate" -v r="$rb_rate" 'BEGIN{printf "== summary: beatwatch %.0f beats/s, redis-benchmark PUBLISH %.0f/s, ratio %.2f (target: >= 50000 beats/s)\n", w, r, w/r}'
