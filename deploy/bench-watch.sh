@@ -127,8 +127,8 @@ fleet() { # fleet AGENTS INTERVAL
   BEATWATCH_BENCH_REDIS="redis://127.0.0.1:$redis_port" BEATWATCH_BENCH_NAMESPACE="$ns2" \
   BEATWATCH_BENCH_WATCHER="http://127.0.0.1:$port" BEATWATCH_BENCH_AGENTS="$1" \
   BEATWATCH_BENCH_INTERVAL="$2" BEATWATCH_BENCH_SILENCE=$(($1 / 100)) \
-    "$dir/watch.test" -test.run '^$' -test.bench '^BenchmarkFleet$' -test.benchtime 1x -test.timeout 30m |
-    grep '^BenchmarkFleet' || true
+    "$dir/watch.test" -test.run '^$' -test.bench '^BenchmarkFleet$' -test.benchtime 1x -test.timeout 30m -test.v |
+    grep -E '^BenchmarkFleet|silenced|FAIL' || true
   echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg); log lines: $(wc -l <"$dir/fleet$1.log")"
   kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true
 }
