@@ -44,7 +44,12 @@ type Config struct {
 	// nil: those endpoints answer 404.
 	Checkpoints Checkpoints
 	Metrics     *Metrics
-	Token       string // non-empty: bearer token required on all but /healthz
+	// Events streams the monitor's transitions (GET /v1/events); nil: 404.
+	Events *Events
+	// History keeps agents' timelines and samples for their pages; nil:
+	// only the recovery steps the monitor keeps.
+	History *History
+	Token   string // non-empty: bearer token required on all but /healthz
 	// Healthy reports the watcher's own health for /healthz; nil means always.
 	Healthy func() error
 	Log     *slog.Logger
@@ -89,7 +94,15 @@ func NewHandler(cfg Config) http.Handler {
 	mux.Handle("POST /v1/beats", s.auth(http.HandlerFunc(s.beat)))
 	s.checkpointRoutes(mux)
 	mux.Handle("GET /metrics", s.auth(promhttp.HandlerFor(cfg.Metrics.registry, promhttp.HandlerOpts{})))
-	mux.Handle("GET /{$}", s.auth(http.HandlerFunc(s.page)))
+	if cfg.Events != nil {
+		mux.Handle("GET /v1/events", s.auth(cfg.Events))
+	}
+	mux.Handle("GET /v1/agents/{id}/history", s.auth(http.HandlerFunc(s.history)))
+	mux.HandleFunc("GET /{$}", serveAsset("index.html"))
+	mux.HandleFunc("GET /agents/{id}", s.agentPage)
+	for _, f := range []string{"app.css", "fleet.js", "agent.js", "common.js"} {
+		mux.HandleFunc("GET /assets/"+f, serveAsset(f))
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})

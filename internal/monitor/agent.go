@@ -93,6 +93,7 @@ type agent struct {
 type extra struct {
 	containerID string // one that is not 64 hex digits
 	stallReason string
+	stallSince  int64  // unix ns, when the stall began; 0 unless the status is stalled
 	reason      string // for rOther: a reason given from outside
 	status      wire.Status
 	recoveries  []Step
@@ -142,7 +143,7 @@ func (a *agent) more() *extra {
 
 // tidy drops the out-of-line fields once none is set.
 func (a *agent) tidy() {
-	if x := a.x; x != nil && x.containerID == "" && x.stallReason == "" && x.reason == "" && x.status == "" && len(x.recoveries) == 0 {
+	if x := a.x; x != nil && x.containerID == "" && x.stallReason == "" && x.stallSince == 0 && x.reason == "" && x.status == "" && len(x.recoveries) == 0 {
 		a.x = nil
 	}
 }
@@ -152,6 +153,23 @@ func (a *agent) stallReason() string {
 		return ""
 	}
 	return a.x.stallReason
+}
+
+// setStallSince dates the stall a beat reports at t (unix ns): from the
+// agent's stalledForMs by the watcher's clock, else from the first stalled
+// beat; a beat of another status ends it.
+func (a *agent) setStallSince(b *wire.Beat, t int64) {
+	switch {
+	case b.Status != wire.StatusStalled:
+		if a.x != nil && a.x.stallSince != 0 {
+			a.x.stallSince = 0
+			a.tidy()
+		}
+	case b.StalledForMs > 0:
+		a.more().stallSince = t - min(b.StalledForMs, int64(maxInterval/time.Millisecond))*int64(time.Millisecond)
+	case a.x == nil || a.x.stallSince == 0:
+		a.more().stallSince = t
+	}
 }
 
 func (a *agent) setStallReason(r string) {

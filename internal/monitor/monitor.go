@@ -208,6 +208,7 @@ func (m *Monitor) absorb(a *agent, b *wire.Beat, t int64, gap bool) {
 	if a.task != b.CurrentTask {
 		a.task = strings.Clone(b.CurrentTask)
 	}
+	a.setStallSince(b, t)
 	a.setStallReason(b.StallReason)
 	if b.PID != 0 {
 		a.pid = int32(b.PID)
@@ -727,6 +728,9 @@ func (m *Monitor) view(a *agent) Agent {
 	}
 	if a.x != nil {
 		v.Recoveries = append(v.Recoveries, a.x.recoveries...)
+		if a.x.stallSince != 0 {
+			v.StallSince = a.x.stallSince / int64(time.Millisecond)
+		}
 	}
 	if a.flags&fHasProgress != 0 {
 		p := widen(a.progress)

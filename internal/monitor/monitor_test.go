@@ -826,7 +826,9 @@ func TestAgentView(t *testing.T) {
 		b.Restarts = 2
 		b.Metrics.MemoryMB = 310
 	})(h)
-	beat(10*time.Second, status(wire.StatusStalled), func(b *wire.Beat) { b.StallReason = "no progress for 5m" })(h)
+	beat(10*time.Second, status(wire.StatusStalled), func(b *wire.Beat) {
+		b.StallReason, b.StalledForMs = "no progress for 5m", 300000
+	})(h)
 	h.m.Sweep(t0.Add(41 * time.Second))
 	a, _ := h.m.Get("a1")
 	want := Agent{
@@ -834,6 +836,7 @@ func TestAgentView(t *testing.T) {
 		LastHeartbeat: t0.Add(10 * time.Second).UnixMilli(), AgentTimestamp: t0.Add(10 * time.Second).UnixMilli(),
 		MissedBeats: 3, UptimeSeconds: 41, IntervalMs: 10000, Host: "node-7", PID: 4711, ContainerID: "abc",
 		StallReason: "no progress for 5m", StateSince: t0.Add(41 * time.Second).UnixMilli(),
+		StallSince:       t0.Add(10*time.Second - 5*time.Minute).UnixMilli(),
 		MissedBeatsLimit: 3, IntervalSource: "beat", Sequence: 2,
 	}
 	got := a
@@ -1000,5 +1003,34 @@ func TestMemoryPerAgent(t *testing.T) {
 	}
 	if got := heapPerAgent(100000); got > 1024 {
 		t.Errorf("%.0f bytes per agent, want under 1024", got)
+	}
+}
+
+// TestStallSince: a stall is dated from the agent's last progress by the
+// watcher's clock, or from the first stalled beat when the beat does not
+// say; missing beats in between do not move it, progress clears it.
+func TestStallSince(t *testing.T) {
+	h := newHarness(t, Config{})
+	stalled := func(forMs int64) func(*wire.Beat) { return func(b *wire.Beat) { b.StalledForMs = forMs } }
+	since := func() int64 { a, _ := h.m.Get("a1"); return a.StallSince }
+	beat(0)(h)
+	if got := since(); got != 0 {
+		t.Errorf("healthy: stallSince = %d, want absent", got)
+	}
+	beat(10*time.Second, status(wire.StatusStalled))(h)
+	if got, want := since(), t0.Add(10*time.Second).UnixMilli(); got != want {
+		t.Errorf("stalled without stalledForMs: stallSince = %d, want the first stalled beat %d", got, want)
+	}
+	beat(20*time.Second, status(wire.StatusStalled))(h)
+	if got, want := since(), t0.Add(10*time.Second).UnixMilli(); got != want {
+		t.Errorf("still stalled: stallSince = %d, want it kept at %d", got, want)
+	}
+	beat(30*time.Second, status(wire.StatusStalled), stalled(25000))(h)
+	if got, want := since(), t0.Add(5*time.Second).UnixMilli(); got != want {
+		t.Errorf("stalledForMs 25000 at 30s: stallSince = %d, want %d", got, want)
+	}
+	beat(40 * time.Second)(h)
+	if got := since(); got != 0 {
+		t.Errorf("progress again: stallSince = %d, want absent", got)
 	}
 }

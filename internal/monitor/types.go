@@ -118,6 +118,10 @@ type Agent struct {
 	Recoveries    []Step       `json:"recoveries"`
 	// StateSince is when the agent entered its state, in ms since the epoch.
 	StateSince int64 `json:"stateSince"`
+	// StallSince is when the agent's stall began (its last progress), in ms
+	// since the epoch by the watcher's clock; absent unless its status is
+	// stalled.
+	StallSince int64 `json:"stallSince,omitempty"`
 
 	// StateReason is the Reason of the transition into the state.
 	StateReason string `json:"stateReason"`

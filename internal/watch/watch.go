@@ -64,6 +64,8 @@ type Watcher struct {
 	log     *slog.Logger
 	mon     *monitor.Monitor
 	metrics *dashboard.Metrics
+	events  *dashboard.Events
+	history *dashboard.History
 	redis   *store.Watcher
 	now     func() time.Time
 
@@ -81,8 +83,8 @@ type Watcher struct {
 }
 
 // New builds a watcher: the monitor, whose subscribers are the watcher's
-// log and metrics and then the recovery layer, and the metrics. It connects
-// to nothing until Run.
+// log and metrics, the dashboard's history and event streams, and then the
+// recovery layer, and the metrics. It connects to nothing until Run.
 func New(cfg Config) *Watcher {
 	if cfg.CheckInterval <= 0 {
 		cfg.CheckInterval = time.Second
@@ -93,8 +95,9 @@ func New(cfg Config) *Watcher {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	w := &Watcher{cfg: cfg, log: cfg.Log, now: cfg.Now, redis: cfg.Redis, tlog: newTransitionLog(cfg.Log, cfg.Now)}
-	subs := []monitor.Subscriber{logAndCount{w}}
+	w := &Watcher{cfg: cfg, log: cfg.Log, now: cfg.Now, redis: cfg.Redis, tlog: newTransitionLog(cfg.Log, cfg.Now),
+		events: dashboard.NewEvents(0), history: dashboard.NewHistory()}
+	subs := []monitor.Subscriber{logAndCount{w}, w.history, w.events}
 	if cfg.Recovery != nil {
 		subs = append(subs, cfg.Recovery)
 	}
@@ -119,13 +122,15 @@ func (w *Watcher) Run(ctx context.Context) error {
 	srv := &http.Server{
 		Handler: dashboard.NewHandler(dashboard.Config{
 			Fleet: w.mon, Intake: intake, Checkpoints: ckpts, Metrics: w.metrics, Token: w.cfg.Token,
-			Healthy: w.healthy, Log: w.log,
+			Events: w.events, History: w.history, Healthy: w.healthy, Log: w.log,
 		}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
+	// Event streams are never idle: end them, or Shutdown waits them out.
+	srv.RegisterOnShutdown(w.events.Close)
 	mode := "single-node (state in memory, beats over HTTP)"
 	if w.redis != nil {
 		mode = "redis " + w.redis.String()
@@ -338,6 +343,7 @@ func (w *Watcher) Ingest(payload []byte, recv time.Time) error {
 	}
 	// The monitor tells its subscribers of any change.
 	w.mon.Observe(b, recv)
+	w.history.Beat(&b, recv)
 	return nil
 }
 

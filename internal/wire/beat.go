@@ -84,6 +84,9 @@ type Beat struct {
 	// started since this one (its checkpoint epoch is newer): this one is a
 	// stale incarnation, and its checkpoints are refused.
 	Superseded bool `json:"superseded,omitempty"`
+	// StalledForMs is how long the agent has shown no progress, when Status
+	// is stalled: a watcher dates the stall by its own clock from it.
+	StalledForMs int64 `json:"stalledForMs,omitempty"`
 }
 
 // MaxBeatSize bounds a beat on the wire; anything larger is hostile or broken.

@@ -174,6 +174,8 @@ func (d *decoder) beat(b *Beat) bool {
 			ok = d.int64(&b.GraceMs)
 		case "superseded":
 			ok = d.bool(&b.Superseded)
+		case "stalledForMs":
+			ok = d.int64(&b.StalledForMs)
 		default:
 			ok = d.unknown(key, beatNames)
 		}

@@ -84,6 +84,7 @@ func (b *Beat) check() error {
 		pidRange.check("pid", int64(b.PID)),
 		restartsRange.check("restarts", int64(b.Restarts)),
 		nonNegative.check("graceMs", b.GraceMs),
+		nonNegative.check("stalledForMs", b.StalledForMs),
 	}
 	for _, err := range errs {
 		if err != nil {

@@ -490,6 +490,7 @@ func (w *wrapper) beat(status wire.Status) wire.Beat {
 	}
 	if st.Stalled {
 		b.StallReason = st.StallReason
+		b.StalledForMs = max(0, w.clock().Sub(st.LastProgress).Milliseconds())
 	}
 	if w.ckptWriter != nil && w.ckptWriter.Superseded() != nil {
 		b.Superseded = true
