@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's one test command (`make test` runs it; so does .ci/run).
 # It installs what the tests need when it is missing (redis-server, redis-sentinel
-# for the Sentinel topology some tests start, busybox-static for test images),
+# for the Sentinel topology some tests start, busybox-static for test images,
+# chromium for the dashboard's browser tests),
 # starts a Redis of its own on a free loopback port, runs gofmt, go mod tidy -diff
 # (go.mod and go.sum must already be tidy), go vet and go test -race ./..., and
 # stops what it started. Tests that need a Redis Cluster or Sentinel start their
@@ -13,6 +14,8 @@ need=()
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v redis-sentinel >/dev/null || need+=(redis-sentinel)
 [ -x /bin/busybox ] || need+=(busybox-static)
+# the dashboard's tests drive a real headless browser
+command -v chromium >/dev/null || command -v chromium-browser >/dev/null || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]}"
   if [ "$(id -u)" = 0 ]; then
