@@ -39,6 +39,14 @@ func TestDemo(t *testing.T) {
 		return m
 	}
 	var last map[string]monitor.Agent
+	defer func() {
+		if t.Failed() {
+			for id, a := range last {
+				t.Logf("%s: %s, restarts %d, %s", id, a.State, a.Restarts, a.StateReason)
+			}
+			t.Logf("demo output:\n%s\nstderr:\n%s", p.Stdout, p.Stderr)
+		}
+	}()
 	testutil.Eventually(t, 25*time.Second, "the demo's agents in their promised states", func() bool {
 		s, ok := get()
 		if !ok {
