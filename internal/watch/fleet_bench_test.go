@@ -115,8 +115,12 @@ func BenchmarkFleet(b *testing.B) {
 	stopSilenced.Store(true)
 	time.Sleep(interval / 10) // the last silenced beat of a round in flight
 	last := time.Unix(0, silencedAt.Load())
+	if silencedAt.Load() == 0 {
+		b.Logf("the generator never reached the silenced agents (it publishes slower than the fleet beats)")
+		last = time.Now().Add(-limitFor(interval))
+	}
 	timeout := missed * interval
-	limit := timeout + 3*time.Second + interval
+	limit := limitFor(interval)
 	failedBy := time.Duration(-1)
 	n := 0
 	for time.Since(last) < limit {
@@ -131,13 +135,15 @@ func BenchmarkFleet(b *testing.B) {
 	cpu := scrapeCounter(b, base, "process_cpu_seconds_total") - cpu0
 	rss := scrapeCounter(b, base, "process_resident_memory_bytes")
 	lost := scrapeCounter(b, base, "beatwatch_redis_subscription_lost_total")
+	known := agentTotal(b, base)
 	cancel()
 	sent := published.Load()
 	b.ReportMetric(float64(sent)/took.Seconds(), "beats/s-published")
 	b.ReportMetric(beats/took.Seconds(), "beats/s")
 	b.ReportMetric(float64(agents)/interval.Seconds(), "beats/s-target")
 	b.ReportMetric(100*cpu/took.Seconds(), "%cpu")
-	b.ReportMetric(rss/float64(agents), "rss-B/agent")
+	b.ReportMetric(float64(known), "agents-known")
+	b.ReportMetric(rss/float64(max(known, 1)), "rss-B/agent")
 	b.ReportMetric(timeout.Seconds(), "s-timeout")
 	b.ReportMetric(failedBy.Seconds(), "s-last-beat-to-all-failed")
 	b.ReportMetric(lost, "cutoffs")
@@ -167,6 +173,27 @@ func appendFleetBeat(dst []byte, i int, ts int64, seq uint64, interval time.Dura
 		dst = append(dst, "0123456789abcdef"[i%16], 'a', 'b', 'c', 'd', 'e', 'f', '0')
 	}
 	return append(dst, `","restarts":0,"graceMs":10000}`...)
+}
+
+// limitFor is how long the benchmark waits for the silenced agents after
+// their last beat: the timeout (3 intervals), an interval and 3s more.
+func limitFor(interval time.Duration) time.Duration { return 4*interval + 3*time.Second }
+
+// agentTotal is how many agents the watcher knows.
+func agentTotal(b *testing.B, base string) int {
+	b.Helper()
+	resp, err := http.Get(base + "/health/agents?limit=0")
+	if err != nil {
+		b.Fatalf("GET /health/agents: %v", err)
+	}
+	defer resp.Body.Close()
+	var sum struct {
+		Total int `json:"total"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&sum); err != nil {
+		b.Fatalf("GET /health/agents: %v", err)
+	}
+	return sum.Total
 }
 
 func failedCount(b *testing.B, base string) int {
