@@ -437,7 +437,8 @@ func TestReplicasRecoverOnce(t *testing.T) {
 }
 
 // (7) More than half the fleet dies at once: the brake holds recovery,
-// one alert says why, and nothing is restarted.
+// one alert says why, and nothing is restarted, even with the fleet padded
+// with ids that beat once.
 func TestBrakeOnMassFailure(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
@@ -449,6 +450,14 @@ func TestBrakeOnMassFailure(t *testing.T) {
 	}
 	for i := 0; i < 5; i++ {
 		w.waitState(t, fmt.Sprintf("mass-%d", i), monitor.Healthy, 20*time.Second)
+	}
+	// Twenty made-up ids, each beating once with an hour's interval, would
+	// make 3 of 5 down look like 3 of 25 (issue 13): they have proved
+	// nothing and do not count for the brake.
+	for i := 0; i < 20; i++ {
+		id := fmt.Sprintf("bogus-%d", i)
+		testutil.RedisPublish(t, f.redis, f.ns+":heartbeats", fmt.Sprintf(`{"agentId":%q,"status":"healthy","intervalMs":3600000}`, id))
+		w.waitState(t, id, monitor.Healthy, 10*time.Second)
 	}
 	for _, cid := range cids[:3] {
 		killAgent(t, cid)

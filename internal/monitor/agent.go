@@ -47,6 +47,7 @@ const (
 	fRestored                      // restored from Redis, no beat since
 	fSelfHeals                     // beatwrap restarts it in place when it stalls
 	fHasCID                        // agent.cid holds the container id
+	fProven                        // beat more than once, or with a container: counts for the brake
 )
 
 // agent is what the monitor keeps per agent: what the view needs, in few

@@ -57,6 +57,7 @@ type Monitor struct {
 	slab      slab
 	deadlines index
 	counts    [nStates]int
+	proven    [nStates]int // counts of the agents flagged fProven
 	interned  map[string]string
 	clock     int64 // unix ns, the latest time the monitor was given
 	blind     bool
@@ -144,6 +145,9 @@ func (m *Monitor) observe(b wire.Beat, recv time.Time) (Transition, Agent, bool)
 		}
 	}
 	m.absorb(a, &b, t, gap)
+	if !first || b.ContainerID != "" {
+		m.prove(a)
+	}
 
 	from := a.state
 	to := cHealthy
@@ -383,6 +387,12 @@ func (m *Monitor) setState(a *agent, to code, t int64, why reason) Transition {
 		m.counts[from]--
 	}
 	m.counts[to]++
+	if a.flags&fProven != 0 {
+		if from < nStates {
+			m.proven[from]--
+		}
+		m.proven[to]++
+	}
 	a.state = to
 	m.slab.st[a.slot] = to
 	a.stateSince = t
@@ -415,8 +425,25 @@ func (m *Monitor) drop(a *agent) {
 		m.deadlines.remove(int(a.idx))
 	}
 	m.counts[a.state]--
+	if a.flags&fProven != 0 {
+		m.proven[a.state]--
+	}
 	delete(m.agents, a.id)
 	m.slab.release(a)
+}
+
+// prove marks a as an agent that has proved itself: it beat more than once,
+// or said which container it runs in. Only such agents count for the brake
+// (ProvenCounts), so that ids made up by the hundred, each beating once,
+// cannot dilute a mass failure below the brake's fraction.
+func (m *Monitor) prove(a *agent) {
+	if a.flags&fProven != 0 {
+		return
+	}
+	a.flags |= fProven
+	if a.state < nStates {
+		m.proven[a.state]++
+	}
 }
 
 func (m *Monitor) tick(t int64) {
@@ -481,6 +508,11 @@ func (m *Monitor) Restore(recs []Record, now time.Time) {
 		}
 		if r.MissedBeats > 0 {
 			a.missed = clampMissed(r.MissedBeats)
+		}
+		// A hash whose agent beat more than once, or named its container,
+		// was written by an agent that proved itself.
+		if r.ContainerID != "" || r.RegisteredAt > 0 && r.LastHeartbeat > r.RegisteredAt {
+			a.flags |= fProven
 		}
 		switch a.getStatus() {
 		case wire.StatusStopped:
@@ -678,6 +710,19 @@ func (m *Monitor) Counts() map[State]int {
 	defer m.mu.Unlock()
 	out := make(map[State]int, nStates)
 	for i, n := range m.counts {
+		out[stateNames[i]] = n
+	}
+	return out
+}
+
+// ProvenCounts is Counts of the agents that proved themselves: that beat
+// more than once, or said which container they run in. What the
+// mass-failure brake weighs is counted from these.
+func (m *Monitor) ProvenCounts() map[State]int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[State]int, nStates)
+	for i, n := range m.proven {
 		out[stateNames[i]] = n
 	}
 	return out

@@ -883,6 +883,48 @@ func TestCounts(t *testing.T) {
 	}
 }
 
+// TestProvenCounts: what the brake weighs counts only agents that proved
+// themselves, so that ids made up by the dozen, each beating once with a
+// long interval, cannot dilute a mass failure (issue 13).
+func TestProvenCounts(t *testing.T) {
+	m := New(Config{})
+	at := t0
+	real := func(id string, b wire.Beat) wire.Beat { b.AgentID = id; b.IntervalMs = 1000; return b }
+	for i := range 5 {
+		id := fmt.Sprintf("real-%d", i)
+		m.Observe(real(id, wire.Beat{Sequence: 1}), at)
+		m.Observe(real(id, wire.Beat{Sequence: 2}), at.Add(500*ms))
+	}
+	m.Observe(wire.Beat{AgentID: "boxed", IntervalMs: 1000, ContainerID: strings.Repeat("a", 64)}, at)
+	for i := range 20 {
+		m.Observe(wire.Beat{AgentID: fmt.Sprintf("bogus-%d", i), IntervalMs: 3600000}, at)
+	}
+	if got := m.ProvenCounts(); got[Healthy] != 6 {
+		t.Errorf("ProvenCounts = %v, want 6 healthy (5 that beat twice, 1 with a container), not the 20 one-beat ids", got)
+	}
+	if got := m.Counts(); got[Healthy] != 26 {
+		t.Errorf("Counts = %v, want all 26", got)
+	}
+	m.Sweep(at.Add(10 * time.Second))
+	if got := m.ProvenCounts(); got[Failed] != 6 || got[Healthy] != 0 {
+		t.Errorf("after the real ones died: ProvenCounts = %v, want 6 failed", got)
+	}
+	m.Observe(wire.Beat{AgentID: "bogus-0", IntervalMs: 3600000, Sequence: 2}, at.Add(10*time.Second))
+	if got := m.ProvenCounts(); got[Healthy] != 1 {
+		t.Errorf("a bogus id that beat twice: ProvenCounts = %v, want it counted", got)
+	}
+
+	r := New(Config{})
+	r.Restore([]Record{
+		{AgentID: "twice", RegisteredAt: 1000, LastHeartbeat: 2000},
+		{AgentID: "boxed", ContainerID: strings.Repeat("b", 64), RegisteredAt: 1000, LastHeartbeat: 1000},
+		{AgentID: "once", RegisteredAt: 1000, LastHeartbeat: 1000},
+	}, at)
+	if got := r.ProvenCounts(); got[Healthy] != 2 {
+		t.Errorf("restored: ProvenCounts = %v, want 2 (the hash that beat twice and the one with a container)", got)
+	}
+}
+
 // TestCountsMatchAgents drives a monitor with random operations and checks
 // after each that the incremental counts, Len and the deadline index agree
 // with the agents themselves.
@@ -916,6 +958,9 @@ func TestCountsMatchAgents(t *testing.T) {
 			}
 			if rng.Intn(2) == 0 {
 				b.IntervalMs = int64(1000 + rng.Intn(5000))
+			}
+			if rng.Intn(20) == 0 {
+				b.ContainerID = strings.Repeat("c", 64)
 			}
 			m.Observe(b, now)
 		case r < 80:
@@ -972,6 +1017,15 @@ func checkInvariants(t *testing.T, m *Monitor) {
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	var proven [nStates]int
+	for _, a := range m.agents {
+		if a.flags&fProven != 0 {
+			proven[a.state]++
+		}
+	}
+	if proven != m.proven {
+		t.Errorf("proven counts = %v, agents say %v", m.proven, proven)
+	}
 	h := m.deadlines
 	for i, e := range h {
 		if int(e.a.idx) != i {

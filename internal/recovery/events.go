@@ -51,7 +51,10 @@ type Event struct {
 }
 
 // Fleet is the watcher as the Orchestrator sees it: how many agents are in
-// each state (for the brake), and where its events go.
+// each state, for the brake, and where its events go. Counts covers the
+// agents that proved themselves (beat more than once, or named their
+// container), so that made-up ids cannot talk the brake out of a mass
+// failure.
 type Fleet interface {
 	Counts() map[monitor.State]int
 	Report(Event)

@@ -168,3 +168,20 @@ func FreePort(t testing.TB) int {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
 }
+
+// RedisURLCLI runs redis-cli against the Redis at url with args, as an
+// attacker on the same Redis would, and returns its trimmed output.
+func RedisURLCLI(t testing.TB, url string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("redis-cli", append([]string{"-u", url}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("redis-cli %v: %v\n%s", args, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// RedisPublish publishes payload on channel of the Redis at url.
+func RedisPublish(t testing.TB, url, channel, payload string) {
+	t.Helper()
+	RedisURLCLI(t, url, "PUBLISH", channel, payload)
+}

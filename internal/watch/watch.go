@@ -419,7 +419,9 @@ type fleet struct {
 	metrics *dashboard.Metrics
 }
 
-func (f fleet) Counts() map[monitor.State]int { return f.mon.Counts() }
+// Counts is what the brake weighs: agents that proved themselves, not any
+// id that beat once.
+func (f fleet) Counts() map[monitor.State]int { return f.mon.ProvenCounts() }
 
 func (f fleet) Report(ev recovery.Event) {
 	switch ev.Kind {
