@@ -186,13 +186,36 @@ func (w *watcher) recoveries(t testing.TB) map[string]int {
 
 // killAgent SIGKILLs the test agent inside the container: beatwrap (the
 // container's PID 1) sees its child die.
-func killAgent(t testing.TB, cid string) {
+func killAgent(t testing.TB, cid string) { killAgents(t, cid) }
+
+// killAgents kills the test agents of several containers at once: their
+// pids are all found before the first is killed, so that they die within
+// milliseconds of each other however slow the engine answers.
+func killAgents(t testing.TB, cids ...string) {
 	t.Helper()
-	killAgentOf(t, testutil.Docker(t, "inspect", "-f", "{{.State.Pid}}", cid))
+	var pids []int
+	for _, cid := range cids {
+		pids = append(pids, agentPids(t, testutil.Docker(t, "inspect", "-f", "{{.State.Pid}}", cid))...)
+	}
+	for _, n := range pids {
+		if err := syscall.Kill(n, syscall.SIGKILL); err != nil {
+			t.Fatalf("kill agent %d: %v", n, err)
+		}
+	}
 }
 
 // killAgentOf SIGKILLs the children of beatwrap, pid.
 func killAgentOf(t testing.TB, pid string) {
+	t.Helper()
+	for _, n := range agentPids(t, pid) {
+		if err := syscall.Kill(n, syscall.SIGKILL); err != nil {
+			t.Fatalf("kill agent %d: %v", n, err)
+		}
+	}
+}
+
+// agentPids returns the children of beatwrap, pid.
+func agentPids(t testing.TB, pid string) []int {
 	t.Helper()
 	// A child hangs off the thread that forked it.
 	files, _ := filepath.Glob(filepath.Join("/proc", pid, "task", "*", "children"))
@@ -202,15 +225,15 @@ func killAgentOf(t testing.TB, pid string) {
 		children = append(children, b...)
 		children = append(children, ' ')
 	}
+	var pids []int
 	for _, c := range strings.Fields(string(children)) {
 		n, _ := strconv.Atoi(c)
-		if err := syscall.Kill(n, syscall.SIGKILL); err != nil {
-			t.Fatalf("kill agent %d: %v", n, err)
-		}
+		pids = append(pids, n)
 	}
-	if len(strings.Fields(string(children))) == 0 {
+	if len(pids) == 0 {
 		t.Fatalf("beatwrap %s has no child to kill", pid)
 	}
+	return pids
 }
 
 // receiver is the alert webhook: it keeps every alert POSTed to it.
@@ -459,9 +482,7 @@ func TestBrakeOnMassFailure(t *testing.T) {
 		testutil.RedisPublish(t, f.redis, f.ns+":heartbeats", fmt.Sprintf(`{"agentId":%q,"status":"healthy","intervalMs":3600000}`, id))
 		w.waitState(t, id, monitor.Healthy, 10*time.Second)
 	}
-	for _, cid := range cids[:3] {
-		killAgent(t, cid)
-	}
+	killAgents(t, cids[:3]...)
 	testutil.Eventually(t, 20*time.Second, "a brake alert", func() bool {
 		return len(f.alerts.events("*")) > 0
 	})

@@ -36,6 +36,9 @@ var (
 	// ErrAmbiguous: more than one container carries the agent's label, so
 	// none of them is touched.
 	ErrAmbiguous = errors.New("more than one container carries the agent label")
+	// ErrNotOwned: the container a beat names is not provably the agent's
+	// (see Owner), so it is not touched: a beat is not proof.
+	ErrNotOwned = errors.New("container is not the agent's")
 )
 
 // ErrBadLabel: a recover label that is not key=value.
@@ -262,25 +265,36 @@ func (c Container) ShortID() string {
 var containerIDPattern = regexp.MustCompile(`^[0-9a-f]{12,64}$`)
 
 // Find locates the container of agent. A containerID from the agent's beats
-// (64 hex characters, or a prefix of at least 12) is tried first; when it is
-// empty or gone, the container labelled beatwatch.agent=<agent> is. It
-// returns ErrNotFound when there is none and ErrAmbiguous when more than one
-// carries the label. A container found without the recover label is
-// returned with Eligible false.
+// (64 hex characters, or a prefix of at least 12) is tried first, and taken
+// only if the container is provably the agent's (Owner); when it is empty,
+// gone or not the agent's, the container labelled beatwatch.agent=<agent>
+// is. It returns ErrNotFound when there is none, ErrNotOwned (saying why)
+// when the only candidate is the beats' container and that is not the
+// agent's, and ErrAmbiguous when more than one carries the label. A
+// container found without the recover label is returned with Eligible
+// false.
 func (d *Engine) Find(ctx context.Context, agent, containerID string) (Container, error) {
+	var refused error // the beats' container, when it is not the agent's
 	if containerID != "" {
 		if !containerIDPattern.MatchString(containerID) {
 			return Container{}, fmt.Errorf("container id %q is not 12 to 64 hex characters", containerID)
 		}
 		info, err := d.engine.Inspect(ctx, containerID)
-		if err == nil {
+		switch {
+		case err == nil:
+			if why, ok := Owner(agent, info.Config); !ok {
+				// Anyone who can send a beat can name any container; only
+				// the container itself can say whose it is.
+				refused = fmt.Errorf("container %s: %w: %s", short(info.ID), ErrNotOwned, why)
+				break
+			}
 			return d.container(agent, info), nil
-		}
-		if !errors.Is(err, ErrNotFound) {
+		case !errors.Is(err, ErrNotFound):
 			return Container{}, fmt.Errorf("inspect container %s: %w", containerID, err)
 		}
-		// The container of the beats is gone; one that was created in its
-		// place (by us, or by compose) still carries the agent's label.
+		// The container of the beats is gone, or is not the agent's; one that
+		// carries the agent's label (created in its place by us, or by
+		// compose) is.
 	}
 	all, err := d.engine.List(ctx, AgentLabel, agent)
 	if err != nil {
@@ -295,6 +309,9 @@ func (d *Engine) Find(ctx context.Context, agent, containerID string) (Container
 	}
 	switch len(list) {
 	case 0:
+		if refused != nil {
+			return Container{}, refused
+		}
 		return Container{}, fmt.Errorf("container of agent %s: %w", agent, ErrNotFound)
 	case 1:
 	default:
@@ -305,6 +322,40 @@ func (d *Engine) Find(ctx context.Context, agent, containerID string) (Container
 		return Container{}, fmt.Errorf("inspect container %s: %w", list[0].ID, err)
 	}
 	return d.container(agent, info), nil
+}
+
+// Owner says whether a container's own configuration names agent, and how
+// (or, when it does not, why not). A container is the agent's when its
+// beatwatch.agent label is the id; one without that label is the agent's
+// when its command runs beatwrap with --id <agent> (or --id=<agent>) or its
+// environment sets BEATWRAP_ID=<agent>. A label that names another agent
+// wins over everything else. The beats never count: whoever can send a beat
+// can name any container.
+func Owner(agent string, cfg *container.Config) (why string, ok bool) {
+	if cfg == nil {
+		return "the engine said nothing of its configuration", false
+	}
+	if v, has := cfg.Labels[AgentLabel]; has {
+		if v == agent {
+			return "label " + AgentLabel + "=" + agent, true
+		}
+		return fmt.Sprintf("its label %s=%q names another agent than %q", AgentLabel, v, agent), false
+	}
+	for _, e := range cfg.Env {
+		if e == "BEATWRAP_ID="+agent {
+			return "environment BEATWRAP_ID=" + agent, true
+		}
+	}
+	args := append(append([]string{}, cfg.Entrypoint...), cfg.Cmd...)
+	for i, a := range args {
+		if a == "--" {
+			break // the agent's own command line from here on
+		}
+		if a == "--id="+agent || a == "--id" && i+1 < len(args) && args[i+1] == agent {
+			return "command line --id " + agent, true
+		}
+	}
+	return fmt.Sprintf("neither a label %s=%s, nor --id %s in its command, nor BEATWRAP_ID=%s in its environment", AgentLabel, agent, agent, agent), false
 }
 
 // container turns an inspection into a Container.
@@ -476,6 +527,9 @@ func (d *Engine) eligible(ctx context.Context, c Container) (container.InspectRe
 		return info, fmt.Errorf("container %s: %w: it belongs to namespace %q", c.ShortID(), ErrNotEligible, fresh.Namespace)
 	} else if !fresh.Eligible {
 		return info, fmt.Errorf("container %s: %w: it lacks the label %s=%s", c.ShortID(), ErrNotEligible, d.labelKey, d.labelValue)
+	}
+	if why, ok := Owner(c.Agent, info.Config); c.Agent != "" && !ok {
+		return info, fmt.Errorf("container %s: %w: %s", c.ShortID(), ErrNotOwned, why)
 	}
 	if info.Config == nil || info.HostConfig == nil || info.State == nil {
 		return info, fmt.Errorf("inspect container %s: incomplete answer from the engine", c.ShortID())

@@ -157,6 +157,10 @@ type box struct {
 	mounts  []mount.Mount
 	volumes []string
 	labels  map[string]string // more labels
+	// owner, when set, replaces the beatwatch.agent label: "" leaves the
+	// container without it.
+	owner *string
+	env   []string
 }
 
 // startBox creates and starts a test container; it and every container of
@@ -165,6 +169,12 @@ func startBox(t *testing.T, e *mobyAPI, b box) Container {
 	t.Helper()
 	ctx := context.Background()
 	labels := map[string]string{testLabel: "1", AgentLabel: b.agent}
+	if b.owner != nil {
+		delete(labels, AgentLabel)
+		if *b.owner != "" {
+			labels[AgentLabel] = *b.owner
+		}
+	}
 	if b.label {
 		labels["beatwatch.recover"] = "true"
 	}
@@ -177,7 +187,7 @@ func startBox(t *testing.T, e *mobyAPI, b box) Container {
 	}
 	cfg := &container.Config{
 		Image: b.image, Cmd: []string{"sh", "-c", b.cmd}, Labels: labels,
-		Env: []string{"BEATWRAP_TEST=" + b.agent}, WorkingDir: "/bin",
+		Env: append([]string{"BEATWRAP_TEST=" + b.agent}, b.env...), WorkingDir: "/bin",
 		Volumes: map[string]struct{}{},
 	}
 	for _, v := range b.volumes {
@@ -192,6 +202,9 @@ func startBox(t *testing.T, e *mobyAPI, b box) Container {
 	t.Cleanup(func() { removeAgent(t, e, b.agent, id) })
 	if err := e.Start(ctx, id); err != nil {
 		t.Fatalf("start %s: %v", name, err)
+	}
+	if b.owner != nil {
+		return Container{ID: id, Name: name, Agent: b.agent}
 	}
 	d := newDocker(t, e)
 	c, err := d.Find(ctx, b.agent, id)
@@ -321,6 +334,71 @@ func TestDockerFind(t *testing.T) {
 			t.Fatalf("Find = %v, want ErrAmbiguous", err)
 		}
 	})
+}
+
+func TestOwner(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  *container.Config
+		want bool
+	}{
+		{"label", &container.Config{Labels: map[string]string{AgentLabel: "a-1"}}, true},
+		{"label of another", &container.Config{Labels: map[string]string{AgentLabel: "victim"}, Env: []string{"BEATWRAP_ID=a-1"}}, false},
+		{"env", &container.Config{Env: []string{"PATH=/bin", "BEATWRAP_ID=a-1"}}, true},
+		{"env of another", &container.Config{Env: []string{"BEATWRAP_ID=a-10"}}, false},
+		{"--id", &container.Config{Entrypoint: []string{"/beatwrap"}, Cmd: []string{"--redis", "redis://r", "--id", "a-1", "--", "agent"}}, true},
+		{"--id=", &container.Config{Cmd: []string{"/beatwrap", "--id=a-1", "--", "agent"}}, true},
+		{"--id of the agent's own command", &container.Config{Cmd: []string{"/beatwrap", "--", "agent", "--id", "a-1"}}, false},
+		{"nothing", &container.Config{Cmd: []string{"sleep", "600"}}, false},
+		{"no config", nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			why, got := Owner("a-1", tt.cfg)
+			if got != tt.want || why == "" {
+				t.Errorf("Owner = %q, %v; want %v with a reason", why, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestDockerFindRefusesWhatIsNotTheAgents: a beat that names another
+// agent's container (or one that names no agent) finds nothing to act on,
+// and says why; the container named by the beat is found only when its own
+// configuration names the agent.
+func TestDockerFindRefusesWhatIsNotTheAgents(t *testing.T) {
+	e := needDocker(t)
+	ctx := context.Background()
+	d := newDocker(t, e)
+	victim := startBox(t, e, box{agent: "own-victim", label: true})
+	none := ""
+	anon := startBox(t, e, box{agent: "own-anon", label: true, owner: &none})
+	byEnv := startBox(t, e, box{agent: "own-env", label: true, owner: &none, env: []string{"BEATWRAP_ID=own-env"}})
+
+	if got, err := d.Find(ctx, "own-att", victim.ID); !errors.Is(err, ErrNotOwned) || !strings.Contains(err.Error(), `names another agent`) {
+		t.Errorf("Find(att, victim's container) = %+v, %v; want ErrNotOwned naming the label", got, err)
+	}
+	if got, err := d.Find(ctx, "own-att", anon.ID[:12]); !errors.Is(err, ErrNotOwned) {
+		t.Errorf("Find(att, unnamed container) = %+v, %v; want ErrNotOwned", got, err)
+	}
+	if got, err := d.Find(ctx, "own-env", byEnv.ID); err != nil || got.ID != byEnv.ID {
+		t.Errorf("Find(own-env, its container) = %+v, %v; want it, named by BEATWRAP_ID", got, err)
+	}
+	if got, err := d.Find(ctx, "own-victim", victim.ID); err != nil || got.ID != victim.ID {
+		t.Errorf("Find(victim, its container) = %+v, %v", got, err)
+	}
+	// Every action looks again: a Container made up by hand is refused.
+	forged := Container{ID: victim.ID, Agent: "own-att"}
+	if err := d.Restart(ctx, forged, time.Second); !errors.Is(err, ErrNotOwned) {
+		t.Errorf("Restart of a container that is not the agent's = %v, want ErrNotOwned", err)
+	}
+	if _, err := d.Replace(ctx, forged, time.Second); !errors.Is(err, ErrNotOwned) {
+		t.Errorf("Replace of a container that is not the agent's = %v, want ErrNotOwned", err)
+	}
+	info, err := e.Inspect(ctx, victim.ID)
+	if err != nil || info.State.StartedAt != waitState(t, e, victim.ID, container.StateRunning).State.StartedAt || info.RestartCount != 0 {
+		t.Errorf("the victim's container was touched: %+v %v", info.State, err)
+	}
 }
 
 func TestDockerNotEligible(t *testing.T) {

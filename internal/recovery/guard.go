@@ -17,6 +17,9 @@ const (
 	ReasonBackoff  = "backoff"
 	ReasonInFlight = "recovery already in flight"
 	ReasonBusy     = "too many recoveries in flight"
+	// ReasonContainer: another agent's recovery is acting on the same
+	// container.
+	ReasonContainer = "another recovery is acting on the container"
 )
 
 // GuardConfig is the recovery policy. Zero fields take the defaults given.
@@ -230,6 +233,51 @@ func (g *Guard) Forget(agent string) {
 		return
 	}
 	delete(g.agents, agent)
+}
+
+// containerKey keeps a container's entry apart from every agent id (which
+// cannot hold a space).
+func containerKey(id string) string { return "container " + id }
+
+// BeginContainer says whether a recovery may act on a container now: one
+// recovery at a time per container, and at most Budget inside BudgetWindow,
+// whichever agent ids ask (ids are what a beat says; the container is what
+// is acted on). When it says yes the action counts against the container's
+// budget, and EndContainer must follow. It takes no in-flight slot: Begin
+// took one for the agent.
+func (g *Guard) BeginContainer(id string, now time.Time) Decision {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	key := containerKey(id)
+	c := g.agents[key]
+	if c == nil {
+		c = &agentGuard{}
+		g.agents[key] = c
+	}
+	if c.inFlight {
+		return Decision{Reason: ReasonContainer}
+	}
+	c.prune(now, g.cfg.BudgetWindow)
+	if len(c.history) >= g.cfg.Budget {
+		return Decision{Reason: ReasonBudget}
+	}
+	c.inFlight = true
+	c.history = append(c.history, now)
+	return Decision{OK: true}
+}
+
+// EndContainer closes what BeginContainer opened.
+func (g *Guard) EndContainer(id string, now time.Time) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	key := containerKey(id)
+	if c := g.agents[key]; c != nil {
+		c.inFlight = false
+		c.prune(now, g.cfg.BudgetWindow)
+		if len(c.history) == 0 {
+			delete(g.agents, key)
+		}
+	}
 }
 
 // prune drops attempts older than the budget window.

@@ -268,3 +268,34 @@ func TestBrakeAlert(t *testing.T) {
 		t.Fatalf("alert = %+v", on)
 	}
 }
+
+// TestContainerOneAtATimeAndBudgeted: several agent ids that name one
+// container get one action on it at a time, and the container's budget is
+// one for all of them.
+func TestContainerOneAtATimeAndBudgeted(t *testing.T) {
+	g := NewGuard(GuardConfig{Budget: 2})
+	now := time.Unix(1_700_000_000, 0)
+	if d := g.BeginContainer("c1", now); !d.OK {
+		t.Fatalf("first = %v", d)
+	}
+	if d := g.BeginContainer("c1", now); d.OK || d.Reason != ReasonContainer {
+		t.Errorf("second while the first acts = %v, want %q", d, ReasonContainer)
+	}
+	if d := g.BeginContainer("c2", now); !d.OK {
+		t.Errorf("another container = %v, want allowed", d)
+	}
+	g.EndContainer("c1", now)
+	if d := g.BeginContainer("c1", now.Add(time.Second)); !d.OK {
+		t.Fatalf("after the first ended = %v", d)
+	}
+	g.EndContainer("c1", now.Add(time.Second))
+	if d := g.BeginContainer("c1", now.Add(2*time.Second)); d.OK || d.Reason != ReasonBudget {
+		t.Errorf("third inside the hour = %v, want %q", d, ReasonBudget)
+	}
+	if d := g.BeginContainer("c1", now.Add(time.Hour+2*time.Second)); !d.OK {
+		t.Errorf("an hour later = %v, want allowed", d)
+	}
+	if g.InFlight() != 0 {
+		t.Errorf("containers took %d in-flight slots, want none", g.InFlight())
+	}
+}

@@ -626,6 +626,14 @@ func (o *Orchestrator) ladder(ctx context.Context, engine Engine, where store.Lo
 		o.step(a.AgentID, StepResult{Step: StepInspect, Result: ResultSkipped, Detail: "no container", At: o.cfg.Now()})
 		o.alert(a, failure, "agent "+a.AgentID+" is "+string(a.State)+" ("+reason+") and runs in no container beatwatch can find", nil, where)
 		return false
+	case errors.Is(err, docker.ErrNotOwned):
+		// The beats name a container that does not say it is this agent's:
+		// a beat is no proof, and acting on it would let any sender restart
+		// any labelled container.
+		o.log.Warn("container refused: not the agent's", "agent", a.AgentID, "error", err)
+		o.step(a.AgentID, StepResult{Step: StepInspect, Result: ResultSkipped, Detail: "not the agent's container", Error: err.Error(), At: o.cfg.Now()})
+		o.alert(a, failure, "agent "+a.AgentID+" is "+string(a.State)+" ("+reason+"); the container its beats name is not provably its own, so it is not touched: "+err.Error(), nil, where)
+		return false
 	case o.engineGone(a, where, err):
 		return false
 	case err != nil:
@@ -641,6 +649,16 @@ func (o *Orchestrator) ladder(ctx context.Context, engine Engine, where store.Lo
 		o.alert(a, failure, "agent "+a.AgentID+" is "+string(a.State)+" ("+reason+"); its container "+c.ShortID()+" lacks the recover label, so it is not touched", nil, where)
 		return false
 	}
+	// One recovery at a time per container, and a budget per container:
+	// several agent ids may name one container, and each id has a budget
+	// of its own.
+	if d := o.cfg.Guard.BeginContainer(c.ID, o.cfg.Now()); !d.OK {
+		o.log.Warn("container refused: "+d.String(), "agent", a.AgentID, "container", c.ShortID())
+		o.step(a.AgentID, StepResult{Step: StepInspect, Result: ResultSkipped, Container: c.ID, Detail: "container: " + d.String(), At: o.cfg.Now()})
+		o.alert(a, failure, "agent "+a.AgentID+" is "+string(a.State)+" ("+reason+"); its container "+c.ShortID()+" is not touched: "+d.String(), nil, where)
+		return false
+	}
+	defer func() { o.cfg.Guard.EndContainer(c.ID, o.cfg.Now()) }()
 	// Check may wait for a container the engine is restarting.
 	start := o.cfg.Now()
 	cctx, cancel := context.WithTimeout(ctx, 2*engineCallTimeout)
