@@ -24,6 +24,7 @@ type Metrics struct {
 	subscriptionLost prometheus.Counter
 	engineUp         *prometheus.GaugeVec
 	engineLeader     *prometheus.GaugeVec
+	skippedKeys      prometheus.Counter
 }
 
 // Counter is what Metrics needs of the fleet to export agents per state.
@@ -73,10 +74,13 @@ func NewMetrics(fleet Counter) *Metrics {
 			Name: "beatwatch_engine_leader", Help: "1 while this replica recovers the agents of a Docker Engine (holds its lease).",
 		}, []string{"engine", "host"}),
 	}
+	m.skippedKeys = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "beatwatch_redis_keys_skipped_total", Help: "Keys under agent:* that are not agent hashes (another type, or a name that is no agent id), skipped when the view is rebuilt.",
+	})
 	m.redisUp.Set(1)
 	agents := prometheus.NewDesc("beatwatch_agents", "Agents per state.", []string{"state"}, nil)
 	m.registry.MustRegister(m.beats, m.malformed, m.transitions, m.recoveries, m.detectionLag,
-		m.alerts, m.redisUp, m.subscriptionLost, m.recoveryLease, m.engineUp, m.engineLeader,
+		m.alerts, m.redisUp, m.subscriptionLost, m.recoveryLease, m.engineUp, m.engineLeader, m.skippedKeys,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		agentsCollector{desc: agents, fleet: fleet})
 	return m
@@ -98,6 +102,9 @@ func (c agentsCollector) Collect(ch chan<- prometheus.Metric) {
 
 // BeatReceived counts one beat that arrived.
 func (m *Metrics) BeatReceived() { m.beats.Inc() }
+
+// KeysSkipped counts keys under agent:* that are not agent hashes.
+func (m *Metrics) KeysSkipped(n int) { m.skippedKeys.Add(float64(n)) }
 
 // BeatMalformed counts one beat dropped, with a short reason label
 // (json, id, status, size, ...).

@@ -8,10 +8,13 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/beatwrap/beatwrap/internal/wire"
 )
 
 // Watcher is beatwatch's side of Redis: the heartbeats subscription, the
@@ -23,6 +26,9 @@ type Watcher struct {
 	keys    Keys
 	addr    string
 	cluster bool
+
+	skipped     atomic.Int64 // keys under agent:* that are not agent hashes
+	lastSkipped atomic.Value // string: the last of them
 }
 
 // NewWatcher returns a Watcher for the Redis at rawURL (any form of
@@ -222,6 +228,11 @@ func sleep(ctx context.Context, d time.Duration) {
 type AgentHash struct {
 	ID     string
 	Fields map[string]string
+	// Hash is Fields read by the rules a beat is held to (wire.ParseHash):
+	// a field out of range or of an unknown value is zero here, and Err
+	// (wrapping wire.ErrBadHash) names it.
+	Hash wire.Hash
+	Err  error
 }
 
 // Agents reads every agent hash, in batches, without blocking Redis. On a
@@ -265,15 +276,33 @@ func (w *Watcher) agentsOn(ctx context.Context, c redis.Cmdable) ([]AgentHash, e
 				}
 				return nil
 			})
-			if err != nil && !errors.Is(err, redis.Nil) {
+			// A command's own error (a key of another type) is looked at
+			// below, key by key; only a failure of the pipeline is fatal.
+			if err != nil && !errors.Is(err, redis.Nil) && !isCommandError(err) {
 				return nil, fmt.Errorf("read agents in %s: %w", w.addr, err)
 			}
 			for i, c := range cmds {
 				m, err := c.(*redis.MapStringStringCmd).Result()
-				if err != nil || len(m) == 0 {
+				id := w.keys.AgentID(keys[i])
+				switch {
+				case err != nil && strings.HasPrefix(err.Error(), "WRONGTYPE"):
+					// A checkpoint (agent:<id>:checkpoint) is a string of
+					// ours; anything else is not an agent hash, and must
+					// not stop the rebuild.
+					if !strings.HasSuffix(keys[i], checkpointSuffix) {
+						w.skip(keys[i])
+					}
+					continue
+				case err != nil && !errors.Is(err, redis.Nil):
+					return nil, fmt.Errorf("read agent %s in %s: %w", keys[i], w.addr, err)
+				case len(m) == 0:
 					continue // expired between SCAN and HGETALL
+				case wire.ValidateID(id) != nil:
+					w.skip(keys[i])
+					continue
 				}
-				out = append(out, AgentHash{ID: w.keys.AgentID(keys[i]), Fields: m})
+				h, herr := wire.ParseHash(m)
+				out = append(out, AgentHash{ID: id, Fields: m, Hash: h, Err: herr})
 			}
 		}
 		cursor = next
@@ -281,6 +310,31 @@ func (w *Watcher) agentsOn(ctx context.Context, c redis.Cmdable) ([]AgentHash, e
 			return out, nil
 		}
 	}
+}
+
+// checkpointSuffix ends the key of an agent's checkpoint, a string under
+// the same agent: prefix as the hashes.
+const checkpointSuffix = ":checkpoint"
+
+// isCommandError says whether err is an error Redis answered to one command
+// (as WRONGTYPE), not a failure of the connection.
+func isCommandError(err error) bool {
+	var re redis.Error
+	return errors.As(err, &re) && !errors.Is(err, redis.Nil) && strings.HasPrefix(re.Error(), "WRONGTYPE")
+}
+
+// skip counts a key under agent:* that is not an agent hash.
+func (w *Watcher) skip(key string) {
+	w.skipped.Add(1)
+	w.lastSkipped.Store(key)
+}
+
+// Skipped says how many keys under agent:* that are not agent hashes (of
+// another type, or named with no valid agent id) Agents has left out so
+// far, and the last one.
+func (w *Watcher) Skipped() (n int64, last string) {
+	last, _ = w.lastSkipped.Load().(string)
+	return w.skipped.Load(), last
 }
 
 // renewScript extends the lease only if the caller still holds it.

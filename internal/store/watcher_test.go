@@ -236,3 +236,53 @@ func TestAgentsReadsEveryHashOfItsNamespace(t *testing.T) {
 		t.Errorf("ids read are not those of the namespace")
 	}
 }
+
+// TestAgentsSkipsWhatIsNoAgentHash: a stray key under agent:* (a string, a
+// list, a name that is no agent id) does not stop the rebuild: it is
+// skipped and counted, and a checkpoint (a string of ours) is skipped
+// without being counted. A hash whose fields break the beat's rules comes
+// back with those fields zero and named in Err.
+func TestAgentsSkipsWhatIsNoAgentHash(t *testing.T) {
+	url := testutil.RedisURL(t)
+	ns := testutil.Namespace(t)
+	ctx := context.Background()
+	c := rawClient(t, url)
+	p := c.Pipeline()
+	p.HSet(ctx, ns+":agent:good", "type", "t", "status", "healthy", "pid", "42")
+	p.HSet(ctx, ns+":agent:pwned", "type", "t", "status", "pwned", "pid", "99999999999", "restarts", "9223372036854775807")
+	p.Set(ctx, ns+":agent:poison", "not a hash", 0)
+	p.RPush(ctx, ns+":agent:listed", "x")
+	p.HSet(ctx, ns+":agent:bad id!", "type", "t")
+	p.Set(ctx, ns+":agent:good:checkpoint", `{"step":3}`, 0)
+	if _, err := p.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w, err := NewWatcher(url, Options{Namespace: ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	got, err := w.Agents(ctx)
+	if err != nil {
+		t.Fatalf("Agents = %v: a stray key stopped the rebuild", err)
+	}
+	byID := map[string]AgentHash{}
+	for _, h := range got {
+		byID[h.ID] = h
+	}
+	if len(got) != 2 || byID["good"].Hash.PID != 42 || byID["good"].Err != nil {
+		t.Fatalf("Agents = %+v, want good and pwned", got)
+	}
+	pw := byID["pwned"]
+	if pw.Err == nil || pw.Hash.Status != "" || pw.Hash.PID != 0 || pw.Hash.Restarts != 0 {
+		t.Errorf("pwned = %+v, want status, pid and restarts refused", pw)
+	}
+	for _, field := range []string{"status", "pid", "restarts"} {
+		if pw.Err != nil && !strings.Contains(pw.Err.Error(), field) {
+			t.Errorf("error %q does not name %s", pw.Err, field)
+		}
+	}
+	if n, last := w.Skipped(); n != 3 || !strings.Contains(last, ns+":agent:") {
+		t.Errorf("Skipped = %d, %q; want 3 (poison, listed, bad id), not the checkpoint", n, last)
+	}
+}

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -223,21 +222,42 @@ func (w *Watcher) consume(ctx context.Context) error {
 	return err
 }
 
-// restore reads every agent hash, retrying until Redis answers.
+// restore reads every agent hash, retrying until Redis answers. A hash is
+// read by the rules a beat is held to: a field that cannot be accepted is
+// left out and named in the log; a key that is no agent hash is skipped,
+// counted and logged once.
 func (w *Watcher) restore(ctx context.Context) {
 	wait := 200 * time.Millisecond
+	warned := false
 	for ctx.Err() == nil {
+		skippedBefore, _ := w.redis.Skipped()
 		hashes, err := w.redis.Agents(ctx)
 		if err == nil {
 			recs := make([]monitor.Record, 0, len(hashes))
+			bad := 0
 			for _, h := range hashes {
+				if h.Err != nil {
+					if bad++; bad <= 10 {
+						w.log.Warn("agent hash fields refused; the agent is restored without them", "agent", h.ID, "error", h.Err)
+					}
+				}
 				recs = append(recs, recordOf(h))
 			}
 			now := w.now()
 			w.mon.Restore(recs, now)
 			w.judgedFrom.Store(now.UnixMilli())
-			w.log.Info("view rebuilt from redis", "agents", len(recs))
+			skipped, last := w.redis.Skipped()
+			if n := skipped - skippedBefore; n > 0 {
+				w.metrics.KeysSkipped(int(n))
+				w.log.Warn("keys that are not agent hashes skipped", "count", n, "key", last,
+					"redis", w.redis.String())
+			}
+			w.log.Info("view rebuilt from redis", "agents", len(recs), "bad_hashes", bad, "skipped_keys", skipped-skippedBefore)
 			return
+		}
+		if !warned {
+			warned = true
+			w.log.Warn("cannot read the agent hashes to rebuild the view; trying again", "redis", w.redis.String(), "error", err)
 		}
 		select {
 		case <-ctx.Done():
@@ -247,23 +267,24 @@ func (w *Watcher) restore(ctx context.Context) {
 	}
 }
 
-// recordOf reads an agent hash; absent or broken fields stay zero.
+// recordOf is what a restarted watcher keeps of an agent hash: its fields
+// as wire.ParseHash read them, so that a hash is held to the ranges a beat
+// is, and a field that cannot be accepted is zero.
 func recordOf(h store.AgentHash) monitor.Record {
-	f := h.Fields
-	i64 := func(k string) int64 { n, _ := strconv.ParseInt(f[k], 10, 64); return n }
+	x := h.Hash
 	return monitor.Record{
 		AgentID:       h.ID,
-		Type:          f["type"],
-		Host:          f["host"],
-		PID:           int(i64("pid")),
-		Status:        wire.Status(f["status"]),
-		LastHeartbeat: i64("lastHeartbeat"),
-		IntervalMs:    i64("intervalMs"),
-		MissedBeats:   int(i64("missedBeats")),
-		StoppedAt:     i64("stoppedAt"),
-		RegisteredAt:  i64("registeredAt"),
-		ContainerID:   f["containerId"],
-		Sequence:      uint64(i64("sequence")),
+		Type:          x.Type,
+		Host:          x.Host,
+		PID:           x.PID,
+		Status:        x.Status,
+		LastHeartbeat: x.LastHeartbeat,
+		IntervalMs:    x.IntervalMs,
+		MissedBeats:   x.MissedBeats,
+		StoppedAt:     x.StoppedAt,
+		RegisteredAt:  x.RegisteredAt,
+		ContainerID:   x.ContainerID,
+		Sequence:      x.Sequence,
 	}
 }
 
