@@ -263,9 +263,10 @@ func (w *Watcher) agentsOn(ctx context.Context, c redis.Cmdable) ([]AgentHash, e
 	var out []AgentHash
 	var cursor uint64
 	for {
-		// Only hashes: agent:<id>:checkpoint, a string, matches the
-		// pattern too and is not an agent.
-		keys, next, err := c.ScanType(ctx, cursor, w.keys.AgentPattern(), 1000, "hash").Result()
+		// Every type, not only hashes (SCAN TYPE): a key under agent:* that
+		// is not an agent hash is counted (see Skipped) rather than unseen.
+		// agent:<id>:checkpoint, a string of ours, is left out below.
+		keys, next, err := c.Scan(ctx, cursor, w.keys.AgentPattern(), 1000).Result()
 		if err != nil {
 			return nil, fmt.Errorf("scan agents in %s: %w", w.addr, err)
 		}
