@@ -43,16 +43,29 @@ func browser(t *testing.T) (context.Context, func() []string) {
 	if path == "" {
 		testutil.Unavailable(t, "no chromium on $PATH (scripts/test.sh installs it)")
 	}
+	// Not t.TempDir: Chromium's helper processes may still write there for a
+	// moment after the browser is gone, and TempDir fails the test on that.
+	profile, err := os.MkdirTemp("", "beatwatch-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(path),
 		chromedp.NoSandbox, // the tests may run as root, where the sandbox refuses to start
 		chromedp.DisableGPU,
 		chromedp.WindowSize(1400, 900),
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserDataDir(profile),
 	)
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(alloc)
-	t.Cleanup(func() { cancel(); cancelAlloc() })
+	t.Cleanup(func() {
+		cancel()
+		cancelAlloc()
+		if err := os.RemoveAll(profile); err != nil {
+			time.Sleep(500 * time.Millisecond) // cleanup only: let the helpers exit
+			_ = os.RemoveAll(profile)
+		}
+	})
 	var mu sync.Mutex
 	var errs []string
 	chromedp.ListenTarget(ctx, func(ev any) {
