@@ -20,6 +20,9 @@
 //	--token             BEATWATCH_TOKEN               bearer token for all but /healthz
 //	--token-file        BEATWATCH_TOKEN_FILE          read the token from this file instead
 //	--redis-password-file BEATWATCH_REDIS_PASSWORD_FILE  read the Redis password from this file
+//	--redis-ca          BEATWATCH_REDIS_CA            CA of the Redis server's certificate (rediss://)
+//	--redis-cert        BEATWATCH_REDIS_CERT          client certificate for rediss://
+//	--redis-key         BEATWATCH_REDIS_KEY           its key
 //	--recover           BEATWATCH_RECOVER             docker or none
 //	--docker-host       BEATWATCH_DOCKER_HOST, DOCKER_HOST  Docker Engine API address, unix:// or
 //	                    tcp://; repeatable (or comma-separated): each failure is recovered by

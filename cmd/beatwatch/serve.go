@@ -23,6 +23,14 @@ type serveOptions struct {
 	log                                cli.LogOptions
 	secrets                            cli.Secrets
 	password                           string // from --redis-password-file
+	skipVerify                         bool   // the --redis URL turns certificate checks off
+	redisName                          string // the --redis target, without credentials
+}
+
+// redisOptions are the store options the flags give.
+func (o *serveOptions) redisOptions() store.Options {
+	return store.Options{Namespace: o.namespace, Password: o.password,
+		TLS: store.TLSFiles{CA: o.secrets.RedisCA, Cert: o.secrets.RedisCert, Key: o.secrets.RedisKey}}
 }
 
 func newServe(ctx context.Context, stderr io.Writer) *cobra.Command {
@@ -82,13 +90,16 @@ func (o *serveOptions) run(ctx context.Context, stderr io.Writer) error {
 	if set, err := cli.ScrubEnv("BEATWATCH_TOKEN", "BEATWATCH_REDIS"); err != nil {
 		log.Warn("secrets stay readable in /proc/<pid>/environ: use --token-file or --redis-password-file", "variables", set, "error", err)
 	}
+	if o.skipVerify {
+		log.Warn("INSECURE: skip_verify=true in the Redis URL turns off the server certificate check; anyone on the path can read and forge beats. Use --redis-ca instead", "redis", o.redisName)
+	}
 	hook, err := o.recover.webhookOf(log)
 	if err != nil {
 		return err
 	}
 	var st *store.Watcher
 	if o.redisURL != "" {
-		if st, err = store.NewWatcher(o.redisURL, store.Options{Namespace: o.namespace, Password: o.password}); err != nil {
+		if st, err = store.NewWatcher(o.redisURL, o.redisOptions()); err != nil {
 			return cli.Usagef("--redis: %v", err)
 		}
 		defer st.Close()
@@ -140,9 +151,11 @@ func (o *serveOptions) validate() error {
 		return err
 	}
 	if o.redisURL != "" {
-		if _, err := store.ParseRedisURL(o.redisURL, store.Options{}); err != nil {
+		t, err := store.ParseRedisURL(o.redisURL, o.redisOptions())
+		if err != nil {
 			return cli.Usagef("--redis: %v", err)
 		}
+		o.skipVerify, o.redisName = t.SkipVerify, t.String()
 	}
 	if o.checkInterval < 10*time.Millisecond {
 		return cli.Usagef("--check-interval must be at least 10ms, got %q", o.checkInterval)

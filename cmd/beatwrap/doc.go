@@ -22,6 +22,9 @@
 //	--token               BEATWRAP_TOKEN               bearer token for --watcher
 //	--token-file          BEATWRAP_TOKEN_FILE          read the token from this file instead
 //	--redis-password-file BEATWRAP_REDIS_PASSWORD_FILE read the Redis password from this file
+//	--redis-ca            BEATWRAP_REDIS_CA            CA of the Redis server's certificate (rediss://)
+//	--redis-cert          BEATWRAP_REDIS_CERT          client certificate for rediss://
+//	--redis-key           BEATWRAP_REDIS_KEY           its key
 //	--namespace           BEATWRAP_NAMESPACE           prefix of Redis keys and channel
 //	--interval            BEATWRAP_INTERVAL            time between beats (30s, at least 100ms)
 //	--missed-beats        BEATWRAP_MISSED_BEATS        beats missed before failure (3)

@@ -251,7 +251,16 @@ func (o *options) config(argv []string, stderr io.Writer) (wrap.Config, error) {
 		h.SetCheckpointTTL(o.checkpointTTL)
 		pub, ckpts = h, h
 	case redisURL != "":
-		r, err := store.NewRedis(redisURL, store.Options{Namespace: o.namespace, Shards: o.shards, CheckpointTTL: o.checkpointTTL, Password: password})
+		opts := store.Options{Namespace: o.namespace, Shards: o.shards, CheckpointTTL: o.checkpointTTL, Password: password,
+			TLS: store.TLSFiles{CA: o.secrets.RedisCA, Cert: o.secrets.RedisCert, Key: o.secrets.RedisKey}}
+		t, err := store.ParseRedisURL(redisURL, opts)
+		if err != nil {
+			return wrap.Config{}, cli.Usagef("--redis: %v", err)
+		}
+		if t.SkipVerify {
+			log.Warn("INSECURE: skip_verify=true in the Redis URL turns off the server certificate check; anyone on the path can read and forge beats. Use --redis-ca instead", "redis", t.String())
+		}
+		r, err := store.NewRedis(redisURL, opts)
 		if err != nil {
 			return wrap.Config{}, cli.Usagef("--redis: %v", err)
 		}

@@ -12,12 +12,18 @@ import (
 // environment (which /proc/<pid>/environ shows to every process of the user).
 type Secrets struct {
 	TokenFile, RedisPasswordFile string
+	// RedisCA, RedisCert and RedisKey are the TLS files for rediss://.
+	RedisCA, RedisCert, RedisKey string
 }
 
-// AddFlags registers --token-file and --redis-password-file.
+// AddFlags registers --token-file, --redis-password-file, --redis-ca,
+// --redis-cert and --redis-key.
 func (s *Secrets) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&s.TokenFile, "token-file", "", "read the bearer token from this file (trailing newline dropped) instead of --token")
 	fs.StringVar(&s.RedisPasswordFile, "redis-password-file", "", "read the Redis password from this file, instead of putting it in the --redis URL")
+	fs.StringVar(&s.RedisCA, "redis-ca", "", "PEM file of the CA that signed the Redis server's certificate, for rediss:// (default: the system's)")
+	fs.StringVar(&s.RedisCert, "redis-cert", "", "PEM client certificate for rediss://, for a Redis with tls-auth-clients (with --redis-key)")
+	fs.StringVar(&s.RedisKey, "redis-key", "", "PEM key of --redis-cert")
 }
 
 // Token returns the token: token itself, or the content of --token-file.

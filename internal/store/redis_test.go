@@ -124,12 +124,12 @@ func TestParseRedisURL(t *testing.T) {
 		wantErr  string
 	}{
 		{"redis://127.0.0.1:6379/0", Single, "redis://127.0.0.1:6379", ""},
-		{"rediss://user:pw@127.0.0.1:6380/2", Single, "redis://127.0.0.1:6380", ""},
+		{"rediss://user:pw@127.0.0.1:6380/2", Single, "rediss://127.0.0.1:6380", ""},
 		{"redis://127.0.0.1", Single, "redis://127.0.0.1:6379", ""},
 		{"redis://:pw@s1:26379?master_name=m&addr=s2:26379&addr=s3:26379", Sentinel, "sentinel://m@s1:26379,s2:26379,s3:26379", ""},
-		{"rediss://s1:26379/3?master_name=m&password=x", Sentinel, "sentinel://m@s1:26379", ""},
+		{"rediss://s1:26379/3?master_name=m&password=x", Sentinel, "sentinel+tls://m@s1:26379", ""},
 		{"redis://n1:7000?addr=n2:7001&addr=n3:7002", Cluster, "cluster://n1:7000,n2:7001,n3:7002", ""},
-		{"rediss://u:p@n1:7000/0?addr=n2:7001", Cluster, "cluster://n1:7000,n2:7001", ""},
+		{"rediss://u:p@n1:7000/0?addr=n2:7001", Cluster, "cluster+tls://n1:7000,n2:7001", ""},
 		{"http://127.0.0.1:6379", 0, "", "must start with redis://"},
 		{"127.0.0.1:6379", 0, "", "must start with redis://"},
 		{"redis://127.0.0.1:6379/notadb", 0, "", "parse redis url"},

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/url"
@@ -55,6 +56,8 @@ type Options struct {
 	// Sentinel; every node's, on a Cluster): --redis-password-file keeps it
 	// out of the URL, the process list and the environment.
 	Password string
+	// TLS are the CA and client certificate files for a rediss:// URL.
+	TLS TLSFiles
 }
 
 // Target is a parsed --redis URL: which topology, which addresses, and the
@@ -65,6 +68,11 @@ type Target struct {
 	Addrs []string
 	// MasterName is the Sentinel master's name.
 	MasterName string
+	// TLS says the connections are TLS (rediss://).
+	TLS bool
+	// SkipVerify says the URL turned certificate checks off
+	// (skip_verify=true): anyone on the path can read and forge beats.
+	SkipVerify bool
 
 	single   *redis.Options
 	failover *redis.FailoverOptions
@@ -73,12 +81,20 @@ type Target struct {
 
 // String names the target for logs, without credentials:
 // redis://host:port, sentinel://NAME@s1:port,s2:port or cluster://n1:port,n2:port.
+// Over TLS the scheme says so: rediss://, sentinel+tls://, cluster+tls://.
 func (t *Target) String() string {
+	tls := ""
+	if t.TLS {
+		tls = "+tls"
+	}
 	switch t.Topology {
 	case Sentinel:
-		return "sentinel://" + t.MasterName + "@" + strings.Join(t.Addrs, ",")
+		return "sentinel" + tls + "://" + t.MasterName + "@" + strings.Join(t.Addrs, ",")
 	case Cluster:
-		return "cluster://" + strings.Join(t.Addrs, ",")
+		return "cluster" + tls + "://" + strings.Join(t.Addrs, ",")
+	}
+	if t.TLS {
+		return "rediss://" + strings.Join(t.Addrs, ",")
 	}
 	return "redis://" + strings.Join(t.Addrs, ",")
 }
@@ -173,7 +189,32 @@ func ParseRedisURL(raw string, o Options) (*Target, error) {
 		o.applySingle(opt)
 		t.single = opt
 	}
+	if err := t.applyTLS(o.TLS); err != nil {
+		return nil, err
+	}
 	return t, nil
+}
+
+// applyTLS loads the TLS files into the client options and notes whether the
+// URL is TLS and whether it turned verification off.
+func (t *Target) applyTLS(files TLSFiles) error {
+	var cfg *tls.Config
+	switch {
+	case t.single != nil:
+		cfg = t.single.TLSConfig
+	case t.failover != nil:
+		cfg = t.failover.TLSConfig
+	case t.cluster != nil:
+		cfg = t.cluster.TLSConfig
+	}
+	if cfg == nil {
+		if files.any() {
+			return fmt.Errorf("--redis-ca, --redis-cert and --redis-key need a rediss:// URL")
+		}
+		return nil
+	}
+	t.TLS, t.SkipVerify = true, cfg.InsecureSkipVerify
+	return files.apply(cfg)
 }
 
 func hostPort(u *url.URL) string {
