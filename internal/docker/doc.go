@@ -9,7 +9,9 @@
 // negotiating the API version (Docker 20.10 speaks 1.41).
 //
 //   - Find locates an agent's container, by the containerId of its beats or
-//     by the label beatwatch.agent=<id>. Containers without the recover label
+//     by the label beatwatch.agent=<id>. A container the beats name is taken
+//     only when its own configuration names the agent (Owner: the label, or
+//     --id / BEATWRAP_ID without it); otherwise ErrNotOwned says why. Containers without the recover label
 //     (beatwatch.recover=true unless configured) are found but not Eligible:
 //     they get an alert, never an action.
 //   - Check inspects it and says whether to act: an operator's stop, a pause,
