@@ -9,13 +9,16 @@ LDFLAGS := -s -w -X github.com/beatwrap/beatwrap/internal/version.Version=$(VERS
 
 .PHONY: build test demo bench clean
 build:
+	@echo "building bin/beatwrap and bin/beatwatch (a first build on a cold Go cache fetches and compiles the dependencies: a minute or two)"
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/beatwrap ./cmd/beatwatch
 
 test:
 	./scripts/test.sh
 
+# make demo LISTEN=127.0.0.1:7071 runs it on another port.
+LISTEN ?= 127.0.0.1:7070
 demo: build
-	./bin/beatwatch demo
+	./bin/beatwatch demo --listen $(LISTEN)
 
 bench:
 	./deploy/bench.sh

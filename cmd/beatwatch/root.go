@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -38,7 +40,7 @@ With no --redis it runs single-node: state in memory, beats over HTTP
 (beatwrap --watcher http://127.0.0.1:7070).
 
 Every flag can also be set by the variable named after it.`,
-		Args:          cobra.NoArgs,
+		Args:          unknownCommand,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE:          serve.RunE,
@@ -49,4 +51,23 @@ Every flag can also be set by the variable named after it.`,
 	root.Flags().AddFlagSet(serve.Flags())
 	root.AddCommand(serve, newStatus(ctx), newDemo(ctx), cli.Version("beatwatch", version.String), cli.Completion(root))
 	return root
+}
+
+// unknownCommand refuses arguments to the root (it serves with flags only),
+// suggesting the command a typo was meant to be: cobra does not suggest
+// when the root itself runs.
+func unknownCommand(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+	if cmd.SuggestionsMinimumDistance <= 0 {
+		cmd.SuggestionsMinimumDistance = 2 // cobra sets it only where it suggests itself
+	}
+	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+		msg += "; did you mean " + strings.Join(s, " or ") + "?"
+	} else {
+		msg += "; commands: serve, status, demo, version, completion"
+	}
+	return cli.Usagef("%s", msg)
 }

@@ -29,6 +29,12 @@ type HTTP struct {
 // (http://host:port). token, when set, is sent as a bearer token.
 func NewHTTP(base, token string, timeout time.Duration) (*HTTP, error) {
 	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		// "127.0.0.1:7070" parses as a scheme, or not at all: the usual slip.
+		if !strings.Contains(base, "://") {
+			return nil, fmt.Errorf("watcher url needs its scheme: http://%s, got %q", base, base)
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("parse watcher url: %w", err)
 	}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/beatwrap/beatwrap/internal/dashboard"
@@ -108,8 +109,11 @@ func New(cfg Config) *Watcher {
 // Run serves until ctx is done or a part fails.
 func (w *Watcher) Run(ctx context.Context) error {
 	ln, err := net.Listen("tcp", w.cfg.Listen)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("listen on %s: the port is in use (another beatwatch?): choose another with --listen or BEATWATCH_LISTEN, e.g. --listen 127.0.0.1:0 for any free port: %w", w.cfg.Listen, err)
+	}
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", w.cfg.Listen, err)
+		return fmt.Errorf("listen on %s (--listen, BEATWATCH_LISTEN): %w", w.cfg.Listen, err)
 	}
 	var intake dashboard.Intake
 	var ckpts dashboard.Checkpoints
