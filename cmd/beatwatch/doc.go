@@ -11,7 +11,10 @@
 //
 // Flags of serve, each also read from the variable beside it (the flag wins):
 //
-//	--redis             BEATWATCH_REDIS, REDIS_URL    Redis to watch; none: single-node mode
+//	--redis             BEATWATCH_REDIS, REDIS_URL    Redis to watch: one server, Sentinel (?master_name=NAME&addr=…)
+//	                                                  or Cluster (?addr=…); none: single-node mode
+//	--shards            BEATWATCH_SHARDS              beat channels shared by the replicas, as beatwrap's (1)
+//	--advertise         BEATWATCH_ADVERTISE           URL the other replicas reach this one's API at
 //	--namespace         BEATWATCH_NAMESPACE           prefix of Redis keys and channel
 //	--listen            BEATWATCH_LISTEN              HTTP address (127.0.0.1:7070)
 //	--check-interval    BEATWATCH_CHECK_INTERVAL      how often overdue agents are looked for (1s)
@@ -51,6 +54,11 @@
 //
 // BEATWATCH_TOKEN and BEATWATCH_REDIS are wiped from the process's
 // environment once read, /proc/<pid>/environ included.
+//
+// With --shards N > 1 the replicas register in Redis, share the N channels
+// (and the reference design's heartbeats channel) among themselves, and each
+// answers the API for the whole fleet by asking the others; GET /v1/replicas
+// lists them and their shards.
 //
 // status takes --redis, --namespace, --watcher, --token, -o/--output, and
 // --state, --type, --host, --limit and --all to choose the agents it lists;

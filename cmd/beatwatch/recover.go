@@ -145,8 +145,10 @@ func (o *recoverOptions) enginesOf(ctx context.Context, namespace string, log *s
 
 // orchestrator builds the recovery layer over its parts; st, when set, lets
 // several replicas share the work: each engine's agents are recovered by
-// the replica that leads that engine.
-func (o *recoverOptions) orchestrator(engines []*docker.Engine, hook *alert.Webhook, st *store.Watcher, log *slog.Logger) (*recovery.Orchestrator, error) {
+// the replica that leads that engine. With shards (sharded), each replica
+// sees only the failures of the agents it judges, so it leads the recovery
+// of those itself (the claims still make each failure recovered once).
+func (o *recoverOptions) orchestrator(engines []*docker.Engine, hook *alert.Webhook, st *store.Watcher, sharded bool, log *slog.Logger) (*recovery.Orchestrator, error) {
 	cfg := recovery.Config{
 		Guard: recovery.NewGuard(recovery.GuardConfig{
 			Budget: o.budget, BrakeFraction: o.brakeFraction, BrakeMinAgents: o.brakeMin, MaxInFlight: o.maxBusy,
@@ -164,6 +166,10 @@ func (o *recoverOptions) orchestrator(engines []*docker.Engine, hook *alert.Webh
 	if st != nil {
 		cfg.Coordinator = st
 		hc.Coordinator = st
+		if sharded {
+			cfg.Coordinator = ownShards{st}
+			hc.Coordinator = ownEngines{st}
+		}
 	}
 	if len(engines) > 0 {
 		cfg.Hosts = recovery.NewHosts(hc)

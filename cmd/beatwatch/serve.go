@@ -17,6 +17,8 @@ import (
 
 type serveOptions struct {
 	redisURL, namespace, listen, token string
+	advertise                          string
+	shards                             int
 	checkInterval, defaultInterval     time.Duration
 	missedBeats                        int
 	recover                            recoverOptions
@@ -49,7 +51,9 @@ func newServe(ctx context.Context, stderr io.Writer) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.redisURL, "redis", "", "Redis to watch (default $REDIS_URL); none: single-node mode, state in memory, beats over HTTP")
+	f.StringVar(&o.redisURL, "redis", "", "Redis to watch (default $REDIS_URL): redis[s]://host:port, Sentinel redis[s]://sentinel:port?master_name=NAME&addr=sentinel2:port, or Cluster redis[s]://node:port?addr=node2:port; none: single-node mode, state in memory, beats over HTTP")
+	f.IntVar(&o.shards, "shards", 1, "beat channels, the same as beatwrap's; with N > 1 the live beatwatch replicas share them, each reading its own")
+	f.StringVar(&o.advertise, "advertise", "", "with --shards > 1: the URL at which the other replicas reach this one's API (default http://<--listen>, a wildcard host replaced by the host name)")
 	f.StringVar(&o.namespace, "namespace", "", "prefix of every Redis key and channel, as given to beatwrap")
 	f.StringVar(&o.listen, "listen", "127.0.0.1:7070", "HTTP address of the API, dashboard and metrics")
 	f.DurationVar(&o.checkInterval, "check-interval", time.Second, "how often overdue agents are looked for")
@@ -111,14 +115,14 @@ func (o *serveOptions) run(ctx context.Context, stderr io.Writer) error {
 	for _, e := range engines {
 		defer e.Close()
 	}
-	orch, err := o.recover.orchestrator(engines, hook, st, log)
+	orch, err := o.recover.orchestrator(engines, hook, st, st != nil && o.shards > 1, log)
 	if err != nil {
 		return err
 	}
 	return watch.New(watch.Config{
 		Redis: st, Listen: o.listen,
 		CheckInterval: o.checkInterval, DefaultInterval: o.defaultInterval, MissedBeats: o.missedBeats,
-		Token: o.token, Recovery: orch, Log: log,
+		Token: o.token, Recovery: orch, Log: log, Shards: o.shards, Replica: o.replica(),
 	}).Run(ctx)
 }
 
@@ -167,6 +171,9 @@ func (o *serveOptions) validate() error {
 		return cli.Usagef("--missed-beats must be at least 1, got %d", o.missedBeats)
 	}
 	if err := checkListen("--listen", o.listen); err != nil {
+		return err
+	}
+	if err := o.validateShards(); err != nil {
 		return err
 	}
 	return o.recover.validate()

@@ -251,7 +251,7 @@ func (o *options) config(argv []string, stderr io.Writer) (wrap.Config, error) {
 		h.SetCheckpointTTL(o.checkpointTTL)
 		pub, ckpts = h, h
 	case redisURL != "":
-		opts := store.Options{Namespace: o.namespace, Shards: o.shards, CheckpointTTL: o.checkpointTTL, Password: password,
+		opts := store.Options{Namespace: o.namespace, Shards: o.shards, CheckpointTTL: o.checkpointTTL, Password: password, Log: log.With("agent", o.id),
 			TLS: store.TLSFiles{CA: o.secrets.RedisCA, Cert: o.secrets.RedisCert, Key: o.secrets.RedisKey}}
 		t, err := store.ParseRedisURL(redisURL, opts)
 		if err != nil {

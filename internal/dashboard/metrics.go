@@ -15,6 +15,7 @@ type Metrics struct {
 	registry         *prometheus.Registry
 	beats            prometheus.Counter
 	malformed        *prometheus.CounterVec
+	misrouted        prometheus.Counter
 	transitions      *prometheus.CounterVec
 	recoveries       *prometheus.CounterVec
 	detectionLag     prometheus.Histogram
@@ -43,6 +44,9 @@ func NewMetrics(fleet Counter) *Metrics {
 		malformed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "beatwatch_beats_malformed_total", Help: "Beats dropped because they could not be accepted, by reason.",
 		}, []string{"reason"}),
+		misrouted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "beatwatch_beats_misrouted_total", Help: "Beats that arrived on a shard channel their agent id does not hash to: beatwrap and beatwatch disagree on --shards.",
+		}),
 		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "beatwatch_transitions_total", Help: "Agent state changes.",
 		}, []string{"from", "to"}),
@@ -79,7 +83,7 @@ func NewMetrics(fleet Counter) *Metrics {
 	})
 	m.redisUp.Set(1)
 	agents := prometheus.NewDesc("beatwatch_agents", "Agents per state.", []string{"state"}, nil)
-	m.registry.MustRegister(m.beats, m.malformed, m.transitions, m.recoveries, m.detectionLag,
+	m.registry.MustRegister(m.beats, m.malformed, m.misrouted, m.transitions, m.recoveries, m.detectionLag,
 		m.alerts, m.redisUp, m.subscriptionLost, m.recoveryLease, m.engineUp, m.engineLeader, m.skippedKeys,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		agentsCollector{desc: agents, fleet: fleet})
@@ -109,6 +113,10 @@ func (m *Metrics) KeysSkipped(n int) { m.skippedKeys.Add(float64(n)) }
 // BeatMalformed counts one beat dropped, with a short reason label
 // (json, id, status, size, ...).
 func (m *Metrics) BeatMalformed(reason string) { m.malformed.WithLabelValues(reason).Inc() }
+
+// BeatMisrouted counts a beat that came on a shard channel its agent does
+// not belong to.
+func (m *Metrics) BeatMisrouted() { m.misrouted.Inc() }
 
 // Transition counts one state change.
 func (m *Metrics) Transition(from, to monitor.State) {

@@ -38,8 +38,14 @@ type Intake interface {
 
 // Config is what the HTTP server serves.
 type Config struct {
-	Fleet  Fleet
-	Intake Intake // nil: POST /v1/beats answers 404 (beats come through Redis)
+	Fleet Fleet
+	// Local is this replica's own share of the fleet, which other replicas
+	// ask for with scope=local; nil: Fleet is all of it.
+	Local Fleet
+	// Replicas, when set, is the body of GET /v1/replicas: the live
+	// beatwatch replicas and the shards each reads.
+	Replicas func() any
+	Intake   Intake // nil: POST /v1/beats answers 404 (beats come through Redis)
 	// Checkpoints keeps or reads agents' checkpoints (/v1/agents/{id}/...);
 	// nil: those endpoints answer 404.
 	Checkpoints Checkpoints
@@ -86,6 +92,9 @@ func NewHandler(cfg Config) http.Handler {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Local == nil {
+		cfg.Local = cfg.Fleet
+	}
 	s := &server{cfg: cfg}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.healthz)
@@ -93,6 +102,11 @@ func NewHandler(cfg Config) http.Handler {
 	mux.Handle("GET /health/agents/{id}", s.auth(http.HandlerFunc(s.agent)))
 	mux.Handle("POST /v1/beats", s.auth(http.HandlerFunc(s.beat)))
 	s.checkpointRoutes(mux)
+	if cfg.Replicas != nil {
+		mux.Handle("GET /v1/replicas", s.auth(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			writeJSON(w, http.StatusOK, cfg.Replicas())
+		})))
+	}
 	mux.Handle("GET /metrics", s.auth(promhttp.HandlerFor(cfg.Metrics.registry, promhttp.HandlerOpts{})))
 	if cfg.Events != nil {
 		mux.Handle("GET /v1/events", s.auth(cfg.Events))
@@ -271,11 +285,24 @@ func (s *server) agents(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, pageSummary(s.cfg.Fleet.Page(q)))
+	writeJSON(w, http.StatusOK, pageSummary(s.fleet(r).Page(q)))
 }
 
+// fleet is what a request asks about: the whole fleet, or with scope=local
+// (another replica asking) this replica's own share.
+func (s *server) fleet(r *http.Request) Fleet {
+	if r.URL.Query().Get("scope") == ScopeLocal {
+		return s.cfg.Local
+	}
+	return s.cfg.Fleet
+}
+
+// ScopeLocal is the query (scope=local) by which one beatwatch replica asks
+// another for the agents it judges itself, not the whole fleet.
+const ScopeLocal = "local"
+
 func (s *server) agent(w http.ResponseWriter, r *http.Request) {
-	a, ok := s.cfg.Fleet.Get(r.PathValue("id"))
+	a, ok := s.fleet(r).Get(r.PathValue("id"))
 	if !ok {
 		writeError(w, http.StatusNotFound, "agent not found")
 		return

@@ -1088,3 +1088,24 @@ func TestStallSince(t *testing.T) {
 		t.Errorf("progress again: stallSince = %d, want absent", got)
 	}
 }
+
+func TestForgetDropsSilently(t *testing.T) {
+	m := New(Config{})
+	now := time.Now()
+	for _, id := range []string{"keep-1", "go-1", "go-2"} {
+		m.Observe(wire.Beat{AgentID: id, Status: wire.StatusHealthy, IntervalMs: 1000, Sequence: 1}, now)
+	}
+	if n := m.Forget(func(id string) bool { return strings.HasPrefix(id, "go-") }); n != 2 {
+		t.Fatalf("Forget dropped %d, want 2", n)
+	}
+	if m.Len() != 1 || m.Counts()[Healthy] != 1 {
+		t.Fatalf("after Forget: %d agents, counts %v", m.Len(), m.Counts())
+	}
+	if _, ok := m.Get("go-1"); ok {
+		t.Error("a forgotten agent is still there")
+	}
+	// A forgotten agent is not failed later: it has no deadline here.
+	if trs := m.Sweep(now.Add(time.Hour)); len(trs) != 1 || trs[0].AgentID != "keep-1" {
+		t.Errorf("sweep an hour later = %v, want keep-1 only", trs)
+	}
+}

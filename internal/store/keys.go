@@ -55,3 +55,18 @@ func (k Keys) RecoveryClaim(id, failure string) string {
 // The epoch lives in the same key so that a write is checked against it
 // atomically on every topology, a Cluster included.
 func (k Keys) Checkpoint(id string) string { return k.prefix("agent:" + id + ":checkpoint") }
+
+// Replicas is the sorted set of live beatwatch replicas (score: when the
+// registration runs out, by Redis's clock) and ReplicaAPIs the hash of their
+// API addresses. The hash tag puts both on one slot of a Cluster, so one
+// script updates both.
+func (k Keys) Replicas() string { return k.prefix("beatwatch:{replicas}") }
+
+// ReplicaAPIs is the hash of the live replicas' API addresses.
+func (k Keys) ReplicaAPIs() string { return k.prefix("beatwatch:{replicas}:api") }
+
+// Roster is the hash of the agents a shard's owner judges alive, each with
+// its interval and missed beats ("30000:3"), so that the replica taking the
+// shard over knows of an agent that died meanwhile even when its agent hash
+// has expired. shard is a shard number or "heartbeats".
+func (k Keys) Roster(shard string) string { return k.prefix("beatwatch:roster:" + shard) }

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"strconv"
 	"time"
@@ -30,7 +31,15 @@ type Redis struct {
 	shards  int
 	cluster bool
 	ckptTTL time.Duration
+	log     *slog.Logger
+
+	unheard int  // beats in a row that no subscriber received
+	alone   bool // that was logged
 }
+
+// unheardLimit is how many beats in a row may reach no subscriber before it
+// is said: a watcher restarting misses a few.
+const unheardLimit = 5
 
 // NewRedis returns a Publisher for the Redis at rawURL (any form of
 // ParseRedisURL) that publishes on the channel of the agent's shard out of
@@ -44,7 +53,7 @@ func NewRedis(rawURL string, o Options) (*Redis, error) {
 	}
 	return &Redis{
 		client: t.newClient(), keys: Keys{Namespace: o.Namespace}, addr: t.String(),
-		shards: max(o.Shards, 1), cluster: t.Topology == Cluster,
+		shards: max(o.Shards, 1), cluster: t.Topology == Cluster, log: o.Log,
 		ckptTTL: cmp.Or(o.CheckpointTTL, DefaultCheckpointTTL),
 	}, nil
 }
@@ -139,11 +148,15 @@ func (r *Redis) send(ctx context.Context, b wire.Beat, extra []any) error {
 	}
 	// One transaction: a PUBLISH names no key, so on a Cluster too it rides
 	// in the MULTI of the agent's hash (and reaches every node).
+	var pub *redis.IntCmd
 	_, err = r.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Publish(ctx, channel, msg)
+		pub = p.Publish(ctx, channel, msg)
 		r.hashUpdate(ctx, p, key, b, fields)
 		return nil
 	})
+	if err == nil {
+		r.heard(channel, pub.Val())
+	}
 	if err != nil {
 		r.failed()
 		return fmt.Errorf("beat %s to %s: %w", b.AgentID, r.addr, err)
@@ -173,7 +186,12 @@ func (r *Redis) failed() {
 func (r *Redis) sendSharded(ctx context.Context, b wire.Beat, channel string, msg []byte, fields []any) error {
 	id := b.AgentID
 	pubErr := make(chan error, 1)
-	go func() { pubErr <- r.client.SPublish(ctx, channel, msg).Err() }()
+	var receivers int64
+	go func() {
+		n, err := r.client.SPublish(ctx, channel, msg).Result()
+		receivers = n
+		pubErr <- err
+	}()
 	key := r.keys.Agent(id)
 	_, err := r.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		r.hashUpdate(ctx, p, key, b, fields)
@@ -181,12 +199,37 @@ func (r *Redis) sendSharded(ctx context.Context, b wire.Beat, channel string, ms
 	})
 	if perr := <-pubErr; perr != nil && err == nil {
 		err = fmt.Errorf("spublish on %s: %w", channel, perr)
+	} else if perr == nil {
+		r.heard(channel, receivers)
 	}
 	if err != nil {
 		r.failed()
 		return fmt.Errorf("beat %s to %s: %w", id, r.addr, err)
 	}
 	return nil
+}
+
+// heard notes how many subscribers received a beat on channel. Beats that
+// keep reaching nobody are said once: no beatwatch runs, or the ones that do
+// read other channels (they were given another --shards). Beats are
+// delivered all the same; the hash is up to date.
+func (r *Redis) heard(channel string, receivers int64) {
+	if r.log == nil {
+		return
+	}
+	if receivers > 0 {
+		if r.alone {
+			r.log.Info("beats reach a beatwatch again", "channel", channel)
+		}
+		r.unheard, r.alone = 0, false
+		return
+	}
+	r.unheard++
+	if r.unheard == unheardLimit && !r.alone {
+		r.alone = true
+		r.log.Warn("no beatwatch receives this agent's beats: none is running, or it reads other channels (beatwrap and beatwatch must have the same --shards)",
+			"channel", channel, "shards", r.shards)
+	}
 }
 
 // hashUpdate queues the writes of one beat to the agent's hash.

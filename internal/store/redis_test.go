@@ -359,3 +359,34 @@ func runSender(t *testing.T, s *Sender) {
 		}
 	})
 }
+
+// TestFlushRetriesUntilRedisIsBack: the final beat of an agent that stops
+// while Redis is away for a moment (a failover, a restart) is delivered once
+// it is back, within Flush's time.
+func TestFlushRetriesUntilRedisIsBack(t *testing.T) {
+	r := testutil.StartRedis(t)
+	ns := testutil.Namespace(t)
+	pub, err := NewRedis(r.URL(), Options{Namespace: ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	s := NewSender(pub, time.Second, slog.New(slog.DiscardHandler))
+	r.Stop()
+	done := make(chan error, 1)
+	go func() { done <- s.Flush(testBeat("fin", 9, wire.StatusStopped), time.Now(), 10*time.Second) }()
+	time.Sleep(300 * time.Millisecond) // Flush has met a refused connection by now
+	r.Start()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Flush: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("Flush did not return within 15s")
+	}
+	got, err := rawClient(t, r.URL()).HGet(context.Background(), ns+":agent:fin", "stoppedAt").Result()
+	if err != nil || got == "" {
+		t.Fatalf("stoppedAt = %q, %v", got, err)
+	}
+}

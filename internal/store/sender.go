@@ -164,10 +164,24 @@ func (s *Sender) deliver(ctx context.Context, b wire.Beat, registered *bool) err
 	return s.pub.Beat(ctx, b)
 }
 
-// Flush delivers b as the final beat, waiting at most timeout. It is called
-// once, after Run has stopped, when the child has ended for good.
+// Flush delivers b as the final beat, trying again until it is delivered or
+// timeout has passed: a Redis failing over (Sentinel promoting a replica, a
+// Cluster moving a slot) refuses the first attempt and takes the next. It is
+// called once, after Run has stopped, when the child has ended for good.
 func (s *Sender) Flush(b wire.Beat, stoppedAt time.Time, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	return s.pub.Final(ctx, b, stoppedAt)
+	wait := 50 * time.Millisecond
+	for {
+		err := s.pub.Final(ctx, b, stoppedAt)
+		if err == nil || errors.Is(err, ErrRejected) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 500*time.Millisecond)
+	}
 }

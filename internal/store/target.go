@@ -3,6 +3,7 @@ package store
 import (
 	"crypto/tls"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"slices"
@@ -58,6 +59,10 @@ type Options struct {
 	Password string
 	// TLS are the CA and client certificate files for a rediss:// URL.
 	TLS TLSFiles
+	// Log, when set, is told once when beats reach no subscriber for a
+	// while (no beatwatch runs, or it reads other channels: another
+	// --shards), and once when they reach one again.
+	Log *slog.Logger
 }
 
 // Target is a parsed --redis URL: which topology, which addresses, and the

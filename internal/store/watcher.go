@@ -153,12 +153,11 @@ func (w *Watcher) subscribe(ctx context.Context, channel string, sharded bool, h
 // receive reads one PubSub until it fails, ctx is done, or Redis drops the
 // subscription (a Cluster does when the channel's slot moves).
 func (w *Watcher) receive(ctx context.Context, ps *redis.PubSub, channel string, isUp func(), handle func([]byte)) error {
-	for {
-		// A read is not cut short by ctx, only by its timeout: on a busy
-		// channel only this check ends the loop.
-		if ctx.Err() != nil {
-			return nil
-		}
+	// A read under way does not watch ctx: closing the PubSub ends it, so
+	// that a shard handed over stops at once, busy or not.
+	stop := context.AfterFunc(ctx, func() { ps.Close() })
+	defer stop()
+	for ctx.Err() == nil {
 		msg, err := ps.ReceiveTimeout(ctx, time.Second)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -190,6 +189,7 @@ func (w *Watcher) receive(ctx context.Context, ps *redis.PubSub, channel string,
 			isUp()
 		}
 	}
+	return nil
 }
 
 // ErrSubscriptionClosed is the error of a subscription that Redis closed

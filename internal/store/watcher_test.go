@@ -286,3 +286,36 @@ func TestAgentsSkipsWhatIsNoAgentHash(t *testing.T) {
 		t.Errorf("Skipped = %d, %q; want 3 (poison, listed, bad id), not the checkpoint", n, last)
 	}
 }
+
+func TestReplicaRegistry(t *testing.T) {
+	url := testutil.RedisURL(t)
+	w, err := NewWatcher(url, Options{Namespace: testutil.Namespace(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	ctx := context.Background()
+	if _, err := w.Heartbeat(ctx, "short", "http://127.0.0.1:1", 300*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	live, err := w.Heartbeat(ctx, "long", "http://127.0.0.1:2", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []ReplicaEntry{{"long", "http://127.0.0.1:2"}, {"short", "http://127.0.0.1:1"}}
+	if fmt.Sprint(live) != fmt.Sprint(want) && fmt.Sprint(live) != fmt.Sprint([]ReplicaEntry{want[1], want[0]}) {
+		t.Fatalf("live = %v, want %v", live, want)
+	}
+	// "short" is not renewed: it is gone once its registration runs out.
+	testutil.Eventually(t, 5*time.Second, "expired replica dropped", func() bool {
+		live, err := w.Heartbeat(ctx, "long", "http://127.0.0.1:2", time.Minute)
+		return err == nil && len(live) == 1 && live[0].ID == "long"
+	})
+	if err := w.Deregister(ctx, "long"); err != nil {
+		t.Fatal(err)
+	}
+	live, err = w.Heartbeat(ctx, "other", "x", time.Minute)
+	if err != nil || len(live) != 1 || live[0].ID != "other" {
+		t.Fatalf("after Deregister: live = %v, %v", live, err)
+	}
+}

@@ -20,6 +20,7 @@ import (
 	"github.com/beatwrap/beatwrap/internal/monitor"
 	"github.com/beatwrap/beatwrap/internal/recovery"
 	"github.com/beatwrap/beatwrap/internal/run"
+	share "github.com/beatwrap/beatwrap/internal/shard"
 	"github.com/beatwrap/beatwrap/internal/store"
 	"github.com/beatwrap/beatwrap/internal/wire"
 )
@@ -36,6 +37,12 @@ type Config struct {
 	DefaultInterval time.Duration
 	MissedBeats     int
 	Token           string
+
+	// Shards is --shards: with more than one, the beat channels are shared
+	// among the live replicas, and Replica is this one (its id, and the URL
+	// at which the others reach its API).
+	Shards  int
+	Replica share.Replica
 
 	// Recovery acts on failed and stalled agents; nil: detection only.
 	Recovery Recovery
@@ -72,6 +79,14 @@ type Watcher struct {
 	malformedLogged atomic.Int64
 	tlog            *transitionLog
 	limitHinted     atomic.Bool // the output buffer limit fix was logged
+
+	// With --shards > 1: the shards this replica holds, and the coordinator
+	// that assigns them; set once consumeSharded starts.
+	runCtx     context.Context // Run's, for work started by a state change
+	sharded    atomic.Pointer[shards]
+	coord      atomic.Pointer[share.Coordinator]
+	peerLogMu  sync.Mutex
+	peerLogged map[string]int64 // replica id -> when its silence was last logged (unix ms)
 
 	blindMu    sync.Mutex   // orders setBlind calls, so an outage is logged once
 	outage     bool         // an outage was logged and its end was not
@@ -122,9 +137,17 @@ func (w *Watcher) Run(ctx context.Context) error {
 	} else {
 		ckpts = redisCheckpoints{w.redis}
 	}
+	var api dashboard.Fleet = w.mon
+	var replicas func() any
+	if w.sharding() {
+		api = &peerFleet{local: w.mon, peers: w.peers, token: w.cfg.Token,
+			hc:  &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 4}},
+			log: w.peerFailed}
+		replicas = w.replicas
+	}
 	srv := &http.Server{
 		Handler: dashboard.NewHandler(dashboard.Config{
-			Fleet: w.mon, Intake: intake, Checkpoints: ckpts, Metrics: w.metrics, Token: w.cfg.Token,
+			Fleet: api, Local: w.mon, Replicas: replicas, Intake: intake, Checkpoints: ckpts, Metrics: w.metrics, Token: w.cfg.Token,
 			Events: w.events, History: w.history, Healthy: w.healthy, Log: w.log,
 		}),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -143,7 +166,11 @@ func (w *Watcher) Run(ctx context.Context) error {
 	if w.cfg.Ready != nil {
 		w.cfg.Ready(ln.Addr().String())
 	}
+	if w.cfg.Replica.API == "" {
+		w.cfg.Replica.API = advertised(ln.Addr().String())
+	}
 	w.judgedFrom.Store(w.now().UnixMilli())
+	w.runCtx = ctx
 
 	var g run.Group
 	g.Add(func() error {
@@ -166,7 +193,11 @@ func (w *Watcher) Run(ctx context.Context) error {
 	}
 	if w.redis != nil {
 		ctx, cancel := context.WithCancel(ctx)
-		g.Add(func() error { return w.consume(ctx) }, func(error) { cancel() })
+		consume := w.consume
+		if w.sharding() {
+			consume = w.consumeSharded
+		}
+		g.Add(func() error { return consume(ctx) }, func(error) { cancel() })
 	}
 	if w.cfg.Recovery != nil {
 		ctx, cancel := context.WithCancel(ctx)
@@ -328,6 +359,9 @@ func (w *Watcher) setBlind(blind bool, err error) {
 		w.outage = false
 		w.log.Info("redis reachable again: every agent has one timeout to beat before it can be failed",
 			"redis", w.redis.String(), "blind_for", blindFor)
+		if ctx := w.runCtx; ctx != nil {
+			go w.reconcileFinals(ctx)
+		}
 		return
 	}
 	w.log.Info("subscribed to beats", "redis", w.redis.String(), "channel", w.redis.Keys().Channel())
@@ -434,6 +468,9 @@ func (w *Watcher) changed(tr monitor.Transition, a monitor.Agent) {
 		from = "new"
 	}
 	w.tlog.record(level, tr, from)
+	if s := w.sharded.Load(); s != nil {
+		s.noteTransition(tr, a)
+	}
 }
 
 // fleet is the watcher as the recovery layer sees it: it applies the
