@@ -72,6 +72,8 @@ type Orchestrator struct {
 	beats    map[string]*beating      // agent under recovery -> whether it beats again
 	leading  bool
 	wake     chan struct{}
+	// noSink says once that failures are only logged: nobody is alerted.
+	noSink sync.Once
 
 	// With Hosts:
 	onEngine     map[string]string         // agent in trouble -> the engine it is on ("" until known)
@@ -870,7 +872,14 @@ func shortID(id string) string {
 // alert tells a human, once per failure (the Alerter suppresses repeats).
 // where, when known, says which host the agent's container is on.
 func (o *Orchestrator) alert(a monitor.Agent, failure, summary string, steps []StepResult, where store.Location) {
-	o.log.Error("alerting a human", "agent", a.AgentID, "reason", summary)
+	if o.cfg.Alerter == nil {
+		o.noSink.Do(func() {
+			o.log.Warn("no alert sink configured (--alert-webhook): failures that need a human are logged, not sent")
+		})
+		o.log.Warn("needs a human, no alert sink configured", "agent", a.AgentID, "reason", summary)
+	} else {
+		o.log.Error("alerting a human", "agent", a.AgentID, "reason", summary)
+	}
 	now := o.cfg.Now()
 	res := StepResult{Step: StepAlert, Result: ResultSkipped, Detail: "no --alert-webhook", At: now}
 	if o.cfg.Alerter != nil {

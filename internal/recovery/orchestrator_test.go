@@ -9,12 +9,14 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/beatwrap/beatwrap/internal/alert"
 	"github.com/beatwrap/beatwrap/internal/monitor"
+	"github.com/beatwrap/beatwrap/internal/testutil"
 	"github.com/beatwrap/beatwrap/internal/wire"
 )
 
@@ -330,5 +332,56 @@ func TestPruneForgetsAgentsTheWatcherDropped(t *testing.T) {
 	}
 	if r.orch.incident["kept"] != "7-2" {
 		t.Errorf("prune dropped an agent the watcher still knows: incident %q", r.orch.incident["kept"])
+	}
+}
+
+// TestNoAlertSinkSaysSoOnce: without --alert-webhook nobody is alerted, so
+// the log says that once, and never claims to be alerting a human.
+func TestNoAlertSinkSaysSoOnce(t *testing.T) {
+	var logs testutil.Buffer
+	orch, err := New(Config{Guard: NewGuard(GuardConfig{}), Settle: 10 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := make(chan StepResult, 100)
+	mon := monitor.New(monitor.Config{Subscribers: []monitor.Subscriber{orch}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = orch.Run(ctx, fleet{mon, steps}); close(done) }()
+	defer func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Error("Orchestrator.Run did not return after cancel")
+		}
+	}()
+	code := 1
+	for _, id := range []string{"s1", "s2"} {
+		mon.Observe(wire.Beat{AgentID: id, AgentType: "t", Sequence: 1, Status: wire.StatusHealthy, IntervalMs: 1000, MissedBeats: 3, PID: 7}, time.Now())
+		mon.Observe(wire.Beat{AgentID: id, AgentType: "t", Sequence: 2, Status: wire.StatusExited, IntervalMs: 1000, MissedBeats: 3, PID: 7, ExitCode: &code}, time.Now())
+	}
+	alerts := 0
+	timeout := time.After(5 * time.Second)
+	for alerts < 2 {
+		select {
+		case s := <-steps:
+			if s.Step == StepAlert {
+				alerts++
+				if s.Result != ResultSkipped {
+					t.Errorf("alert step with no sink = %+v, want skipped", s)
+				}
+			}
+		case <-timeout:
+			t.Fatalf("%d alert steps within 5s, want 2", alerts)
+		}
+	}
+	out := logs.String()
+	if n := strings.Count(out, "no alert sink configured (--alert-webhook)"); n != 1 {
+		t.Errorf("the missing sink is said %d times, want once:\n%s", n, out)
+	}
+	if strings.Contains(out, "alerting a human") {
+		t.Errorf("the log claims a human is alerted though there is no sink:\n%s", out)
 	}
 }
