@@ -24,7 +24,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	root := newRoot(ctx, stdout, stderr)
 	root.SetArgs(args)
-	return cli.ExitCode(root.Execute(), "beatwatch", stderr)
+	return cli.Execute(root, "beatwatch", stderr)
 }
 
 func newRoot(ctx context.Context, stdout, stderr io.Writer) *cobra.Command {

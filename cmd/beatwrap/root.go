@@ -30,7 +30,7 @@ const envPrefix = "BEATWRAP"
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root := newRoot(ctx, stdout, stderr)
 	root.SetArgs(args)
-	return cli.ExitCode(root.Execute(), "beatwrap", stderr)
+	return cli.Execute(root, "beatwrap", stderr)
 }
 
 type options struct {

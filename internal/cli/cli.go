@@ -32,8 +32,37 @@ type ExitError struct{ Code int }
 
 func (e *ExitError) Error() string { return fmt.Sprintf("exit %d", e.Code) }
 
+// Execute runs root and returns the process exit code (see ExitCode). Usage
+// errors are typed where they arise: cobra's flag parse errors (through its
+// flag-error hook) and every command's argument check return a UsageError,
+// so no error text is ever matched to choose the exit code.
+func Execute(root *cobra.Command, program string, stderr io.Writer) int {
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return &UsageError{Msg: err.Error()}
+	})
+	typeArgs(root)
+	return ExitCode(root.Execute(), program, stderr)
+}
+
+// typeArgs makes the argument check of c and its subcommands return a
+// UsageError.
+func typeArgs(c *cobra.Command) {
+	if check := c.Args; check != nil {
+		c.Args = func(cmd *cobra.Command, args []string) error {
+			if err := check(cmd, args); err != nil {
+				return &UsageError{Msg: err.Error()}
+			}
+			return nil
+		}
+	}
+	for _, sub := range c.Commands() {
+		typeArgs(sub)
+	}
+}
+
 // ExitCode maps what a command returned to the process exit code, and prints
-// the message if there is one. It is the only place exit codes are chosen.
+// the message if there is one. It is the only place exit codes are chosen:
+// an ExitError's code, 2 for a UsageError, else 1.
 func ExitCode(err error, program string, stderr io.Writer) int {
 	if err == nil {
 		return 0
@@ -44,22 +73,10 @@ func ExitCode(err error, program string, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "%s: %v\n", program, err)
 	var usage *UsageError
-	if errors.As(err, &usage) || isCobraUsage(err) {
+	if errors.As(err, &usage) {
 		return ExitUsage
 	}
 	return 1
-}
-
-// isCobraUsage recognises cobra's and pflag's own parse errors, which are not
-// typed.
-func isCobraUsage(err error) bool {
-	msg := err.Error()
-	for _, p := range []string{"unknown flag", "unknown shorthand", "invalid argument", "flag needs an argument", "unknown command", "accepts ", "requires ", "bad flag syntax", "required flag"} {
-		if strings.Contains(msg, p) {
-			return true
-		}
-	}
-	return false
 }
 
 // EnvName is the variable that sets a flag: PREFIX_FLAG_NAME.
