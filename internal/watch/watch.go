@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -406,14 +405,15 @@ func (w *Watcher) Ingest(payload []byte, recv time.Time) error {
 	return nil
 }
 
+// malformedReason is the label a refused beat is counted under, by the
+// kind of its error.
 func malformedReason(err error) string {
-	msg := err.Error()
 	switch {
-	case strings.Contains(msg, "bytes, more than"):
+	case errors.Is(err, wire.ErrTooLarge):
 		return "size"
-	case strings.Contains(msg, "agentId"):
+	case errors.Is(err, wire.ErrBadID):
 		return "id"
-	case strings.Contains(msg, "status"):
+	case errors.Is(err, wire.ErrBadStatus):
 		return "status"
 	default:
 		return "json"

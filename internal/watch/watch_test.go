@@ -368,3 +368,30 @@ func grepLines(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// A refused beat is counted by the kind of its error, never by its text.
+func TestMalformedReason(t *testing.T) {
+	tests := []struct {
+		payload string
+		want    string
+	}{
+		{`{"agentId":"a","pad":"` + strings.Repeat("x", wire.MaxBeatSize) + `"}`, "size"},
+		{`{"agentId":"a b"}`, "id"},
+		{`{"agentId":5}`, "id"},
+		{`{}`, "id"},
+		{`{"agentId":"a","status":"sleepy"}`, "status"},
+		{`{"agentId":"a","status":7}`, "status"},
+		{`{"agentId":"a","intervalMs":-1}`, "json"},
+		{`{"agentId":"a","currentTask":{"status":"x"}}`, "json"},
+		{`not json`, "json"},
+	}
+	for _, tt := range tests {
+		_, err := wire.ParseBeat([]byte(tt.payload))
+		if err == nil {
+			t.Fatalf("ParseBeat(%.40q) accepted it", tt.payload)
+		}
+		if got := malformedReason(err); got != tt.want {
+			t.Errorf("malformedReason(%v) = %q, want %q", err, got, tt.want)
+		}
+	}
+}

@@ -106,7 +106,7 @@ func ParseBeat(data []byte) (Beat, error) { return readBeat(data, true) }
 func readBeat(data []byte, fast bool) (Beat, error) {
 	var b Beat
 	if len(data) > MaxBeatSize {
-		return b, fmt.Errorf("%w: %d bytes, more than %d", ErrMalformed, len(data), MaxBeatSize)
+		return b, fmt.Errorf("%w: %w", ErrMalformed, fault{ErrTooLarge, fmt.Errorf("%d bytes, more than %d", len(data), MaxBeatSize)})
 	}
 	data = bytes.TrimSpace(data)
 	if len(data) == 0 || data[0] != '{' {
@@ -117,7 +117,7 @@ func readBeat(data []byte, fast bool) (Beat, error) {
 		// the heap, and b need not.
 		var slow Beat
 		if err := json.Unmarshal(data, &slow); err != nil {
-			return slow, fmt.Errorf("%w: %s", ErrMalformed, describeJSONError(err))
+			return slow, fmt.Errorf("%w: %w", ErrMalformed, describeJSONError(err))
 		}
 		b = slow
 	}
@@ -130,17 +130,25 @@ func readBeat(data []byte, fast bool) (Beat, error) {
 	return b, nil
 }
 
-// describeJSONError turns a decoding error into a phrase that names the field.
-func describeJSONError(err error) string {
+// describeJSONError turns a decoding error into a phrase that names the
+// field (and an agentId or status of the wrong type is of that kind).
+func describeJSONError(err error) error {
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) && te.Field != "" {
-		return fmt.Sprintf("%s: want %s, got %s", te.Field, te.Type, te.Value)
+		e := fmt.Errorf("%s: want %s, got %s", te.Field, te.Type, te.Value)
+		switch te.Field {
+		case "agentId":
+			return fault{ErrBadID, e}
+		case "status":
+			return fault{ErrBadStatus, e}
+		}
+		return e
 	}
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
-		return fmt.Sprintf("invalid JSON at byte %d: %v", se.Offset, err)
+		return fmt.Errorf("invalid JSON at byte %d: %v", se.Offset, err)
 	}
-	return err.Error()
+	return err
 }
 
 // MarshalBeat encodes a beat as it goes on the wire.

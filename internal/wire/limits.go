@@ -60,10 +60,10 @@ func (r floatRange) check(field string, v float64) error {
 // check validates a decoded beat. The first field found wrong is named.
 func (b *Beat) check() error {
 	if err := ValidateID(b.AgentID); err != nil {
-		return fmt.Errorf("agentId: %w", err)
+		return fault{ErrBadID, fmt.Errorf("agentId: %w", err)}
 	}
 	if !b.Status.Valid() {
-		return fmt.Errorf("status %s is not a known status", quoteClip(string(b.Status)))
+		return fault{ErrBadStatus, fmt.Errorf("status %s is not a known status", quoteClip(string(b.Status)))}
 	}
 	if len(b.AgentType) > maxTypeLength {
 		return fmt.Errorf("agentType is longer than %d bytes", maxTypeLength)
