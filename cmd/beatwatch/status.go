@@ -21,7 +21,6 @@ import (
 	"github.com/beatwrap/beatwrap/internal/dashboard"
 	"github.com/beatwrap/beatwrap/internal/monitor"
 	"github.com/beatwrap/beatwrap/internal/store"
-	"github.com/beatwrap/beatwrap/internal/wire"
 )
 
 func newStatus(ctx context.Context) *cobra.Command {
@@ -153,8 +152,11 @@ func askPage(ctx context.Context, base, token string, q monitor.Query, cursor st
 	return sum, nil
 }
 
-// fromRedis builds the view a watcher would have just after a restart: what
-// the hashes say, judged by their age.
+// fromRedis builds the view from the agents' hashes with the monitor's
+// own judgement: each hash is replayed as the last beat it records,
+// received when the agent wrote it, and the fleet is judged now. It is
+// the view of a watcher that saw those beats, not of one just restarted
+// (which would give every agent a grace first).
 func fromRedis(ctx context.Context, url, namespace string, q monitor.Query, all bool) (dashboard.Summary, error) {
 	w, err := store.NewWatcher(url, store.Options{Namespace: namespace})
 	if err != nil {
@@ -165,13 +167,17 @@ func fromRedis(ctx context.Context, url, namespace string, q monitor.Query, all 
 	if err != nil {
 		return dashboard.Summary{}, err
 	}
-	now := time.Now()
-	agents := make([]monitor.Agent, 0, len(hashes))
+	recs := make([]monitor.Record, 0, len(hashes))
 	for _, h := range hashes {
-		agents = append(agents, agentFromHash(h, now))
+		recs = append(recs, monitor.RecordOf(h.ID, h.Hash))
 	}
-	// SCAN returns keys in no order; the watcher lists agents worst first,
-	// by id within a state.
+	now := time.Now()
+	// Agents failed or stopped long ago are shown, not forgotten.
+	m := monitor.New(monitor.Config{Forget: -1})
+	m.Replay(recs, now)
+	m.Sweep(now)
+	agents := m.Agents()
+	// The watcher lists agents worst first, by id within a state.
 	slices.SortFunc(agents, func(a, b monitor.Agent) int {
 		return cmp.Or(cmp.Compare(monitor.Rank(a.State), monitor.Rank(b.State)), strings.Compare(a.AgentID, b.AgentID))
 	})
@@ -188,47 +194,6 @@ func fromRedis(ctx context.Context, url, namespace string, q monitor.Query, all 
 	}
 	sum.Agents = kept
 	return sum, nil
-}
-
-func agentFromHash(h store.AgentHash, now time.Time) monitor.Agent {
-	f := h.Fields
-	var i64 = func(k string) int64 { var n int64; fmt.Sscan(f[k], &n); return n }
-	var f64 = func(k string) float64 { var x float64; fmt.Sscan(f[k], &x); return x }
-	a := monitor.Agent{
-		AgentID: h.ID, AgentType: f["type"], Status: wire.Status(f["status"]),
-		LastHeartbeat: i64("lastHeartbeat"), IntervalMs: i64("intervalMs"), Host: f["host"],
-		PID: int(i64("pid")), ContainerID: f["containerId"], CurrentTask: f["currentTask"],
-		Metrics: wire.Metrics{CPUPercent: f64("cpuPercent"), MemoryMB: f64("memoryMB")},
-	}
-	if v, ok := f["taskProgress"]; ok && v != "" {
-		p := f64("taskProgress")
-		a.TaskProgress = &p
-	}
-	iv := a.IntervalMs
-	if iv <= 0 {
-		iv = 30000
-	}
-	missed := i64("missedBeats")
-	if missed <= 0 {
-		missed = 3
-	}
-	a.MissedBeatsLimit = int(missed)
-	a.Sequence = uint64(i64("sequence"))
-	a.Restarts = int(i64("restarts"))
-	age := now.UnixMilli() - a.LastHeartbeat
-	switch {
-	case a.Status == wire.StatusStopped:
-		a.State = monitor.Stopped
-	case a.Status == wire.StatusExited || age > missed*iv:
-		a.State = monitor.Failed
-	case age > iv+monitor.Slack(time.Duration(iv)*time.Millisecond).Milliseconds():
-		a.State = monitor.Missing
-	case a.Status == wire.StatusStalled:
-		a.State = monitor.Stalled
-	default:
-		a.State = monitor.Healthy
-	}
-	return a
 }
 
 func printTable(out io.Writer, sum dashboard.Summary, now time.Time) {

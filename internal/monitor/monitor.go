@@ -496,6 +496,13 @@ func (m *Monitor) Restore(recs []Record, now time.Time) {
 		a.graceFrom = t
 		a.flags = fRestored
 		a.missed = m.missed
+		a.task = strings.Clone(r.CurrentTask)
+		a.restarts = int32(r.Restarts)
+		a.metrics = packMetrics(wire.Metrics{CPUPercent: r.CPUPercent, MemoryMB: r.MemoryMB})
+		if r.TaskProgress != nil {
+			a.progress = float32(*r.TaskProgress)
+			a.flags |= fHasProgress
+		}
 		// The agent's clock may be off: its times are shown, never judged by,
 		// and never put after now.
 		a.seen = msOr(r.LastHeartbeat, t)

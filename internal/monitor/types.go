@@ -155,6 +155,11 @@ type Record struct {
 	RegisteredAt  int64
 
 	// Optional: beatwrap writes them, clients of the reference design may not.
-	Sequence    uint64
-	ContainerID string
+	Sequence     uint64
+	ContainerID  string
+	CurrentTask  string
+	TaskProgress *float64
+	CPUPercent   float64
+	MemoryMB     float64
+	Restarts     int
 }

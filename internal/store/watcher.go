@@ -224,7 +224,8 @@ func sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
-// AgentHash is one agent:<id> hash as it is in Redis.
+// AgentHash is one agent:<id> hash, decoded: the fields Register, Beat and
+// Final write (see hashFields), read back by wire.ParseHash.
 type AgentHash struct {
 	ID     string
 	Fields map[string]string
@@ -235,8 +236,8 @@ type AgentHash struct {
 	Err  error
 }
 
-// Agents reads every agent hash, in batches, without blocking Redis. On a
-// Cluster it reads every master.
+// Agents reads every agent hash, in batches, without blocking Redis, and
+// decodes it. On a Cluster it reads every master.
 func (w *Watcher) Agents(ctx context.Context) ([]AgentHash, error) {
 	cc, ok := w.client.(*redis.ClusterClient)
 	if !ok {

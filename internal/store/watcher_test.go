@@ -319,3 +319,56 @@ func TestReplicaRegistry(t *testing.T) {
 		t.Fatalf("after Deregister: live = %v, %v", live, err)
 	}
 }
+
+// What Register, Beat and Final write, Agents reads back: the hash schema is
+// written and read in one place, and this keeps the two sides together.
+func TestAgentsReadsBackWhatBeatsWrite(t *testing.T) {
+	url := testutil.RedisURL(t)
+	ns := testutil.Namespace(t)
+	ctx := context.Background()
+	pub, err := NewRedis(url, Options{Namespace: ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	b := testBeat("round-1", 1, wire.StatusStarting)
+	b.ContainerID, b.Restarts = strings.Repeat("ab", 32), 2
+	if err := pub.Register(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	b.Sequence, b.Status = 2, wire.StatusBusy
+	if err := pub.Beat(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	code := 3
+	b.Sequence, b.Status, b.ExitCode = 3, wire.StatusExited, &code
+	stopped := time.UnixMilli(b.Timestamp + 5)
+	if err := pub.Final(ctx, b, stopped); err != nil {
+		t.Fatal(err)
+	}
+	w, err := NewWatcher(url, Options{Namespace: ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	got, err := w.Agents(ctx)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("Agents = %+v, %v; want one", got, err)
+	}
+	h := got[0]
+	if h.Err != nil {
+		t.Errorf("hash read with errors: %v", h.Err)
+	}
+	want := wire.Hash{
+		Type: b.AgentType, Host: b.Host, PID: b.PID, Status: wire.StatusExited, LastHeartbeat: b.Timestamp,
+		RegisteredAt: b.Timestamp, StoppedAt: stopped.UnixMilli(), Sequence: 3, CPUPercent: 12.5, MemoryMB: 310,
+		IntervalMs: 1000, MissedBeats: 3, ContainerID: b.ContainerID, Restarts: 2, CurrentTask: b.CurrentTask,
+	}
+	if h.ID != "round-1" || h.Hash.TaskProgress == nil || *h.Hash.TaskProgress != 40 || h.Hash.ExitCode == nil || *h.Hash.ExitCode != 3 {
+		t.Errorf("read %s, progress %v, exit code %v", h.ID, h.Hash.TaskProgress, h.Hash.ExitCode)
+	}
+	h.Hash.TaskProgress, h.Hash.ExitCode = nil, nil
+	if h.Hash != want {
+		t.Errorf("read back\n%+v\nwant\n%+v", h.Hash, want)
+	}
+}

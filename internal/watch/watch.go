@@ -275,7 +275,7 @@ func (w *Watcher) restore(ctx context.Context) {
 						w.log.Warn("agent hash fields refused; the agent is restored without them", "agent", h.ID, "error", h.Err)
 					}
 				}
-				recs = append(recs, recordOf(h))
+				recs = append(recs, monitor.RecordOf(h.ID, h.Hash))
 			}
 			now := w.now()
 			w.mon.Restore(recs, now)
@@ -298,27 +298,6 @@ func (w *Watcher) restore(ctx context.Context) {
 		case <-time.After(wait):
 		}
 		wait = min(wait*2, 5*time.Second)
-	}
-}
-
-// recordOf is what a restarted watcher keeps of an agent hash: its fields
-// as wire.ParseHash read them, so that a hash is held to the ranges a beat
-// is, and a field that cannot be accepted is zero.
-func recordOf(h store.AgentHash) monitor.Record {
-	x := h.Hash
-	return monitor.Record{
-		AgentID:       h.ID,
-		Type:          x.Type,
-		Host:          x.Host,
-		PID:           x.PID,
-		Status:        x.Status,
-		LastHeartbeat: x.LastHeartbeat,
-		IntervalMs:    x.IntervalMs,
-		MissedBeats:   x.MissedBeats,
-		StoppedAt:     x.StoppedAt,
-		RegisteredAt:  x.RegisteredAt,
-		ContainerID:   x.ContainerID,
-		Sequence:      x.Sequence,
 	}
 }
 
