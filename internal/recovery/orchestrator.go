@@ -767,8 +767,8 @@ func (b *beating) is() bool {
 }
 
 // waitBeat waits until the agent beats again, as its transitions tell: it is
-// healthy, and no transition takes that back within one interval (at most
-// 1s). A blip, a first beat and at once a final "exited" (an agent that dies
+// healthy, and no transition takes that back within one interval (at least
+// 1s, at most 5s). A blip, a first beat and at once a final "exited" (an agent that dies
 // as it starts), is not beating again, and the ladder goes on. It gives up
 // when the time a step gets has passed.
 func (o *Orchestrator) waitBeat(ctx context.Context, a monitor.Agent, b *beating) bool {
@@ -776,7 +776,7 @@ func (o *Orchestrator) waitBeat(ctx context.Context, a monitor.Agent, b *beating
 	if wait <= 0 {
 		wait = max(time.Duration(a.IntervalMs)*time.Millisecond*time.Duration(max(a.MissedBeatsLimit, 1)), 15*time.Second)
 	}
-	settle := min(max(time.Duration(a.IntervalMs)*time.Millisecond, 100*time.Millisecond), time.Second)
+	settle := min(max(time.Duration(a.IntervalMs)*time.Millisecond, time.Second), 5*time.Second)
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	var confirm *time.Timer

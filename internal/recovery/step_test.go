@@ -50,11 +50,11 @@ func TestStepRecords(t *testing.T) {
 // A step waits for the agent's transitions: healthy and staying so is
 // beating again; a blip (a first beat, then at once a final "exited") is not.
 func TestWaitBeatFollowsTransitions(t *testing.T) {
-	o, err := New(Config{Guard: NewGuard(GuardConfig{}), BeatWait: 2 * time.Second})
+	o, err := New(Config{Guard: NewGuard(GuardConfig{}), BeatWait: 3 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := monitor.Agent{AgentID: "w1", IntervalMs: 1000, MissedBeatsLimit: 3}
+	a := monitor.Agent{AgentID: "w1", IntervalMs: 1000, MissedBeatsLimit: 3} // settles in 1s
 	tests := []struct {
 		name   string
 		states []monitor.State
