@@ -17,9 +17,10 @@ func TestStatus(t *testing.T) {
 	url := testutil.RedisURL(t)
 	ns := testutil.Namespace(t)
 	w := startRedisWatcher(t, url, ns)
-	startAgent(t, "--redis", url, "--namespace", ns, "--id", "st-1", "--interval", "200ms")
-	// A stopped agent's hash lives 4 intervals: 1s keeps it for the whole test.
-	stopper := startAgent(t, "--redis", url, "--namespace", ns, "--id", "st-2", "--interval", "1s")
+	// Intervals long enough that a loaded machine neither makes st-1 missing
+	// nor lets st-2's hash (4 intervals after its stop) expire mid-test.
+	startAgent(t, "--redis", url, "--namespace", ns, "--id", "st-1", "--interval", "500ms")
+	stopper := startAgent(t, "--redis", url, "--namespace", ns, "--id", "st-2", "--interval", "2s")
 	w.waitState("st-1", monitor.Healthy, 10*time.Second)
 	w.waitState("st-2", monitor.Healthy, 10*time.Second)
 	stopper.signal(syscall.SIGTERM)
