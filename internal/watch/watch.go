@@ -275,7 +275,7 @@ func (w *Watcher) restore(ctx context.Context) {
 						w.log.Warn("agent hash fields refused; the agent is restored without them", "agent", h.ID, "error", h.Err)
 					}
 				}
-				recs = append(recs, monitor.RecordOf(h.ID, h.Hash))
+				recs = append(recs, recordOf(h))
 			}
 			now := w.now()
 			w.mon.Restore(recs, now)
@@ -508,3 +508,6 @@ func shardOf(payload []byte, n int) int {
 	}
 	return int(h % uint32(n))
 }
+
+// recordOf is what a restarted watcher keeps of an agent hash.
+func recordOf(h store.AgentHash) monitor.Record { return monitor.RecordOf(h.ID, h.Hash) }
