@@ -15,19 +15,21 @@ import (
 )
 
 // orphanScript leaves 100 orphans behind (each a subshell that starts a
-// `sleep 2` in the background and exits at once, so the sleep is re-parented
+// `sleep 5` in the background and exits at once, so the sleep is re-parented
 // to PID 1), counts the ones PID 1 adopted (the last subshells may not be
-// gone yet on a busy machine), waits up to 10s for every sleep to be gone
+// gone yet on a busy machine), waits up to 20s for every sleep to be gone
 // (a zombie still counts), and writes "adopted zombies sleepers-left" to
 // $OUT. It exits 7 so that the test also sees the child's own code get
-// through the reaper.
+// through the reaper. The sleeps last 5s because a loaded machine can take
+// seconds to start all 100, and a sleep that ended before the count is not
+// counted.
 const orphanScript = `status() { cat /proc/[0-9]*/status 2>/dev/null; } # processes may vanish meanwhile
 sleepers() { status | awk '/^Name:/ {if ($2 == "sleep") c++} END {print c+0}'; }
-for i in $(seq 100); do ( sleep 2 & ) ; done
+for i in $(seq 100); do ( sleep 5 & ) ; done
 sleep 0.3
 adopted=$(status | awk '/^Name:/ {n=$2} /^PPid:/ {if ($2 == 1 && n == "sleep") c++} END {print c+0}')
 i=0
-while [ "$(sleepers)" -gt 0 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+while [ "$(sleepers)" -gt 0 ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done
 zombies=$(status | awk '/^State:/ {if ($2 == "Z") c++} END {print c+0}')
 echo "$adopted $zombies $(sleepers)" > "$OUT"
 exit 7`
