@@ -87,7 +87,7 @@ func TestOrphans(t *testing.T) {
 			var pids [3]int
 			var starts [3]string
 			for i, name := range names {
-				pids[i], _ = strconv.Atoi(strings.TrimSpace(waitFile(t, filepath.Join(dir, name), 10*time.Second)))
+				pids[i] = waitPIDFile(t, filepath.Join(dir, name), 10*time.Second)
 				starts[i], _ = liveSince(pids[i])
 			}
 			live := func(i int) bool {
@@ -187,5 +187,25 @@ func TestParseOrphan(t *testing.T) {
 	}
 	if _, err := ParseOrphan("Kill"); err == nil || err.Error() != `--orphan must be kill or keep, got "Kill"` {
 		t.Errorf("ParseOrphan(\"Kill\") error = %v", err)
+	}
+}
+
+// waitPIDFile returns the pid a shell's echo wrote to path: the file exists
+// as soon as the shell opens it, so wait for the whole line.
+func waitPIDFile(t *testing.T, path string, d time.Duration) int {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		if b, err := os.ReadFile(path); err == nil && strings.HasSuffix(string(b), "\n") {
+			pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+			if err != nil {
+				t.Fatalf("%s holds %q, not a pid", path, b)
+			}
+			return pid
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no pid in %s within %v", path, d)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
