@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -69,15 +70,25 @@ attack();
 	}))
 	defer evil.Close()
 
+	// Not t.TempDir: Chromium's helper processes may still write into its
+	// profile after the kill, and a folder that cannot be removed then would
+	// fail the test. The whole process group is killed, the folder removed
+	// as far as it goes.
+	profile, err := os.MkdirTemp("", "bwchrome")
+	if err != nil {
+		t.Fatal(err)
+	}
 	cmd := exec.Command(browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-		"--disable-extensions", "--user-data-dir="+t.TempDir(), evil.URL+"/")
+		"--disable-extensions", "--user-data-dir="+profile, evil.URL+"/")
 	cmd.Stdout, cmd.Stderr = os.Stderr, nil
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", browser, err)
 	}
 	defer func() {
-		_ = cmd.Process.Kill()
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		_ = cmd.Wait()
+		_ = os.RemoveAll(profile)
 	}()
 	select {
 	case r := <-done:
