@@ -40,6 +40,17 @@ func beatArgs(url string, bs *beats, id, sock string, more ...string) []string {
 	return append([]string{"--redis", url, "--namespace", bs.ns, "--id", id, "--interval", "200ms", "--socket", sock}, more...)
 }
 
+// drain drops the beats received so far.
+func (b *beats) drain() {
+	for {
+		select {
+		case <-b.sub.Channel():
+		default:
+			return
+		}
+	}
+}
+
 // during returns every beat that arrives within d.
 func (b *beats) during(d time.Duration) []wire.Beat {
 	b.t.Helper()
@@ -458,6 +469,7 @@ while True:
 				testutil.Eventually(t, 30*time.Second, "the child's first tick", func() bool {
 					return strings.Contains(r.stdout.String(), "tick\n")
 				})
+				bs.drain() // a healthy beat from before the stall is no sign
 				bs.next(10*time.Second, func(b wire.Beat) bool { return b.Status == wire.StatusHealthy })
 			}
 			seen := bs.during(4 * time.Second)
