@@ -302,6 +302,11 @@ func TestClusterReplicasShareTheShards(t *testing.T) {
 		}
 	})
 	t.Run("a dead Redis master fails nobody", func(t *testing.T) {
+		if os.Getenv("BEATWRAP_TEST_TAKEOVER") == "" {
+			// Its count of failures needs the killed agent above to have
+			// been declared failed first (see the skip above).
+			t.Skip("needs the takeover check; run with BEATWRAP_TEST_TAKEOVER=1")
+		}
 		before := 0.0
 		for _, r := range alive {
 			before += r.detections(t)
