@@ -11,14 +11,17 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/beatwrap/beatwrap/internal/dashboard"
 	"github.com/beatwrap/beatwrap/internal/monitor"
 	"github.com/beatwrap/beatwrap/internal/testutil"
 )
@@ -296,3 +299,68 @@ func publish(t *testing.T, c *redis.Client, ns string, payload any) {
 
 // ms is a duration in milliseconds, for logs.
 func ms(d int64) string { return fmt.Sprintf("%dms", d) }
+
+// eventLog is what a GET /v1/events stream has delivered so far.
+type eventLog struct {
+	mu   sync.Mutex
+	got  []dashboard.Event
+	open chan struct{} // closed once the stream's "open" event arrived
+}
+
+// streamEvents reads base's /v1/events until the test ends, and returns
+// once the stream is open: every transition from then on is in the log.
+func streamEvents(t *testing.T, base, token string) *eventLog {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/events", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET /v1/events: %v", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		t.Fatalf("GET /v1/events: %s", resp.Status)
+	}
+	l := &eventLog{open: make(chan struct{})}
+	go func() {
+		defer resp.Body.Close()
+		sc := bufio.NewScanner(resp.Body)
+		var name string
+		for sc.Scan() {
+			line := sc.Text()
+			switch {
+			case strings.HasPrefix(line, "event: "):
+				name = line[len("event: "):]
+			case strings.HasPrefix(line, "data: ") && name == "open":
+				close(l.open)
+			case strings.HasPrefix(line, "data: ") && name == "transition":
+				var ev dashboard.Event
+				if json.Unmarshal([]byte(line[len("data: "):]), &ev) == nil {
+					l.mu.Lock()
+					l.got = append(l.got, ev)
+					l.mu.Unlock()
+				}
+			}
+		}
+	}()
+	select {
+	case <-l.open:
+	case <-time.After(10 * time.Second):
+		t.Fatal("GET /v1/events: no open event within 10s")
+	}
+	return l
+}
+
+// events returns the transitions received so far.
+func (l *eventLog) events() []dashboard.Event {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.got)
+}

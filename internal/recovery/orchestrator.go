@@ -589,8 +589,25 @@ func (o *Orchestrator) handle(ctx context.Context, id string) {
 		delete(o.beats, id)
 		o.mu.Unlock()
 	}()
+	c, why, gone := o.target(ctx, engine, where, a)
+	switch {
+	case gone:
+		return
+	case why != "" && o.cfg.Alerter == nil:
+		// Nothing to act on and nobody to tell: calling that a recovery
+		// would only cycle the agent stalled → recovering → stalled (or
+		// failed → recovering → failed) for as long as it is in trouble.
+		// It keeps its state; the log says it needs a human.
+		o.alert(a, failure, why, nil, where)
+		return
+	}
 	o.report(Event{Kind: Started, AgentID: id, At: o.cfg.Now()})
-	back := o.ladder(ctx, engine, where, a, failure, beats)
+	back := false
+	if why != "" {
+		o.alert(a, failure, why, nil, where)
+	} else {
+		back = o.ladder(ctx, engine, where, a, c, failure, beats)
+	}
 	o.report(Event{Kind: Done, AgentID: id, OK: back, At: o.cfg.Now()})
 }
 
@@ -609,16 +626,20 @@ const (
 // is still under way.
 const claimTTL = 10 * time.Minute
 
-// ladder tries restart, then replace, then alerts. It reports whether the
-// agent beats again.
-func (o *Orchestrator) ladder(ctx context.Context, engine Engine, where store.Location, a monitor.Agent, failure string, beats *beating) bool {
-	reason := a.StateReason
+// trouble says what is wrong with a, for alerts.
+func trouble(a monitor.Agent) string {
 	if a.State == monitor.Stalled && a.StallReason != "" {
-		reason = "stalled: " + a.StallReason
+		return "agent " + a.AgentID + " is stalled (stalled: " + a.StallReason + ")"
 	}
+	return "agent " + a.AgentID + " is " + string(a.State) + " (" + a.StateReason + ")"
+}
+
+// target finds the container that the ladder acts on for a. When there is
+// none it may act on, why is what the alert says, and the inspection is
+// recorded; gone is set when a's engine does not answer (engineGone).
+func (o *Orchestrator) target(ctx context.Context, engine Engine, where store.Location, a monitor.Agent) (c docker.Container, why string, gone bool) {
 	if engine == nil {
-		o.alert(a, failure, "agent "+a.AgentID+" is "+string(a.State)+" ("+reason+"); automatic recovery is off", nil, where)
-		return false
+		return c, trouble(a) + "; automatic recovery is off", false
 	}
 	fctx, cancel := context.WithTimeout(ctx, engineCallTimeout)
 	c, err := engine.Find(fctx, a.AgentID, a.ContainerID)
@@ -626,38 +647,39 @@ func (o *Orchestrator) ladder(ctx context.Context, engine Engine, where store.Lo
 	switch {
 	case errors.Is(err, docker.ErrNotFound):
 		o.step(a.AgentID, StepResult{Step: StepInspect, Result: ResultSkipped, Detail: "no container", At: o.cfg.Now()})
-		o.alert(a, failure, "agent "+a.AgentID+" is "+string(a.State)+" ("+reason+") and runs in no container beatwatch can find", nil, where)
-		return false
+		return c, trouble(a) + " and runs in no container beatwatch can find", false
 	case errors.Is(err, docker.ErrNotOwned):
 		// The beats name a container that does not say it is this agent's:
 		// a beat is no proof, and acting on it would let any sender restart
 		// any labelled container.
 		o.log.Warn("container refused: not the agent's", "agent", a.AgentID, "error", err)
 		o.step(a.AgentID, StepResult{Step: StepInspect, Result: ResultSkipped, Detail: "not the agent's container", Error: err.Error(), At: o.cfg.Now()})
-		o.alert(a, failure, "agent "+a.AgentID+" is "+string(a.State)+" ("+reason+"); the container its beats name is not provably its own, so it is not touched: "+err.Error(), nil, where)
-		return false
+		return c, trouble(a) + "; the container its beats name is not provably its own, so it is not touched: " + err.Error(), false
 	case o.engineGone(a, where, err):
-		return false
+		return c, "", true
 	case err != nil:
 		o.step(a.AgentID, StepResult{Step: StepInspect, Result: ResultError, Error: err.Error(), At: o.cfg.Now()})
-		o.alert(a, failure, "agent "+a.AgentID+" is "+string(a.State)+" ("+reason+"); its container cannot be inspected: "+err.Error(), nil, where)
-		return false
+		return c, trouble(a) + "; its container cannot be inspected: " + err.Error(), false
 	case c.Foreign:
 		o.step(a.AgentID, StepResult{Step: StepInspect, Result: ResultSkipped, Container: c.ID, Detail: string(docker.VerdictNotEligible), At: o.cfg.Now()})
-		o.alert(a, failure, "agent "+a.AgentID+" is "+string(a.State)+" ("+reason+"); its container "+c.ShortID()+" belongs to namespace "+strconv.Quote(c.Namespace)+" (label "+docker.NamespaceLabel+"), so it is not touched", nil, where)
-		return false
+		return c, trouble(a) + "; its container " + c.ShortID() + " belongs to namespace " + strconv.Quote(c.Namespace) + " (label " + docker.NamespaceLabel + "), so it is not touched", false
 	case !c.Eligible:
 		o.step(a.AgentID, StepResult{Step: StepInspect, Result: ResultSkipped, Container: c.ID, Detail: string(docker.VerdictNotEligible), At: o.cfg.Now()})
-		o.alert(a, failure, "agent "+a.AgentID+" is "+string(a.State)+" ("+reason+"); its container "+c.ShortID()+" lacks the recover label, so it is not touched", nil, where)
-		return false
+		return c, trouble(a) + "; its container " + c.ShortID() + " lacks the recover label, so it is not touched", false
 	}
+	return c, "", false
+}
+
+// ladder restarts the container c, then replaces it, then alerts. It
+// reports whether the agent beats again.
+func (o *Orchestrator) ladder(ctx context.Context, engine Engine, where store.Location, a monitor.Agent, c docker.Container, failure string, beats *beating) bool {
 	// One recovery at a time per container, and a budget per container:
 	// several agent ids may name one container, and each id has a budget
 	// of its own.
 	if d := o.cfg.Guard.BeginContainer(c.ID, o.cfg.Now()); !d.OK {
 		o.log.Warn("container refused: "+d.String(), "agent", a.AgentID, "container", c.ShortID())
 		o.step(a.AgentID, StepResult{Step: StepInspect, Result: ResultSkipped, Container: c.ID, Detail: "container: " + d.String(), At: o.cfg.Now()})
-		o.alert(a, failure, "agent "+a.AgentID+" is "+string(a.State)+" ("+reason+"); its container "+c.ShortID()+" is not touched: "+d.String(), nil, where)
+		o.alert(a, failure, trouble(a)+"; its container "+c.ShortID()+" is not touched: "+d.String(), nil, where)
 		return false
 	}
 	defer func() { o.cfg.Guard.EndContainer(c.ID, o.cfg.Now()) }()
@@ -720,7 +742,7 @@ func (o *Orchestrator) ladder(ctx context.Context, engine Engine, where store.Lo
 	if ctx.Err() != nil {
 		return false
 	}
-	o.alert(a, failure, "agent "+a.AgentID+" is "+string(a.State)+" ("+reason+"); restart and replace did not bring it back", steps, where)
+	o.alert(a, failure, trouble(a)+"; restart and replace did not bring it back", steps, where)
 	return false
 }
 

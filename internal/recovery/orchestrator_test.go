@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/beatwrap/beatwrap/internal/alert"
+	"github.com/beatwrap/beatwrap/internal/docker"
 	"github.com/beatwrap/beatwrap/internal/monitor"
 	"github.com/beatwrap/beatwrap/internal/testutil"
 	"github.com/beatwrap/beatwrap/internal/wire"
@@ -383,5 +384,130 @@ func TestNoAlertSinkSaysSoOnce(t *testing.T) {
 	}
 	if strings.Contains(out, "alerting a human") {
 		t.Errorf("the log claims a human is alerted though there is no sink:\n%s", out)
+	}
+}
+
+// noContainers is an engine that holds no agent's container: the agents run
+// on a host, outside Docker.
+type noContainers struct{}
+
+func (noContainers) Find(context.Context, string, string) (docker.Container, error) {
+	return docker.Container{}, docker.ErrNotFound
+}
+func (noContainers) Check(_ context.Context, c docker.Container, _ bool) (docker.Container, docker.Verdict, error) {
+	return c, "", errors.New("no container to check")
+}
+func (noContainers) Restart(context.Context, docker.Container, time.Duration) error {
+	return errors.New("no container to restart")
+}
+func (noContainers) Replace(context.Context, docker.Container, time.Duration) (docker.Replacement, error) {
+	return docker.Replacement{}, errors.New("no container to replace")
+}
+
+// transitions records every state change the monitor publishes.
+type transitions struct {
+	mu  sync.Mutex
+	got []monitor.Transition
+}
+
+func (r *transitions) Changed(tr monitor.Transition, _ monitor.Agent) {
+	r.mu.Lock()
+	r.got = append(r.got, tr)
+	r.mu.Unlock()
+}
+
+func (r *transitions) to(s monitor.State) []monitor.Transition {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []monitor.Transition
+	for _, tr := range r.got {
+		if tr.To == s {
+			out = append(out, tr)
+		}
+	}
+	return out
+}
+
+// TestNothingToDoKeepsTheState: an agent outside any container, with no
+// alert sink, gets nothing but a line in the log. Calling that a recovery
+// cycled it stalled → recovering → stalled (issue 16); it keeps its state,
+// stalled or failed.
+func TestNothingToDoKeepsTheState(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		engine Engine
+	}{
+		{"recovery off", nil},
+		{"no container", noContainers{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs testutil.Buffer
+			orch, err := New(Config{Engine: tc.engine, Guard: NewGuard(GuardConfig{BackoffBase: 50 * time.Millisecond}),
+				Settle: 10 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen := &transitions{}
+			steps := make(chan StepResult, 100)
+			mon := monitor.New(monitor.Config{Subscribers: []monitor.Subscriber{orch, seen}})
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { _ = orch.Run(ctx, fleet{mon, steps}); close(done) }()
+			defer func() {
+				cancel()
+				select {
+				case <-done:
+				case <-time.After(5 * time.Second):
+					t.Error("Orchestrator.Run did not return after cancel")
+				}
+			}()
+			beat := func(id string, seq uint64, status wire.Status, code *int) {
+				mon.Observe(wire.Beat{AgentID: id, AgentType: "t", Sequence: seq, Status: status, IntervalMs: 1000,
+					MissedBeats: 3, PID: 7, ExitCode: code, StallReason: "no progress for 5m0s"}, time.Now())
+			}
+			code := 1
+			beat("stuck", 1, wire.StatusHealthy, nil)
+			beat("stuck", 2, wire.StatusStalled, nil)
+			beat("dead", 1, wire.StatusHealthy, nil)
+			beat("dead", 2, wire.StatusExited, &code)
+
+			alerted := map[string]bool{}
+			timeout := time.After(5 * time.Second)
+			for len(alerted) < 2 {
+				select {
+				case s := <-steps:
+					if s.Step == StepAlert {
+						if s.Result != ResultSkipped {
+							t.Errorf("alert step with no sink = %+v, want skipped", s)
+						}
+						for _, id := range []string{"stuck", "dead"} {
+							if a, _ := mon.Get(id); len(a.Recoveries) > 0 && a.Recoveries[len(a.Recoveries)-1].Step == string(StepAlert) {
+								alerted[id] = true
+							}
+						}
+					}
+				case <-timeout:
+					t.Fatalf("alert steps for %v within 5s, want stuck and dead", alerted)
+				}
+			}
+			// A stalled agent beats on: more stalled beats change nothing.
+			for seq := uint64(3); seq < 30; seq++ {
+				beat("stuck", seq, wire.StatusStalled, nil)
+				time.Sleep(20 * time.Millisecond)
+			}
+			if got := seen.to(monitor.Recovering); len(got) > 0 {
+				t.Errorf("with nothing to restart and nobody to alert, the agents went recovering: %+v", got)
+			}
+			for id, want := range map[string]monitor.State{"stuck": monitor.Stalled, "dead": monitor.Failed} {
+				if a, _ := mon.Get(id); a.State != want {
+					t.Errorf("%s is %s, want %s", id, a.State, want)
+				}
+			}
+			for _, id := range []string{"stuck", "dead"} {
+				if n := strings.Count(logs.String(), "agent="+id); n != 1 {
+					t.Errorf("%s is logged %d times, want once (needs a human):\n%s", id, n, logs.String())
+				}
+			}
+		})
 	}
 }
