@@ -15,12 +15,17 @@ import (
 )
 
 // TestDemo runs `beatwatch demo` as a newcomer would and checks, through the
-// HTTP API, that each example agent does what the demo promises.
+// HTTP API, that each example agent does what the demo promises, and that
+// the demo shows every state of the watcher in its first minute, as it
+// says. The machine may be loaded: the bound is 90 s; the demo's timeline
+// takes about 15.
 func TestDemo(t *testing.T) {
 	testutil.Binary(t, "cmd/beatwrap") // the demo finds it next to beatwatch
+	bin := testutil.Binary(t, "cmd/beatwatch")
 	port := testutil.FreePort(t)
-	p := testutil.StartProc(t, testutil.Binary(t, "cmd/beatwatch"), nil, "demo", "--listen", fmt.Sprintf("127.0.0.1:%d", port))
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	start := time.Now()
+	p := testutil.StartProc(t, bin, nil, "demo", "--listen", fmt.Sprintf("127.0.0.1:%d", port))
 
 	get := func() (dashboard.Summary, bool) {
 		resp, err := http.Get(base + "/health/agents")
@@ -31,38 +36,85 @@ func TestDemo(t *testing.T) {
 		var s dashboard.Summary
 		return s, json.NewDecoder(resp.Body).Decode(&s) == nil
 	}
-	byID := func(s dashboard.Summary) map[string]monitor.Agent {
-		m := map[string]monitor.Agent{}
-		for _, a := range s.Agents {
-			m[a.AgentID] = a
+	testutil.Eventually(t, 20*time.Second, "the demo's watcher answers", func() bool { _, ok := get(); return ok })
+	events := streamEvents(t, base, "")
+
+	// When each state was first seen, by the events or by a look at the
+	// fleet (the first beats may come before the stream is open).
+	firstSeen := map[monitor.State]time.Duration{}
+	see := func(s monitor.State) {
+		if _, ok := firstSeen[s]; !ok {
+			firstSeen[s] = time.Since(start)
 		}
-		return m
 	}
-	var last map[string]monitor.Agent
+	last := map[string]monitor.Agent{}
 	defer func() {
 		if t.Failed() {
 			for id, a := range last {
-				t.Logf("%s: %s, restarts %d, %s", id, a.State, a.Restarts, a.StateReason)
+				t.Logf("%s: %s, restarts %d, %s, history %+v", id, a.State, a.Restarts, a.StateReason, a.Recoveries)
+			}
+			for _, ev := range events.events() {
+				t.Logf("event: %s %s -> %s (%s)", ev.AgentID, ev.From, ev.To, ev.Reason)
 			}
 			t.Logf("demo output:\n%s\nstderr:\n%s", p.Stdout, p.Stderr)
 		}
 	}()
-	testutil.Eventually(t, 25*time.Second, "the demo's agents in their promised states", func() bool {
-		s, ok := get()
-		if !ok {
-			return false
+	states := monitor.States()
+	done := func() bool {
+		if s, ok := get(); ok {
+			for _, a := range s.Agents {
+				last[a.AgentID] = a
+				see(a.State)
+			}
 		}
-		last = byID(s)
-		return last["summariser"].State == monitor.Healthy &&
-			last["researcher"].State == monitor.Stalled &&
-			last["flaky-coder"].Restarts >= 1 &&
+		for _, ev := range events.events() {
+			see(ev.To)
+		}
+		return len(firstSeen) == len(states) &&
+			last["lost-worker"].State == monitor.Healthy && last["flaky-coder"].State == monitor.Failed &&
 			last["nightly-batch"].State == monitor.Stopped
-	})
-	if last["summariser"].CurrentTask == "" || last["summariser"].Metrics.TokensUsedThisHour == 0 {
-		t.Errorf("the working agent's reports do not show: %+v", last["summariser"])
 	}
-	if !strings.Contains(last["researcher"].StallReason, "no progress") {
-		t.Errorf("stall reason = %q", last["researcher"].StallReason)
+	deadline := time.After(90 * time.Second)
+	for !done() {
+		select {
+		case <-deadline:
+			t.Fatalf("states seen in 90s: %v, want all of %v", firstSeen, states)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	for _, s := range states {
+		t.Logf("%-10s first seen %v after the demo started", s, firstSeen[s].Round(100*time.Millisecond))
+	}
+
+	// Each agent did what the banner says it does.
+	byAgent := map[string][]string{}
+	for _, ev := range events.events() {
+		byAgent[ev.AgentID] = append(byAgent[ev.AgentID], string(ev.To))
+	}
+	if a := last["summariser"]; a.State != monitor.Healthy || a.CurrentTask == "" || a.Metrics.TokensUsedThisHour == 0 {
+		t.Errorf("the working agent's reports do not show: %+v", a)
+	}
+	if a := last["researcher"]; a.State != monitor.Stalled || !strings.Contains(a.StallReason, "no progress") {
+		t.Errorf("researcher = %s, stall reason %q; want stalled with no progress", a.State, a.StallReason)
+	}
+	if a := last["flaky-coder"]; a.Restarts != 2 || a.ExitCode == nil || *a.ExitCode != 1 {
+		t.Errorf("flaky-coder: %d restarts in place, exit code %v; want 2, then 1", a.Restarts, a.ExitCode)
+	}
+	// Nothing can restart them and nobody is alerted: they keep their state.
+	for _, id := range []string{"researcher", "flaky-coder", "summariser", "nightly-batch"} {
+		if strings.Contains(strings.Join(byAgent[id], " "), string(monitor.Recovering)) {
+			t.Errorf("%s went recovering: %v", id, byAgent[id])
+		}
+	}
+	if got, want := strings.Join(byAgent["lost-worker"], " "), "missing failed recovering healthy"; !strings.Contains(got, want) {
+		t.Errorf("lost-worker went %q, want %q in it", got, want)
+	}
+	steps := []string{}
+	for _, s := range last["lost-worker"].Recoveries {
+		steps = append(steps, s.Step+" "+s.Result)
+	}
+	if got := strings.Join(steps, ", "); !strings.Contains(got, "restart ok") {
+		t.Errorf("lost-worker's recovery steps: %s; want a restart", got)
 	}
 
 	p.Signal(syscall.SIGINT)
@@ -70,7 +122,16 @@ func TestDemo(t *testing.T) {
 		t.Errorf("demo exit code after Ctrl-C = %d, want 0; stderr:\n%s", code, p.Stderr)
 	}
 	out := p.Stdout.String()
-	for _, want := range []string{"dashboard at " + base, "researcher", "healthy    -> stalled", "restarted in place", "stopping the agents"} {
+	banner, _, _ := strings.Cut(out, "state changes as beatwatch sees them")
+	for _, s := range states {
+		if !strings.Contains(banner, string(s)) {
+			t.Errorf("the banner does not say the demo shows %s:\n%s", s, banner)
+		}
+		if s != monitor.Healthy && !strings.Contains(out, "-> "+string(s)) {
+			t.Errorf("the demo did not print a change to %s:\n%s", s, out)
+		}
+	}
+	for _, want := range []string{"dashboard at " + base, "restarted in place", "recovery restart ok", "needs a human", "stopping the agents"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}
