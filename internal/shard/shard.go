@@ -214,16 +214,26 @@ func (c *Coordinator) Owns(s int) bool {
 // Assign gives each shard of shards to one replica of live, the same way on
 // every replica that sees the same live list: rendezvous hashing (each shard
 // goes to the replica whose id hashes highest together with it) with bounded
-// loads (no replica gets more than its even share, rounded up; a shard whose
-// first choice is full goes to its next). Bounded, a replica's share of the
-// beats is a third of them among three, not whatever the hash gives; a
-// replica that joins or leaves still moves few shards besides its own.
+// loads. The numbered shards, which carry beatwrap's beats, are shared
+// exactly evenly: each replica gets their count divided by the replicas,
+// and the remainder goes one each to as many replicas; a shard whose first
+// choice is full goes to its next. The Seed channel (the reference design's
+// clients) is given on its own, to its first choice, so it never takes the
+// place of a numbered shard: with 12 shards and three replicas each reads
+// four, a third of the beats, whatever the ids hash to. A replica that joins
+// or leaves still moves few shards besides its own.
 func Assign(shards []int, live []Replica) map[int]Replica {
 	out := make(map[int]Replica, len(shards))
 	if len(live) == 0 {
 		return out
 	}
-	limit := (len(shards) + len(live) - 1) / len(live)
+	numbered := 0
+	for _, s := range shards {
+		if s != Seed {
+			numbered++
+		}
+	}
+	even, extra := numbered/len(live), numbered%len(live)
 	load := make(map[string]int, len(live))
 	ranked := make([]Replica, len(live))
 	for _, s := range shards {
@@ -238,8 +248,15 @@ func Assign(shards []int, live []Replica) map[int]Replica {
 			}
 			return strings.Compare(a.ID, b.ID)
 		})
+		if s == Seed {
+			out[s] = ranked[0]
+			continue
+		}
 		for _, r := range ranked {
-			if load[r.ID] < limit {
+			if load[r.ID] < even || load[r.ID] == even && extra > 0 {
+				if load[r.ID] == even {
+					extra--
+				}
 				out[s] = r
 				load[r.ID]++
 				break

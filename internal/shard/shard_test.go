@@ -41,6 +41,42 @@ func TestAssignSharesEvenlyAndMovesFew(t *testing.T) {
 	}
 }
 
+// TestAssignSharesTheBeatsEvenly checks the numbered shards (the ones that
+// carry beatwrap's beats) are split as evenly as they can be, whatever the
+// replica ids hash to: the Seed channel never takes a numbered shard's
+// place.
+func TestAssignSharesTheBeatsEvenly(t *testing.T) {
+	for trial := range 200 {
+		n := 3 + trial%5 // replicas
+		var live []Replica
+		for i := range n {
+			live = append(live, Replica{ID: fmt.Sprintf("replica-%d-%d", trial, i)})
+		}
+		for _, count := range []int{n - 1, 12, 13, 64} {
+			shards := []int{Seed}
+			for s := range count {
+				shards = append(shards, s)
+			}
+			got := Assign(shards, live)
+			if len(got) != len(shards) {
+				t.Fatalf("%d replicas, %d shards: %d assigned", n, count, len(got))
+			}
+			per := map[string]int{}
+			for s, r := range got {
+				if s != Seed {
+					per[r.ID]++
+				}
+			}
+			lo, hi := count/n, (count+n-1)/n
+			for _, r := range live {
+				if per[r.ID] < lo || per[r.ID] > hi {
+					t.Fatalf("%d replicas, %d shards: %s reads %d numbered shards, want %d to %d (%v)", n, count, r.ID, per[r.ID], lo, hi, per)
+				}
+			}
+		}
+	}
+}
+
 // memRegistry is a registry in memory: the coordinator's contract with Redis
 // without Redis (the Redis side has its own test in internal/store).
 type memRegistry struct {
