@@ -71,7 +71,9 @@ type Orchestrator struct {
 	agents   map[string]monitor.Agent // agent in trouble -> as its last transition left it
 	beats    map[string]*beating      // agent under recovery -> whether it beats again
 	leading  bool
-	wake     chan struct{}
+	// leaseFailing is set while asking for the lease fails.
+	leaseFailing bool
+	wake         chan struct{}
 	// noSink says once that failures are only logged: nobody is alerted.
 	noSink sync.Once
 
@@ -398,7 +400,15 @@ func (o *Orchestrator) lease(ctx context.Context) {
 	o.mu.Lock()
 	changed := held != o.leading
 	o.leading = held
+	// A lease that cannot be asked for (Redis refuses the script: an ACL
+	// without +evalsha) leaves this replica recovering nothing: say so
+	// once per run of errors, not at every renewal.
+	firstErr := err != nil && !o.leaseFailing
+	o.leaseFailing = err != nil
 	o.mu.Unlock()
+	if firstErr && !changed {
+		o.log.Warn("cannot take the recovery lease: this replica recovers nothing until it can", "holder", o.cfg.Holder, "error", err)
+	}
 	if changed {
 		o.report(Event{Kind: Leader, Leading: held, At: o.cfg.Now()})
 		if held {

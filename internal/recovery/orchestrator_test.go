@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -53,13 +54,18 @@ func (h *webhook) events(agent string) []string {
 
 type fakeCoord struct {
 	mu       sync.Mutex
+	leaseErr error
 	claimErr error
 	claimed  map[string]string
 	claims   int
 }
 
-func (c *fakeCoord) Lease(context.Context, string, time.Duration) (bool, error) { return true, nil }
-func (c *fakeCoord) ReleaseLease(context.Context, string) error                 { return nil }
+func (c *fakeCoord) Lease(context.Context, string, time.Duration) (bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.leaseErr == nil, c.leaseErr
+}
+func (c *fakeCoord) ReleaseLease(context.Context, string) error { return nil }
 func (c *fakeCoord) Claim(_ context.Context, id, failure, holder string, _ time.Duration) (bool, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -509,5 +515,47 @@ func TestNothingToDoKeepsTheState(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestLeaseErrorIsLogged: a replica that cannot ask for the recovery lease
+// (Redis refuses the script under its ACL) recovers nothing; the log says
+// so, once for the run of errors, not at every renewal.
+func TestLeaseErrorIsLogged(t *testing.T) {
+	var logs testutil.Buffer
+	coord := &fakeCoord{claimed: map[string]string{},
+		leaseErr: errors.New("NOPERM this user has no permissions to run the 'evalsha' command")}
+	tick := make(chan time.Time)
+	var clock atomic.Int64
+	clock.Store(time.Now().UnixNano())
+	orch, err := New(Config{Guard: NewGuard(GuardConfig{}), Coordinator: coord, Holder: "r1",
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)), Tick: tick,
+		Now: func() time.Time { return time.Unix(0, clock.Load()) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mon := monitor.New(monitor.Config{Subscribers: []monitor.Subscriber{orch}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = orch.Run(ctx, fleet{mon, make(chan StepResult, 100)}); close(done) }()
+	for range 5 { // five renewals, a second apart
+		now := time.Unix(0, clock.Add(int64(time.Second)))
+		select {
+		case tick <- now:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the orchestrator does not take its tick")
+		}
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Orchestrator.Run did not return after cancel")
+	}
+	if n := strings.Count(logs.String(), "cannot take the recovery lease"); n != 1 {
+		t.Errorf("six failed lease renewals logged %d warnings, want 1:\n%s", n, logs.String())
+	}
+	if !strings.Contains(logs.String(), "evalsha") {
+		t.Errorf("the warning does not say why:\n%s", logs.String())
 	}
 }

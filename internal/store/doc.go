@@ -13,6 +13,10 @@
 //     heartbeats:<wire.Shard(id, n)>; on a Cluster by SPUBLISH, sent
 //     alongside the hash's MULTI because the two live on different slots
 //     (see Redis.sendSharded).
+//     Every reply of the transaction is read (see tx): a beat Redis refused
+//     is an ErrRejected naming the command and the missing permission, and
+//     one it ran only in part, because MULTI itself was refused, is a
+//     *PartialError saying which commands ran.
 //   - HTTP: each beat is POSTed to a single-node beatwatch at /v1/beats.
 //
 // Both also keep the agent's checkpoint (CheckpointStore), fenced by epoch:

@@ -3,6 +3,7 @@ package store
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -101,12 +102,13 @@ func hashFields(b wire.Beat) []any {
 func (r *Redis) Register(ctx context.Context, b wire.Beat) error {
 	key := r.keys.Agent(b.AgentID)
 	fields := append(hashFields(b), "registeredAt", strconv.FormatInt(b.Timestamp, 10), "shards", strconv.Itoa(r.shards))
-	_, err := r.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HDel(ctx, key, "stoppedAt", "exitCode", "stallReason")
-		p.HSet(ctx, key, fields...)
-		p.PExpire(ctx, key, ttl(b))
-		return nil
-	})
+	c, err := r.nodeFor(ctx, key)
+	if err == nil {
+		_, err = tx(ctx, c, "registration of "+b.AgentID,
+			txCmd{"hdel", key, "stoppedAt", "exitCode", "stallReason"},
+			append(txCmd{"hset", key}, fields...),
+			txCmd{"pexpire", key, ttl(b).Milliseconds()})
+	}
 	if err != nil {
 		r.failed()
 		return fmt.Errorf("register %s in %s: %w", b.AgentID, r.addr, err)
@@ -148,20 +150,36 @@ func (r *Redis) send(ctx context.Context, b wire.Beat, extra []any) error {
 	}
 	// One transaction: a PUBLISH names no key, so on a Cluster too it rides
 	// in the MULTI of the agent's hash (and reaches every node).
-	var pub *redis.IntCmd
-	_, err = r.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		pub = p.Publish(ctx, channel, msg)
-		r.hashUpdate(ctx, p, key, b, fields)
-		return nil
-	})
+	c, err := r.nodeFor(ctx, key)
+	var res []any
 	if err == nil {
-		r.heard(channel, pub.Val())
+		res, err = tx(ctx, c, "beat of "+b.AgentID,
+			append([]txCmd{{"publish", channel, msg}}, hashUpdate(key, b, fields)...)...)
+	}
+	if res != nil {
+		if n, ok := res[0].(int64); ok {
+			r.heard(channel, n)
+		}
 	}
 	if err != nil {
 		r.failed()
 		return fmt.Errorf("beat %s to %s: %w", b.AgentID, r.addr, err)
 	}
 	return nil
+}
+
+// nodeFor is the client a transaction on key is sent to: the Redis, or on a
+// Cluster the master of key's slot (a MULTI must reach one node).
+func (r *Redis) nodeFor(ctx context.Context, key string) (redis.Cmdable, error) {
+	cc, ok := r.client.(*redis.ClusterClient)
+	if !ok {
+		return r.client, nil
+	}
+	node, err := cc.MasterForKey(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("find the node of %s: %w", key, err)
+	}
+	return node, nil
 }
 
 // failed is called after a call failed. On a Cluster the failure may be a
@@ -193,20 +211,32 @@ func (r *Redis) sendSharded(ctx context.Context, b wire.Beat, channel string, ms
 		pubErr <- err
 	}()
 	key := r.keys.Agent(id)
-	_, err := r.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		r.hashUpdate(ctx, p, key, b, fields)
-		return nil
-	})
-	if perr := <-pubErr; perr != nil && err == nil {
-		err = fmt.Errorf("spublish on %s: %w", channel, perr)
-	} else if perr == nil {
+	c, err := r.nodeFor(ctx, key)
+	if err == nil {
+		_, err = tx(ctx, c, "beat of "+id, hashUpdate(key, b, fields)...)
+	}
+	perr := <-pubErr
+	if perr == nil {
 		r.heard(channel, receivers)
 	}
-	if err != nil {
-		r.failed()
-		return fmt.Errorf("beat %s to %s: %w", id, r.addr, err)
+	var pe *PartialError
+	switch {
+	case perr == nil && err == nil:
+		return nil
+	case perr != nil && err == nil && isRedisError(perr):
+		// Redis refused the SPUBLISH (the ACL): the hash is written.
+		err = &PartialError{What: "beat of " + id, Ran: []string{"hset", "hsetnx", "hdel", "pexpire"},
+			Refused: []string{refusal(txCmd{"spublish", channel}, perr)}}
+	case perr == nil && errors.As(err, &pe):
+		pe.Ran = append([]string{"spublish"}, pe.Ran...)
+	case perr == nil && errors.Is(err, ErrRejected):
+		// Redis refused the hash's writes: the beat was published.
+		err = &PartialError{What: "beat of " + id, Ran: []string{"spublish"}, Refused: []string{err.Error()}}
+	case perr != nil && err == nil:
+		err = fmt.Errorf("spublish on %s: %w", channel, perr)
 	}
-	return nil
+	r.failed()
+	return fmt.Errorf("beat %s to %s: %w", id, r.addr, err)
 }
 
 // heard notes how many subscribers received a beat on channel. Beats that
@@ -232,16 +262,18 @@ func (r *Redis) heard(channel string, receivers int64) {
 	}
 }
 
-// hashUpdate queues the writes of one beat to the agent's hash.
-func (r *Redis) hashUpdate(ctx context.Context, p redis.Pipeliner, key string, b wire.Beat, fields []any) {
-	p.HSet(ctx, key, fields...)
-	// A Redis that lost its data (restarted without persistence) gets a
-	// registration time back instead of a hash without one.
-	p.HSetNX(ctx, key, "registeredAt", strconv.FormatInt(b.Timestamp, 10))
-	if b.StallReason == "" {
-		p.HDel(ctx, key, "stallReason")
+// hashUpdate is the writes of one beat to the agent's hash.
+func hashUpdate(key string, b wire.Beat, fields []any) []txCmd {
+	cmds := []txCmd{
+		append(txCmd{"hset", key}, fields...),
+		// A Redis that lost its data (restarted without persistence) gets a
+		// registration time back instead of a hash without one.
+		{"hsetnx", key, "registeredAt", strconv.FormatInt(b.Timestamp, 10)},
 	}
-	p.PExpire(ctx, key, ttl(b))
+	if b.StallReason == "" {
+		cmds = append(cmds, txCmd{"hdel", key, "stallReason"})
+	}
+	return append(cmds, txCmd{"pexpire", key, ttl(b).Milliseconds()})
 }
 
 // redact hides a password in a URL before it is shown.

@@ -129,7 +129,12 @@ func (s *Sender) Run(ctx context.Context) error {
 				// will not help, the next one may. A wrong token rejects
 				// every beat: say so once, not at every interval.
 				if !rejected {
-					s.log.Warn("beats rejected; the agent keeps running, later beats are sent as usual", "destination", s.pub.String(), "error", err)
+					if pe := (*PartialError)(nil); errors.As(err, &pe) {
+						s.log.Warn("beats written only in part; the agent keeps running, later beats are sent as usual",
+							"destination", s.pub.String(), "ran", pe.Ran, "refused", pe.Refused, "error", err)
+					} else {
+						s.log.Warn("beats rejected; the agent keeps running, later beats are sent as usual", "destination", s.pub.String(), "error", err)
+					}
 					rejected = true
 				}
 				continue
@@ -152,16 +157,24 @@ func (s *Sender) Run(ctx context.Context) error {
 func (s *Sender) deliver(ctx context.Context, b wire.Beat, registered *bool) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
+	var partial error
 	if !*registered && !b.Status.Final() {
-		if err := s.pub.Register(ctx, b); err != nil {
+		err := s.pub.Register(ctx, b)
+		// A registration written in part (an ACL without +multi) is as
+		// much as will ever be written: the beats go on, and the log says
+		// what Redis refused.
+		if err != nil && !errors.As(err, new(*PartialError)) {
 			return err
 		}
-		*registered = true
+		*registered, partial = true, err
 		if b.Status == wire.StatusStarting {
-			return nil
+			return partial
 		}
 	}
-	return s.pub.Beat(ctx, b)
+	if err := s.pub.Beat(ctx, b); err != nil {
+		return err
+	}
+	return partial
 }
 
 // Flush delivers b as the final beat, trying again until it is delivered or

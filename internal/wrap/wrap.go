@@ -558,7 +558,12 @@ func (w *wrapper) final(exit supervise.Exit, res Result) {
 	}
 	// Bounded: a stop must not hang on an unreachable Redis. Docker's stop
 	// timeout is 10s and the grace period has used part of it.
-	if err := w.sender.Flush(b, time.Now(), 2*time.Second); err != nil {
+	err := w.sender.Flush(b, time.Now(), 2*time.Second)
+	if pe := (*store.PartialError)(nil); errors.As(err, &pe) {
+		// Not "not delivered": what Redis ran (the PUBLISH, the hash) did
+		// reach it, and the watcher may act on it.
+		w.log.Warn("final beat written only in part", "destination", w.destination(), "ran", pe.Ran, "refused", pe.Refused, "error", err)
+	} else if err != nil {
 		w.log.Warn("final beat not delivered", "destination", w.destination(), "error", err)
 	}
 }
