@@ -155,6 +155,43 @@ func TestPageAfterGoneAgent(t *testing.T) {
 	}
 }
 
+// TestFilteredPagesMatchTheFleet pages a mixed fleet with every combination
+// of filters, state and page size, and checks the pages against the fleet
+// filtered and sorted the slow way: every matching agent once, worst state
+// first, by id, and nothing else.
+func TestFilteredPagesMatchTheFleet(t *testing.T) {
+	m := pagedFleet(t, 700)
+	all := m.Agents()
+	slices.SortFunc(all, func(a, b Agent) int {
+		return cmp.Or(Rank(a.State)-Rank(b.State), strings.Compare(a.AgentID, b.AgentID))
+	})
+	for _, st := range []State{"", Healthy, Failed, Stalled, Stopped, Missing} {
+		for _, typ := range []string{"", "a"} {
+			for _, host := range []string{"", "h1"} {
+				for _, q := range []string{"", "1", "p-06", "none"} {
+					for _, limit := range []int{1, 7, 1000} {
+						query := Query{State: st, Type: typ, Host: host, Q: q, Limit: limit}
+						var want []string
+						for _, a := range all {
+							if (st == "" || a.State == st) && (typ == "" || a.AgentType == typ) &&
+								(host == "" || a.Host == host) && strings.Contains(a.AgentID, q) {
+								want = append(want, string(a.State)+"/"+a.AgentID)
+							}
+						}
+						var got []string
+						for _, a := range pageAll(t, m, query) {
+							got = append(got, string(a.State)+"/"+a.AgentID)
+						}
+						if !slices.Equal(got, want) {
+							t.Fatalf("%+v: pages give %d agents %v…, want %d %v…", query, len(got), got[:min(len(got), 5)], len(want), want[:min(len(want), 5)])
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
 // BenchmarkPage is one page of a million agents: the first page, a page deep
 // into the fleet, and a filter that matches almost nobody (the whole fleet is
 // scanned). Target: under 100 ms each.
@@ -177,6 +214,7 @@ func BenchmarkPage(b *testing.B) {
 		{"first", Query{Limit: 1000}},
 		{"deep", Query{Limit: 1000, After: Position{State: Healthy, ID: "agent-500000"}}},
 		{"rare", Query{Limit: 1000, Q: "agent-99999"}},
+		{"type-nobody-has", Query{Limit: 1000, Type: "coder"}},
 		{"counts", Query{Limit: 0}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
