@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -178,11 +179,18 @@ func (o *options) config(argv []string, stderr io.Writer) (wrap.Config, error) {
 		return wrap.Config{}, cli.Usagef("--on-stall must be report, restart or exit, got %q", o.onStall)
 	}
 	policy, err := supervise.ParsePolicy(o.restart, o.restartLimit, o.restartWindow)
-	if err != nil {
+	switch {
+	case errors.Is(err, supervise.ErrBadRestartMode):
+		return wrap.Config{}, cli.Usagef("--restart %v, got %q", supervise.ErrBadRestartMode, o.restart)
+	case errors.Is(err, supervise.ErrBadRestartLimit):
+		return wrap.Config{}, cli.Usagef("--restart-limit %v, got %q", supervise.ErrBadRestartLimit, strconv.Itoa(o.restartLimit))
+	case errors.Is(err, supervise.ErrBadRestartWindow):
+		return wrap.Config{}, cli.Usagef("--restart-window %v, got %q", supervise.ErrBadRestartWindow, o.restartWindow)
+	case err != nil:
 		return wrap.Config{}, cli.Usagef("%v", err)
 	}
 	if _, err := supervise.ParseOrphan(o.orphan); err != nil {
-		return wrap.Config{}, cli.Usagef("%v", err)
+		return wrap.Config{}, cli.Usagef("--orphan %v, got %q", supervise.ErrBadOrphan, o.orphan)
 	}
 	if math.IsNaN(o.degradedMemoryMB) || math.IsInf(o.degradedMemoryMB, 0) {
 		return wrap.Config{}, cli.Usagef("--degraded-memory-mb must be a number of MB, got %v", o.degradedMemoryMB)

@@ -14,8 +14,8 @@
 // Should beatwrap die without running the stop sequence (SIGKILL, the OOM
 // killer), the child's process group dies with it (OrphanKill, the default)
 // or runs on (OrphanKeep). orphan.go says how: Pdeathsig from a thread that
-// outlives every child, and a watchdog process that kills the group when its
-// pipe from beatwrap closes.
+// outlives every child, and a watchdog process (package watchdog) that kills
+// the group when its pipe from beatwrap closes.
 //
 // The package installs no signal handler for the caller: the caller passes
 // ForwardedSignals to signal.Notify and calls Signal for each one. SIGCHLD is

@@ -6,6 +6,8 @@ import (
 	"os"
 	"syscall"
 	"time"
+
+	"github.com/beatwrap/beatwrap/internal/supervise/watchdog"
 )
 
 // loop is the state of one Run. Only Run's goroutine touches it, and only it
@@ -18,7 +20,7 @@ type loop struct {
 	done    <-chan struct{} // ctx.Done(), nil once seen
 	ctx     context.Context
 	io      *childIO
-	wd      *watchdog // nil without one
+	wd      *watchdog.Watchdog // nil without one
 
 	pid       int  // current child, 0 between runs
 	tty       bool // the child was given the terminal's foreground
@@ -99,7 +101,7 @@ func (l *loop) start() error {
 	l.starts++
 	l.pid, l.startedAt = pid, s.now()
 	// The child is its process group's leader: its pid is the group's id.
-	if err := l.wd.track(pid); err != nil {
+	if err := l.wd.Track(pid); err != nil {
 		s.log.Warn("orphan watchdog not told of the agent", "pid", pid, "error", err)
 	}
 	s.mu.Lock()
@@ -169,7 +171,7 @@ func (l *loop) supervise() (e Exit, asked string) {
 			// new instance must not share the world with stale helpers, and
 			// beatwrap is about to exit otherwise.
 			l.killGroup()
-			if err := l.wd.track(0); err != nil {
+			if err := l.wd.Track(0); err != nil {
 				s.log.Warn("orphan watchdog not told the agent ended", "error", err)
 			}
 			l.reclaimTerminal()
@@ -263,7 +265,7 @@ func (l *loop) pause(d time.Duration) {
 // until nothing is left makes up for SIGCHLDs merged by the kernel.
 func (l *loop) reap() (ws syscall.WaitStatus, found bool) {
 	if l.wd != nil && !l.reapAny {
-		if pid, _ := syscall.Wait4(l.wd.pid, nil, syscall.WNOHANG, nil); pid == l.wd.pid {
+		if pid, _ := syscall.Wait4(l.wd.PID(), nil, syscall.WNOHANG, nil); pid == l.wd.PID() {
 			l.watchdogEnded()
 		}
 	}
@@ -289,7 +291,7 @@ func (l *loop) reap() (ws syscall.WaitStatus, found bool) {
 			}
 			continue
 		}
-		if l.wd != nil && pid == l.wd.pid {
+		if l.wd != nil && pid == l.wd.PID() {
 			l.watchdogEnded()
 			continue
 		}
@@ -300,8 +302,8 @@ func (l *loop) reap() (ws syscall.WaitStatus, found bool) {
 // watchdogEnded starts the orphan watchdog again after it died (someone
 // killed it), telling it the current child's group.
 func (l *loop) watchdogEnded() {
-	l.s.log.Warn("orphan watchdog ended; starting another", "pid", l.wd.pid)
-	if err := l.wd.ended(); err != nil {
+	l.s.log.Warn("orphan watchdog ended; starting another", "pid", l.wd.PID())
+	if err := l.wd.Ended(); err != nil {
 		l.s.log.Warn("no orphan watchdog: if beatwrap is killed, the agent's children may outlive it", "error", err)
 		l.wd = nil
 	}

@@ -1,8 +1,8 @@
 package supervise
 
 import (
+	"errors"
 	"fmt"
-	"strconv"
 	"time"
 )
 
@@ -30,6 +30,17 @@ const (
 	backoffJitter = 0.2
 )
 
+// Errors of a restart policy, matched with errors.Is; the command line
+// names its flag and the value it got.
+var (
+	// ErrBadRestartMode: a mode other than never, on-failure or always.
+	ErrBadRestartMode = errors.New("must be never, on-failure or always")
+	// ErrBadRestartLimit: a negative limit.
+	ErrBadRestartLimit = errors.New("must be 0 or more")
+	// ErrBadRestartWindow: a window of 0 or less.
+	ErrBadRestartWindow = errors.New("must be more than 0")
+)
+
 // Policy says when a child that ended on its own is started again.
 type Policy struct {
 	// Mode is RestartNever, RestartOnFailure or RestartAlways; empty is never.
@@ -41,19 +52,21 @@ type Policy struct {
 	Window time.Duration
 }
 
-// ParsePolicy builds a Policy from the values of --restart, --restart-limit
-// and --restart-window. The error names the flag and the value it got.
+// ParsePolicy builds a Policy from a mode, a limit and a window (beatwrap's
+// --restart, --restart-limit and --restart-window). The error wraps
+// ErrBadRestartMode, ErrBadRestartLimit or ErrBadRestartWindow and quotes
+// the value.
 func ParsePolicy(mode string, limit int, window time.Duration) (Policy, error) {
 	switch mode {
 	case RestartNever, RestartOnFailure, RestartAlways:
 	default:
-		return Policy{}, fmt.Errorf("--restart must be never, on-failure or always, got %q", mode)
+		return Policy{}, fmt.Errorf("restart mode %w, got %q", ErrBadRestartMode, mode)
 	}
 	if limit < 0 {
-		return Policy{}, fmt.Errorf("--restart-limit must be 0 or more, got %q", strconv.Itoa(limit))
+		return Policy{}, fmt.Errorf("restart limit %w, got %d", ErrBadRestartLimit, limit)
 	}
 	if window <= 0 {
-		return Policy{}, fmt.Errorf("--restart-window must be more than 0, got %q", window.String())
+		return Policy{}, fmt.Errorf("restart window %w, got %s", ErrBadRestartWindow, window)
 	}
 	return Policy{Mode: mode, Limit: limit, Window: window}, nil
 }

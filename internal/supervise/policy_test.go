@@ -1,8 +1,8 @@
 package supervise
 
 import (
+	"errors"
 	"fmt"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -15,22 +15,23 @@ func TestParsePolicy(t *testing.T) {
 		limit   int
 		window  time.Duration
 		want    Policy
-		wantErr string // part of the message; empty for none
+		wantIs  error  // nil for none
+		wantErr string // the message
 	}{
-		{"never", "never", 5, 10 * time.Minute, Policy{RestartNever, 5, 10 * time.Minute}, ""},
-		{"on-failure", "on-failure", 3, time.Minute, Policy{RestartOnFailure, 3, time.Minute}, ""},
-		{"always with no restarts allowed", "always", 0, time.Minute, Policy{RestartAlways, 0, time.Minute}, ""},
-		{"unknown mode", "sometimes", 5, time.Minute, Policy{}, `--restart must be never, on-failure or always, got "sometimes"`},
-		{"empty mode", "", 5, time.Minute, Policy{}, `--restart must be never, on-failure or always, got ""`},
-		{"negative limit", "always", -1, time.Minute, Policy{}, `--restart-limit must be 0 or more, got "-1"`},
-		{"zero window", "always", 5, 0, Policy{}, `--restart-window must be more than 0, got "0s"`},
+		{"never", "never", 5, 10 * time.Minute, Policy{RestartNever, 5, 10 * time.Minute}, nil, ""},
+		{"on-failure", "on-failure", 3, time.Minute, Policy{RestartOnFailure, 3, time.Minute}, nil, ""},
+		{"always with no restarts allowed", "always", 0, time.Minute, Policy{RestartAlways, 0, time.Minute}, nil, ""},
+		{"unknown mode", "sometimes", 5, time.Minute, Policy{}, ErrBadRestartMode, `restart mode must be never, on-failure or always, got "sometimes"`},
+		{"empty mode", "", 5, time.Minute, Policy{}, ErrBadRestartMode, `restart mode must be never, on-failure or always, got ""`},
+		{"negative limit", "always", -1, time.Minute, Policy{}, ErrBadRestartLimit, `restart limit must be 0 or more, got -1`},
+		{"zero window", "always", 5, 0, Policy{}, ErrBadRestartWindow, `restart window must be more than 0, got 0s`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := ParsePolicy(tt.mode, tt.limit, tt.window)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("ParsePolicy() error = %v, want one containing %q", err, tt.wantErr)
+			if tt.wantIs != nil {
+				if !errors.Is(err, tt.wantIs) || err.Error() != tt.wantErr {
+					t.Fatalf("ParsePolicy() error = %v, want %q wrapping %v", err, tt.wantErr, tt.wantIs)
 				}
 				return
 			}

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/beatwrap/beatwrap/internal/supervise/watchdog"
 )
 
 // DefaultGrace is the default of --grace: how long the child has to stop after
@@ -23,6 +25,9 @@ import (
 // deregistering. Containers should run with a stop timeout longer than
 // --grace.
 const DefaultGrace = 10 * time.Second
+
+// ErrBadGrace: a negative Config.Grace.
+var ErrBadGrace = errors.New("must not be negative")
 
 // maxPendingSignals bounds the signals queued for the child between two turns
 // of the supervision loop; a flood beyond it is dropped.
@@ -175,7 +180,7 @@ func New(cfg Config) (*Supervisor, error) {
 		return nil, errors.New("no command to run")
 	}
 	if cfg.Grace < 0 {
-		return nil, fmt.Errorf("--grace must not be negative, got %q", cfg.Grace.String())
+		return nil, fmt.Errorf("grace %w, got %s", ErrBadGrace, cfg.Grace)
 	}
 	if err := cfg.Restart.validate(); err != nil {
 		return nil, err
@@ -236,14 +241,14 @@ func (s *Supervisor) Run(ctx context.Context) (Exit, error) {
 
 	l := &loop{s: s, reapAny: reapAny, chld: chld, done: ctx.Done(), ctx: ctx, io: cio}
 	l.wd = s.startWatchdog()
-	defer func() { l.wd.stop() }() // the one running at the end
+	defer func() { l.wd.Stop() }() // the one running at the end
 
 	return l.run()
 }
 
 // startWatchdog starts the watchdog that kills the child's group should this
 // process die; nil when it is not wanted (OrphanKeep, PID 1) or cannot run.
-func (s *Supervisor) startWatchdog() *watchdog {
+func (s *Supervisor) startWatchdog() *watchdog.Watchdog {
 	if os.Getpid() == 1 && s.cfg.Orphan == OrphanKeep {
 		s.log.Warn("--orphan keep has no effect as PID 1: the kernel ends every process of the container with it")
 	}
@@ -255,18 +260,18 @@ func (s *Supervisor) startWatchdog() *watchdog {
 		// namespace: the container ends, the agent with it.
 		return nil
 	}
-	stderr := noFD
+	stderr := watchdog.NoFD
 	if f, ok := s.cfg.Stderr.(*os.File); ok && f != nil {
 		stderr = f.Fd()
 	}
-	wd, err := startWatchdog(stderr)
+	wd, err := watchdog.Start(stderr)
 	if err != nil {
 		// The child itself still dies with us (Pdeathsig); its own
 		// children might not.
 		s.log.Warn("no orphan watchdog: if beatwrap is killed, the agent's children may outlive it", "error", err)
 		return nil
 	}
-	s.log.Debug("orphan watchdog started", "pid", wd.pid)
+	s.log.Debug("orphan watchdog started", "pid", wd.PID())
 	return wd
 }
 

@@ -227,10 +227,10 @@ func TestNewRejects(t *testing.T) {
 		wantErr string
 	}{
 		{"no command", Config{}, "no command"},
-		{"negative grace", Config{Argv: sh("true"), Grace: -time.Second}, `--grace must not be negative, got "-1s"`},
-		{"bad mode", Config{Argv: sh("true"), Restart: Policy{Mode: "often"}}, `--restart must be`},
-		{"bad window", Config{Argv: sh("true"), Restart: Policy{Mode: RestartAlways, Limit: 1}}, `--restart-window`},
-		{"bad orphan", Config{Argv: sh("true"), Orphan: "adopt"}, `--orphan must be kill or keep, got "adopt"`},
+		{"negative grace", Config{Argv: sh("true"), Grace: -time.Second}, `grace must not be negative, got -1s`},
+		{"bad mode", Config{Argv: sh("true"), Restart: Policy{Mode: "often"}}, `restart mode must be`},
+		{"bad window", Config{Argv: sh("true"), Restart: Policy{Mode: RestartAlways, Limit: 1}}, `restart window`},
+		{"bad orphan", Config{Argv: sh("true"), Orphan: "adopt"}, `orphan policy must be kill or keep, got "adopt"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
