@@ -24,7 +24,9 @@
 #      skips it) at 10s, 1% of them silenced after two intervals. Printed:
 #      beats/s ingested, the watcher's CPU and RSS per agent, seconds from
 #      the silenced agents' last beat to the last of them failed beside the
-#      timeout, and how often Redis cut the subscription.
+#      timeout, and how often Redis cut the subscription;
+#   6. a restart against RESTART agent hashes (default 1,000,000;
+#      BENCH_RESTART=0 skips it): time to rebuild the view, peak RSS.
 #
 # A subscriber that falls behind is disconnected by Redis once its output
 # buffer passes client-output-buffer-limit pubsub (default "32mb 8mb 60",
@@ -142,6 +144,34 @@ fleet 100000 1s
 if [ "${BENCH_FLEET:-1000000}" != 0 ]; then
   echo "-- ${BENCH_FLEET:-1000000} agents at 10s"
   fleet "${BENCH_FLEET:-1000000}" 10s
+fi
+
+# restart HASHES: a beatwatch started against HASHES agent hashes (written
+# with redis-cli --pipe, the fields beatwrap writes): seconds until it says
+# "view rebuilt from redis", its peak RSS while rebuilding, and its RSS after.
+restart() {
+  local port ns3=restart pid t0 t1
+  port=$(free_port)
+  awk -v n="$1" -v ns="$ns3" -v now="$(date +%s%3N)" 'BEGIN{for (i = 0; i < n; i++) printf "HSET %s:agent:agent-%07d registeredAt %d type summariser host node-%d pid %d status healthy lastHeartbeat %d sequence 42 cpuPercent 12.5 memoryMB 310 intervalMs 10000 missedBeats 3\r\n", ns, i, now-60000, i%100, 1000+i%30000, now}' |
+    rcli --pipe | tail -1
+  t0=$(date +%s.%N)
+  "$dir/beatwatch" serve --redis "redis://127.0.0.1:$redis_port" --namespace "$ns3" \
+    --listen "127.0.0.1:$port" --recover none --log-format json 2>"$dir/restart.log" &
+  pid=$!
+  for _ in $(seq 1200); do grep -q '"msg":"view rebuilt from redis"' "$dir/restart.log" && break; sleep 0.1; done
+  t1=$(date +%s.%N)
+  echo "view rebuilt in $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}') s (polled every 0.1 s): $(grep -m1 -o '"agents":[0-9]*' "$dir/restart.log")"
+  echo "peak RSS $(awk '/VmHWM/{printf "%.0f MB", $2/1024}' /proc/$pid/status); after 3 s:"
+  sleep 3
+  echo "RSS $(awk '/VmRSS/{printf "%.0f MB", $2/1024}' /proc/$pid/status), $(curl -fs "http://127.0.0.1:$port/health/agents?limit=0")"
+  kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true
+  rcli --scan --pattern "$ns3:agent:*" | xargs -r -n 10000 redis-cli -p "$redis_port" unlink >/dev/null
+}
+
+echo
+echo "== 6. a restart against ${BENCH_RESTART:-1000000} agent hashes (BENCH_RESTART=0 skips it)"
+if [ "${BENCH_RESTART:-1000000}" != 0 ]; then
+  restart "${BENCH_RESTART:-1000000}"
 fi
 
 echo

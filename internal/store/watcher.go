@@ -236,32 +236,42 @@ type AgentHash struct {
 	Err  error
 }
 
-// Agents reads every agent hash, in batches, without blocking Redis, and
-// decodes it. On a Cluster it reads every master.
+// Agents reads every agent hash (see EachAgents) and returns them all. For
+// a fleet of any size, EachAgents keeps the memory a read takes to a batch.
 func (w *Watcher) Agents(ctx context.Context) ([]AgentHash, error) {
+	var out []AgentHash
+	err := w.EachAgents(ctx, func(hs []AgentHash) { out = append(out, hs...) })
+	return out, err
+}
+
+// EachAgents reads every agent hash, in batches of about a thousand, without
+// blocking Redis, decodes them and hands each batch to each as it is read:
+// a million hashes are never all in memory at once (held as maps they take
+// gigabytes), and a reader may apply a batch before the next is read. On a
+// Cluster it reads every master, one batch at a time. A batch slice is not
+// reused after each returns. When it fails, the batches handed over so far
+// stay handed over.
+func (w *Watcher) EachAgents(ctx context.Context, each func([]AgentHash)) error {
 	cc, ok := w.client.(*redis.ClusterClient)
 	if !ok {
-		return w.agentsOn(ctx, w.client)
+		return w.agentsOn(ctx, w.client, each)
 	}
 	var mu sync.Mutex
-	var out []AgentHash
 	err := cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
-		hs, err := w.agentsOn(ctx, node)
-		mu.Lock()
-		out = append(out, hs...)
-		mu.Unlock()
-		return err
+		return w.agentsOn(ctx, node, func(hs []AgentHash) {
+			mu.Lock()
+			defer mu.Unlock()
+			each(hs)
+		})
 	})
 	if err != nil {
 		w.failed()
-		return nil, err
 	}
-	return out, nil
+	return err
 }
 
-// agentsOn reads the agent hashes of one server.
-func (w *Watcher) agentsOn(ctx context.Context, c redis.Cmdable) ([]AgentHash, error) {
-	var out []AgentHash
+// agentsOn reads the agent hashes of one server, a SCAN batch at a time.
+func (w *Watcher) agentsOn(ctx context.Context, c redis.Cmdable, each func([]AgentHash)) error {
 	var cursor uint64
 	for {
 		// Every type, not only hashes (SCAN TYPE): a key under agent:* that
@@ -269,7 +279,7 @@ func (w *Watcher) agentsOn(ctx context.Context, c redis.Cmdable) ([]AgentHash, e
 		// agent:<id>:checkpoint, a string of ours, is left out below.
 		keys, next, err := c.Scan(ctx, cursor, w.keys.AgentPattern(), 1000).Result()
 		if err != nil {
-			return nil, fmt.Errorf("scan agents in %s: %w", w.addr, err)
+			return fmt.Errorf("scan agents in %s: %w", w.addr, err)
 		}
 		if len(keys) > 0 {
 			cmds, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -281,8 +291,9 @@ func (w *Watcher) agentsOn(ctx context.Context, c redis.Cmdable) ([]AgentHash, e
 			// A command's own error (a key of another type) is looked at
 			// below, key by key; only a failure of the pipeline is fatal.
 			if err != nil && !errors.Is(err, redis.Nil) && !isCommandError(err) {
-				return nil, fmt.Errorf("read agents in %s: %w", w.addr, err)
+				return fmt.Errorf("read agents in %s: %w", w.addr, err)
 			}
+			batch := make([]AgentHash, 0, len(keys))
 			for i, c := range cmds {
 				m, err := c.(*redis.MapStringStringCmd).Result()
 				id := w.keys.AgentID(keys[i])
@@ -296,7 +307,7 @@ func (w *Watcher) agentsOn(ctx context.Context, c redis.Cmdable) ([]AgentHash, e
 					}
 					continue
 				case err != nil && !errors.Is(err, redis.Nil):
-					return nil, fmt.Errorf("read agent %s in %s: %w", keys[i], w.addr, err)
+					return fmt.Errorf("read agent %s in %s: %w", keys[i], w.addr, err)
 				case len(m) == 0:
 					continue // expired between SCAN and HGETALL
 				case wire.ValidateID(id) != nil:
@@ -304,12 +315,15 @@ func (w *Watcher) agentsOn(ctx context.Context, c redis.Cmdable) ([]AgentHash, e
 					continue
 				}
 				h, herr := wire.ParseHash(m)
-				out = append(out, AgentHash{ID: id, Fields: m, Hash: h, Err: herr})
+				batch = append(batch, AgentHash{ID: id, Fields: m, Hash: h, Err: herr})
+			}
+			if len(batch) > 0 {
+				each(batch)
 			}
 		}
 		cursor = next
 		if cursor == 0 {
-			return out, nil
+			return nil
 		}
 	}
 }

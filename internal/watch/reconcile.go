@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/beatwrap/beatwrap/internal/store"
 	"github.com/beatwrap/beatwrap/internal/wire"
 )
 
@@ -17,7 +18,31 @@ import (
 func (w *Watcher) reconcileFinals(ctx context.Context) {
 	wait := 200 * time.Millisecond
 	for attempt := 0; attempt < 5 && ctx.Err() == nil; attempt++ {
-		hashes, err := w.redis.Agents(ctx)
+		applied := 0
+		err := w.redis.EachAgents(ctx, func(hashes []store.AgentHash) {
+			for _, h := range hashes {
+				st := wire.Status(h.Fields["status"])
+				if !st.Final() {
+					continue
+				}
+				if _, ok := w.mon.Get(h.ID); !ok {
+					continue // another replica's, or gone
+				}
+				r := recordOf(h)
+				b := wire.Beat{
+					AgentID: h.ID, AgentType: r.Type, Host: r.Host, PID: r.PID, Status: st,
+					Sequence: r.Sequence, Timestamp: r.LastHeartbeat, IntervalMs: r.IntervalMs,
+					MissedBeats: r.MissedBeats, ContainerID: r.ContainerID,
+				}
+				if code, err := strconv.Atoi(h.Fields["exitCode"]); err == nil {
+					b.ExitCode = &code
+				}
+				// The monitor tells its subscribers of the change.
+				if _, ok := w.mon.Observe(b, w.now()); ok {
+					applied++
+				}
+			}
+		})
 		if err != nil {
 			select {
 			case <-ctx.Done():
@@ -26,29 +51,6 @@ func (w *Watcher) reconcileFinals(ctx context.Context) {
 			}
 			wait *= 2
 			continue
-		}
-		applied := 0
-		for _, h := range hashes {
-			st := wire.Status(h.Fields["status"])
-			if !st.Final() {
-				continue
-			}
-			if _, ok := w.mon.Get(h.ID); !ok {
-				continue // another replica's, or gone
-			}
-			r := recordOf(h)
-			b := wire.Beat{
-				AgentID: h.ID, AgentType: r.Type, Host: r.Host, PID: r.PID, Status: st,
-				Sequence: r.Sequence, Timestamp: r.LastHeartbeat, IntervalMs: r.IntervalMs,
-				MissedBeats: r.MissedBeats, ContainerID: r.ContainerID,
-			}
-			if code, err := strconv.Atoi(h.Fields["exitCode"]); err == nil {
-				b.ExitCode = &code
-			}
-			// The monitor tells its subscribers of the change.
-			if _, ok := w.mon.Observe(b, w.now()); ok {
-				applied++
-			}
 		}
 		if applied > 0 {
 			w.log.Info("final beats sent while redis was unreachable read from the agents' hashes", "agents", applied)

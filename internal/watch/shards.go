@@ -207,7 +207,31 @@ func (s *shards) restore(held []int) {
 	}
 	wait := 200 * time.Millisecond
 	for s.ctx.Err() == nil {
-		hashes, err := s.w.redis.Agents(s.ctx)
+		// Batch by batch, as the whole-fleet rebuild does (Watcher.restore).
+		other := map[string]int{} // --shards of agents that beat with another count
+		restored := 0
+		var recs []monitor.Record
+		err := s.w.redis.EachAgents(s.ctx, func(hashes []store.AgentHash) {
+			recs = recs[:0]
+			s.mu.Lock()
+			for _, h := range hashes {
+				ch, m := channelOfHash(h, s.n)
+				if m > 1 && m != s.n {
+					other[strconv.Itoa(m)]++
+				}
+				// A shard released since it was taken is not restored.
+				if !want[ch] || s.subs[ch] == nil {
+					continue
+				}
+				if ch == share.Seed {
+					s.seedIDs[h.ID] = struct{}{}
+				}
+				recs = append(recs, recordOf(h))
+			}
+			s.mu.Unlock()
+			s.w.mon.Restore(recs, s.w.now())
+			restored += len(recs)
+		})
 		if err != nil {
 			select {
 			case <-s.ctx.Done():
@@ -216,31 +240,11 @@ func (s *shards) restore(held []int) {
 			wait = min(wait*2, 5*time.Second)
 			continue
 		}
-		var recs []monitor.Record
-		other := map[string]int{} // --shards of agents that beat with another count
-		s.mu.Lock()
-		for _, h := range hashes {
-			ch, m := channelOfHash(h, s.n)
-			if m > 1 && m != s.n {
-				other[strconv.Itoa(m)]++
-			}
-			// A shard released since it was taken is not restored.
-			if !want[ch] || s.subs[ch] == nil {
-				continue
-			}
-			if ch == share.Seed {
-				s.seedIDs[h.ID] = struct{}{}
-			}
-			recs = append(recs, recordOf(h))
-		}
-		s.mu.Unlock()
 		// Agents on a roster without a hash died while their shard changed
 		// hands (the hash expired): they are judged like the others, from
 		// now, and are declared failed once their timeout has passed.
-		have := make(map[string]bool, len(recs))
-		for _, r := range recs {
-			have[r.AgentID] = true
-		}
+		// Restore leaves an agent it already holds (read from its hash, or
+		// beating since) as it is.
 		silent := 0
 		for _, sh := range held {
 			roster, err := s.w.redis.Roster(s.ctx, shardName(sh))
@@ -248,8 +252,9 @@ func (s *shards) restore(held []int) {
 				s.w.log.Warn("cannot read a shard's roster: an agent that died during the handover and whose hash expired is not failed", "shard", shardName(sh), "error", err)
 				continue
 			}
+			recs = recs[:0]
 			for id, e := range roster {
-				if have[id] {
+				if _, known := s.w.mon.Get(id); known {
 					continue
 				}
 				if sh == share.Seed {
@@ -258,13 +263,13 @@ func (s *shards) restore(held []int) {
 					s.mu.Unlock()
 				}
 				recs = append(recs, monitor.Record{AgentID: id, Status: wire.StatusHealthy, IntervalMs: e.IntervalMs, MissedBeats: e.MissedBeats})
-				silent++
 			}
+			s.w.mon.Restore(recs, s.w.now())
+			silent += len(recs)
 		}
 		now := s.w.now()
-		s.w.mon.Restore(recs, now)
 		s.w.judgedFrom.Store(now.UnixMilli())
-		s.w.log.Info("shards taken over: their agents read from redis", "shards", shardNames(held), "agents", len(recs), "without_hash", silent)
+		s.w.log.Info("shards taken over: their agents read from redis", "shards", shardNames(held), "agents", restored+silent, "without_hash", silent)
 		if len(other) > 0 && !s.mismatchLogged.Swap(true) {
 			s.w.log.Warn("some agents beat with another --shards than this beatwatch's: beats on channels it does not read are never seen",
 				"shards", s.n, "agents_by_their_shards", other)

@@ -265,10 +265,14 @@ func (w *Watcher) restore(ctx context.Context) {
 	warned := false
 	for ctx.Err() == nil {
 		skippedBefore, _ := w.redis.Skipped()
-		hashes, err := w.redis.Agents(ctx)
-		if err == nil {
-			recs := make([]monitor.Record, 0, len(hashes))
-			bad := 0
+		// Each batch is restored as it is read: a million hashes held at
+		// once take gigabytes, and beats go on being taken between batches.
+		// A batch read again after a failure restores nobody twice (Restore
+		// keeps an agent it knows).
+		n, bad := 0, 0
+		var recs []monitor.Record
+		err := w.redis.EachAgents(ctx, func(hashes []store.AgentHash) {
+			recs = recs[:0]
 			for _, h := range hashes {
 				if h.Err != nil {
 					if bad++; bad <= 10 {
@@ -277,16 +281,18 @@ func (w *Watcher) restore(ctx context.Context) {
 				}
 				recs = append(recs, recordOf(h))
 			}
-			now := w.now()
-			w.mon.Restore(recs, now)
-			w.judgedFrom.Store(now.UnixMilli())
+			w.mon.Restore(recs, w.now())
+			n += len(recs)
+		})
+		if err == nil {
+			w.judgedFrom.Store(w.now().UnixMilli())
 			skipped, last := w.redis.Skipped()
 			if n := skipped - skippedBefore; n > 0 {
 				w.metrics.KeysSkipped(int(n))
 				w.log.Warn("keys that are not agent hashes skipped", "count", n, "key", last,
 					"redis", w.redis.String())
 			}
-			w.log.Info("view rebuilt from redis", "agents", len(recs), "bad_hashes", bad, "skipped_keys", skipped-skippedBefore)
+			w.log.Info("view rebuilt from redis", "agents", n, "bad_hashes", bad, "skipped_keys", skipped-skippedBefore)
 			return
 		}
 		if !warned {
