@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -163,37 +161,27 @@ func fromRedis(ctx context.Context, url, namespace string, q monitor.Query, all 
 		return dashboard.Summary{}, cli.Usagef("--redis: %v", err)
 	}
 	defer w.Close()
-	hashes, err := w.Agents(ctx)
+	// Agents failed or stopped long ago are shown, not forgotten.
+	m := monitor.New(monitor.Config{Forget: -1})
+	// Batch by batch: a large fleet's hashes are never all in memory.
+	var recs []monitor.Record
+	err = w.EachAgents(ctx, func(hashes []store.AgentHash) {
+		recs = recs[:0]
+		for _, h := range hashes {
+			recs = append(recs, monitor.RecordOf(h.ID, h.Hash))
+		}
+		m.Replay(recs, time.Now())
+	})
 	if err != nil {
 		return dashboard.Summary{}, err
 	}
-	recs := make([]monitor.Record, 0, len(hashes))
-	for _, h := range hashes {
-		recs = append(recs, monitor.RecordOf(h.ID, h.Hash))
+	m.Sweep(time.Now())
+	// The page a watcher would answer: the counts of the whole fleet, the
+	// agents that match worst first, by id within a state.
+	if all {
+		q.Limit = m.Len()
 	}
-	now := time.Now()
-	// Agents failed or stopped long ago are shown, not forgotten.
-	m := monitor.New(monitor.Config{Forget: -1})
-	m.Replay(recs, now)
-	m.Sweep(now)
-	agents := m.Agents()
-	// The watcher lists agents worst first, by id within a state.
-	slices.SortFunc(agents, func(a, b monitor.Agent) int {
-		return cmp.Or(cmp.Compare(monitor.Rank(a.State), monitor.Rank(b.State)), strings.Compare(a.AgentID, b.AgentID))
-	})
-	sum := dashboard.Summarize(agents)
-	kept := agents[:0]
-	for _, a := range agents {
-		if q.State != "" && a.State != q.State || q.Type != "" && a.AgentType != q.Type || q.Host != "" && a.Host != q.Host {
-			continue
-		}
-		kept = append(kept, a)
-	}
-	if !all && len(kept) > q.Limit {
-		kept = kept[:q.Limit]
-	}
-	sum.Agents = kept
-	return sum, nil
+	return dashboard.PageSummary(m.Page(q)), nil
 }
 
 func printTable(out io.Writer, sum dashboard.Summary, now time.Time) {

@@ -216,8 +216,8 @@ func (sum *Summary) add(s monitor.State, n int) {
 	}
 }
 
-// pageSummary is the body of GET /health/agents for one page.
-func pageSummary(p monitor.Page) Summary {
+// PageSummary is the body of GET /health/agents for one page.
+func PageSummary(p monitor.Page) Summary {
 	sum := Summary{Total: p.Total, Agents: p.Agents}
 	for st, n := range p.Counts {
 		sum.add(st, n)
@@ -285,7 +285,7 @@ func (s *server) agents(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, pageSummary(s.fleet(r).Page(q)))
+	writeJSON(w, http.StatusOK, PageSummary(s.fleet(r).Page(q)))
 }
 
 // fleet is what a request asks about: the whole fleet, or with scope=local
