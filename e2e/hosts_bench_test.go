@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/beatwrap/beatwrap/internal/monitor"
-	"github.com/beatwrap/beatwrap/internal/testutil"
+	"github.com/beatwrap/beatwrap/internal/testutil/dockerd"
 )
 
 // BenchmarkRecoveryPerEngine times what a user waits for after a failure
@@ -51,7 +51,7 @@ func benchRecovery(b *testing.B, engine, failure, beatwatch string) {
 	}
 	host := h.hostA
 	if engine == "B" {
-		h.b = testutil.StartDockerd(b)
+		h.b = dockerd.Start(b)
 		h.b.LoadImage(b, f.image)
 		host = h.b.Host()
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/beatwrap/beatwrap/internal/monitor"
 	"github.com/beatwrap/beatwrap/internal/testutil"
+	"github.com/beatwrap/beatwrap/internal/testutil/dockerd"
 )
 
 // Two Docker Engines on one machine stand for two Docker hosts: the
@@ -24,14 +25,14 @@ import (
 // hosts is a fixture with a second engine holding the test image.
 type hosts struct {
 	*fixture
-	b          *testutil.Dockerd
+	b          *dockerd.Daemon
 	idA, hostA string // the system engine's ID and address
 }
 
 func newHosts(t testing.TB) *hosts {
 	t.Helper()
 	f := newFixture(t)
-	b := testutil.StartDockerd(t)
+	b := dockerd.Start(t)
 	b.LoadImage(t, f.image)
 	hostA := os.Getenv("DOCKER_HOST")
 	if hostA == "" {
@@ -42,7 +43,7 @@ func newHosts(t testing.TB) *hosts {
 
 // docker runs the docker CLI on engine b, or on the system engine when b
 // is nil.
-func (h *hosts) docker(b *testutil.Dockerd, args ...string) string {
+func (h *hosts) docker(b *dockerd.Daemon, args ...string) string {
 	h.t.Helper()
 	if b == nil {
 		return testutil.Docker(h.t, args...)
@@ -52,7 +53,7 @@ func (h *hosts) docker(b *testutil.Dockerd, args ...string) string {
 
 // agentOn starts the test agent under beatwrap in a container of engine b
 // (nil: the system engine), with beatwrap's --grace set to grace.
-func (h *hosts) agentOn(b *testutil.Dockerd, id, grace string) string {
+func (h *hosts) agentOn(b *dockerd.Daemon, id, grace string) string {
 	h.t.Helper()
 	cid := h.docker(b, "run", "-d", "--network", "host", "--name", h.ns+"-"+id,
 		"--label", testutil.TestLabel(), "--label", "beatwatch.agent="+id,
@@ -66,7 +67,7 @@ func (h *hosts) agentOn(b *testutil.Dockerd, id, grace string) string {
 }
 
 // pid1 is the host pid of a container's first process (beatwrap).
-func (h *hosts) pid1(b *testutil.Dockerd, cid string) int {
+func (h *hosts) pid1(b *dockerd.Daemon, cid string) int {
 	h.t.Helper()
 	pid, err := strconv.Atoi(h.docker(b, "inspect", "-f", "{{.State.Pid}}", cid))
 	if err != nil || pid <= 0 {
@@ -75,7 +76,7 @@ func (h *hosts) pid1(b *testutil.Dockerd, cid string) int {
 	return pid
 }
 
-func (h *hosts) startedAt(b *testutil.Dockerd, cid string) time.Time {
+func (h *hosts) startedAt(b *dockerd.Daemon, cid string) time.Time {
 	h.t.Helper()
 	s := h.docker(b, "inspect", "-f", "{{.State.StartedAt}}", cid)
 	at, err := time.Parse(time.RFC3339Nano, s)
@@ -203,7 +204,7 @@ func TestHostsFrozenAgentRestartedByItsEnginesReplica(t *testing.T) {
 	const grace = 10 * time.Second
 	engines := []struct {
 		name string
-		b    *testutil.Dockerd
+		b    *dockerd.Daemon
 		w    *watcher
 	}{{"a", nil, wA}, {"b", h.b, wB}}
 	cids := map[string]string{}

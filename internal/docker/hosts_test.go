@@ -10,6 +10,7 @@ import (
 	"github.com/moby/moby/api/types/container"
 
 	"github.com/beatwrap/beatwrap/internal/testutil"
+	"github.com/beatwrap/beatwrap/internal/testutil/dockerd"
 )
 
 // TestDockerNoGrace: a first process that is stopped, or has no handler
@@ -105,7 +106,7 @@ func TestDockerNamespace(t *testing.T) {
 // unix socket ignores them; each engine says its own ID.
 func TestDialTLS(t *testing.T) {
 	testutil.RequireDocker(t)
-	b := testutil.StartDockerd(t)
+	b := dockerd.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	identify := func(host string) (string, error) {

@@ -1,4 +1,4 @@
-package testutil
+package dockerd
 
 import (
 	"bufio"
@@ -21,9 +21,11 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/beatwrap/beatwrap/internal/testutil"
 )
 
-// Dockerd is a Docker Engine of a test's own, started beside the system's,
+// Daemon is a Docker Engine of a test's own, started beside the system's,
 // so that a test can have two engines on one machine. It has its own config
 // file (the system's daemon.json sets a data-root), data root, exec root,
 // containerd namespace, socket and key file, so it reports an engine ID of
@@ -34,11 +36,11 @@ import (
 // test ends it is torn down whatever happened: containers removed, the
 // daemon stopped by its pid, every process of it gone, its mounts
 // unmounted, its folder removed.
-type Dockerd struct {
+type Daemon struct {
 	t       testing.TB
 	dir     string
 	tlsPort int
-	certs   Certs
+	certs   testutil.Certs
 	id      string
 
 	mu   sync.Mutex
@@ -50,22 +52,22 @@ type Dockerd struct {
 // machine may be busy, and a first start sets up its data root.
 const dockerdStartTimeout = 60 * time.Second
 
-// StartDockerd starts a second Docker Engine for the test and waits until
+// Start starts a second Docker Engine for the test and waits until
 // it answers. Where one cannot be started (no dockerd, not root, or it does
 // not come up) the test skips with the reason, or fails when CI=true.
-func StartDockerd(t testing.TB) *Dockerd {
+func Start(t testing.TB) *Daemon {
 	t.Helper()
 	if runtime.GOOS != "linux" {
-		Unavailable(t, "a second dockerd needs Linux, this is %s", runtime.GOOS)
+		testutil.Unavailable(t, "a second dockerd needs Linux, this is %s", runtime.GOOS)
 	}
 	if os.Geteuid() != 0 {
-		Unavailable(t, "a second dockerd needs root (uid %d)", os.Geteuid())
+		testutil.Unavailable(t, "a second dockerd needs root (uid %d)", os.Geteuid())
 	}
 	if _, err := exec.LookPath("dockerd"); err != nil {
-		Unavailable(t, "dockerd not found on PATH: %v", err)
+		testutil.Unavailable(t, "dockerd not found on PATH: %v", err)
 	}
 	if _, err := exec.LookPath("docker"); err != nil {
-		Unavailable(t, "docker CLI not found on PATH: %v", err)
+		testutil.Unavailable(t, "docker CLI not found on PATH: %v", err)
 	}
 	sweepOnce.Do(sweepStaleDockerds)
 
@@ -74,7 +76,7 @@ func StartDockerd(t testing.TB) *Dockerd {
 	if err != nil {
 		t.Fatalf("folder for dockerd: %v", err)
 	}
-	d := &Dockerd{t: t, dir: dir, tlsPort: FreePort(t)}
+	d := &Daemon{t: t, dir: dir, tlsPort: testutil.FreePort(t)}
 	t.Cleanup(func() {
 		if err := d.teardown(); err != nil {
 			t.Errorf("tear down dockerd in %s: %v", dir, err)
@@ -86,7 +88,7 @@ func StartDockerd(t testing.TB) *Dockerd {
 	if err := os.WriteFile(filepath.Join(dir, "owner"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	d.certs = NewCerts(t, filepath.Join(dir, "certs"))
+	d.certs = testutil.NewCerts(t, filepath.Join(dir, "certs"))
 	cfg := map[string]any{}
 	if dockerdMajor() < 23 {
 		// Docker 20.10 derives the engine ID from this key: without a key
@@ -99,7 +101,7 @@ func StartDockerd(t testing.TB) *Dockerd {
 		t.Fatal(err)
 	}
 	if err := d.start(); err != nil {
-		Unavailable(t, "start a second dockerd: %v\n%s", err, d.Log())
+		testutil.Unavailable(t, "start a second dockerd: %v\n%s", err, d.Log())
 	}
 	info, err := d.info()
 	if err != nil {
@@ -110,26 +112,26 @@ func StartDockerd(t testing.TB) *Dockerd {
 }
 
 // Host is the engine's unix socket as a DOCKER_HOST address.
-func (d *Dockerd) Host() string { return "unix://" + d.socket() }
+func (d *Daemon) Host() string { return "unix://" + d.socket() }
 
 // TLSHost is the engine's TCP address, which takes only clients with a
 // certificate from CertPath: tcp://127.0.0.1:PORT.
-func (d *Dockerd) TLSHost() string { return fmt.Sprintf("tcp://127.0.0.1:%d", d.tlsPort) }
+func (d *Daemon) TLSHost() string { return fmt.Sprintf("tcp://127.0.0.1:%d", d.tlsPort) }
 
 // CertPath is the folder to give clients as DOCKER_CERT_PATH for TLSHost
 // (ca.pem, cert.pem, key.pem), with DOCKER_TLS_VERIFY=1.
-func (d *Dockerd) CertPath() string { return d.certs.ClientDir }
+func (d *Daemon) CertPath() string { return d.certs.ClientDir }
 
 // ID is the engine's own ID, as its /info reports it.
-func (d *Dockerd) ID() string { return d.id }
+func (d *Daemon) ID() string { return d.id }
 
 // Dir is the folder holding everything of the engine.
-func (d *Dockerd) Dir() string { return d.dir }
+func (d *Daemon) Dir() string { return d.dir }
 
-func (d *Dockerd) socket() string { return filepath.Join(d.dir, "docker.sock") }
+func (d *Daemon) socket() string { return filepath.Join(d.dir, "docker.sock") }
 
 // Log returns the last lines the daemon wrote.
-func (d *Dockerd) Log() string {
+func (d *Daemon) Log() string {
 	data, _ := os.ReadFile(filepath.Join(d.dir, "dockerd.log"))
 	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
 	if len(lines) > 30 {
@@ -139,7 +141,7 @@ func (d *Dockerd) Log() string {
 }
 
 // Running reports whether the daemon process is up.
-func (d *Dockerd) Running() bool {
+func (d *Daemon) Running() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.done == nil {
@@ -155,7 +157,7 @@ func (d *Dockerd) Running() bool {
 
 // Start starts the engine again on its state, after Stop or Crash, and
 // waits until it answers.
-func (d *Dockerd) Start() {
+func (d *Daemon) Start() {
 	d.t.Helper()
 	if d.Running() {
 		return
@@ -165,7 +167,7 @@ func (d *Dockerd) Start() {
 	}
 }
 
-func (d *Dockerd) start() error {
+func (d *Daemon) start() error {
 	logf, err := os.OpenFile(filepath.Join(d.dir, "dockerd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
@@ -223,7 +225,7 @@ func (d *Dockerd) start() error {
 // Stop stops the engine the way an operator does: SIGTERM to its pid; the
 // engine stops its containers (5s each at most) before it exits. SIGKILL
 // after 30s.
-func (d *Dockerd) Stop() {
+func (d *Daemon) Stop() {
 	d.t.Helper()
 	if !d.stopDaemon(30 * time.Second) {
 		d.t.Errorf("dockerd did not exit within 30s of SIGTERM; killed\n%s", d.Log())
@@ -233,7 +235,7 @@ func (d *Dockerd) Stop() {
 // Crash is the host losing power: every process of the engine (its
 // containers, their shims, containerd, dockerd) is SIGKILLed at once. The
 // agents in it send no goodbye, and the engine does not answer until Start.
-func (d *Dockerd) Crash() {
+func (d *Daemon) Crash() {
 	d.t.Helper()
 	pids := d.processes()
 	for _, pid := range pids {
@@ -256,7 +258,7 @@ func (d *Dockerd) Crash() {
 
 // stopDaemon sends SIGTERM to the daemon and waits up to timeout for it to
 // exit, then SIGKILLs it. It reports whether SIGTERM was enough.
-func (d *Dockerd) stopDaemon(timeout time.Duration) bool {
+func (d *Daemon) stopDaemon(timeout time.Duration) bool {
 	d.mu.Lock()
 	cmd, done := d.cmd, d.done
 	d.mu.Unlock()
@@ -281,7 +283,7 @@ func (d *Dockerd) stopDaemon(timeout time.Duration) bool {
 
 // Docker runs the docker CLI against this engine and returns its trimmed
 // output, failing the test on error.
-func (d *Dockerd) Docker(t testing.TB, args ...string) string {
+func (d *Daemon) Docker(t testing.TB, args ...string) string {
 	t.Helper()
 	out, err := d.DockerTry(args...)
 	if err != nil {
@@ -292,7 +294,7 @@ func (d *Dockerd) Docker(t testing.TB, args ...string) string {
 
 // DockerTry runs the docker CLI against this engine and returns output and
 // error.
-func (d *Dockerd) DockerTry(args ...string) (string, error) {
+func (d *Daemon) DockerTry(args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, "docker", append([]string{"-H", d.Host()}, args...)...).CombinedOutput()
@@ -301,7 +303,7 @@ func (d *Dockerd) DockerTry(args ...string) (string, error) {
 
 // LoadImage copies an image from the system engine into this one (docker
 // save | docker load): there is no registry to pull from.
-func (d *Dockerd) LoadImage(t testing.TB, tag string) {
+func (d *Daemon) LoadImage(t testing.TB, tag string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -327,7 +329,7 @@ func (d *Dockerd) LoadImage(t testing.TB, tag string) {
 }
 
 // ContainerPID returns the host pid of a container's first process.
-func (d *Dockerd) ContainerPID(t testing.TB, id string) int {
+func (d *Daemon) ContainerPID(t testing.TB, id string) int {
 	t.Helper()
 	pid, err := strconv.Atoi(d.Docker(t, "inspect", "-f", "{{.State.Pid}}", id))
 	if err != nil || pid <= 0 {
@@ -336,7 +338,7 @@ func (d *Dockerd) ContainerPID(t testing.TB, id string) int {
 	return pid
 }
 
-func (d *Dockerd) client() *http.Client {
+func (d *Daemon) client() *http.Client {
 	return &http.Client{
 		Timeout: 5 * time.Second,
 		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -345,7 +347,7 @@ func (d *Dockerd) client() *http.Client {
 	}
 }
 
-func (d *Dockerd) ping() error {
+func (d *Daemon) ping() error {
 	resp, err := d.client().Get("http://docker/_ping")
 	if err != nil {
 		return err
@@ -362,7 +364,7 @@ type dockerdInfo struct {
 	Name string
 }
 
-func (d *Dockerd) info() (dockerdInfo, error) {
+func (d *Daemon) info() (dockerdInfo, error) {
 	var info dockerdInfo
 	resp, err := d.client().Get("http://docker/info")
 	if err != nil {
@@ -380,13 +382,13 @@ func (d *Dockerd) info() (dockerdInfo, error) {
 // processes returns the pids of everything the engine runs: the processes
 // that name its folder (dockerd, containerd, the shims) and all their
 // descendants (the containers' processes).
-func (d *Dockerd) processes() []int {
+func (d *Daemon) processes() []int {
 	return engineProcesses(d.dir)
 }
 
 // teardown removes every trace of the engine: its containers, its
 // processes, its mounts and its folder.
-func (d *Dockerd) teardown() error {
+func (d *Daemon) teardown() error {
 	if d.Running() {
 		// Removing the containers through the engine unmounts what it
 		// mounted for them.

@@ -1,4 +1,4 @@
-package testutil
+package dockerd
 
 import (
 	"crypto/tls"
@@ -10,15 +10,17 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/beatwrap/beatwrap/internal/testutil"
 )
 
 // TestDockerdLifecycle drives a second engine through what the end-to-end
 // tests do with it, and checks that nothing of it is left afterwards.
 func TestDockerdLifecycle(t *testing.T) {
-	RequireDocker(t)
-	d := StartDockerd(t)
+	testutil.RequireDocker(t)
+	d := Start(t)
 
-	if sys := Docker(t, "info", "--format", "{{.ID}}"); d.ID() == "" || d.ID() == sys {
+	if sys := testutil.Docker(t, "info", "--format", "{{.ID}}"); d.ID() == "" || d.ID() == sys {
 		t.Fatalf("engine ID %q, system engine's %q: want one of its own", d.ID(), sys)
 	}
 	if got := d.Docker(t, "info", "--format", "{{.ID}}"); got != d.ID() {
@@ -26,10 +28,10 @@ func TestDockerdLifecycle(t *testing.T) {
 	}
 
 	tag := "beatwrap-testutil/busybox:" + strconv.Itoa(os.Getpid())
-	BuildImage(t, tag, map[string]string{"/bin/busybox": "/bin/busybox"}, "/bin/busybox")
-	t.Cleanup(func() { RemoveImage(tag) })
+	testutil.BuildImage(t, tag, map[string]string{"/bin/busybox": "/bin/busybox"}, "/bin/busybox")
+	t.Cleanup(func() { testutil.RemoveImage(tag) })
 	d.LoadImage(t, tag)
-	if _, err := DockerTry("-H", d.Host(), "image", "inspect", tag); err != nil {
+	if _, err := testutil.DockerTry("-H", d.Host(), "image", "inspect", tag); err != nil {
 		t.Fatalf("image %s not in the second engine after LoadImage: %v", tag, err)
 	}
 
@@ -60,9 +62,9 @@ func TestDockerdLifecycle(t *testing.T) {
 		}
 	})
 
-	cid := d.Docker(t, "run", "-d", "--network", "host", "--label", TestLabel(), tag, "sleep", "600")
+	cid := d.Docker(t, "run", "-d", "--network", "host", "--label", testutil.TestLabel(), tag, "sleep", "600")
 	pid := d.ContainerPID(t, cid)
-	if _, err := DockerTry("inspect", cid); err == nil {
+	if _, err := testutil.DockerTry("inspect", cid); err == nil {
 		t.Errorf("container %s of the second engine is visible to the system engine", cid[:12])
 	}
 
