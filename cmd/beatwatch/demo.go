@@ -21,6 +21,7 @@ import (
 	"github.com/beatwrap/beatwrap/internal/docker"
 	"github.com/beatwrap/beatwrap/internal/monitor"
 	"github.com/beatwrap/beatwrap/internal/recovery"
+	"github.com/beatwrap/beatwrap/internal/recovery/guard"
 	"github.com/beatwrap/beatwrap/internal/watch"
 )
 
@@ -143,7 +144,7 @@ func runDemo(ctx context.Context, listen, beatwrap string, out io.Writer) error 
 		Engine: agents,
 		// A fleet of five is too small for the brake to mean anything: a
 		// failure of two of them is no shared cause.
-		Guard:  recovery.NewGuard(recovery.GuardConfig{BrakeMinAgents: len(demoAgents) + 1}),
+		Guard:  guard.New(guard.Config{BrakeMinAgents: len(demoAgents) + 1}),
 		Logger: log,
 	})
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/beatwrap/beatwrap/internal/cli"
 	"github.com/beatwrap/beatwrap/internal/docker"
 	"github.com/beatwrap/beatwrap/internal/recovery"
+	"github.com/beatwrap/beatwrap/internal/recovery/guard"
 	"github.com/beatwrap/beatwrap/internal/store"
 )
 
@@ -150,7 +151,7 @@ func (o *recoverOptions) enginesOf(ctx context.Context, namespace string, log *s
 // of those itself (the claims still make each failure recovered once).
 func (o *recoverOptions) orchestrator(engines []*docker.Engine, hook *alert.Webhook, st *store.Watcher, sharded bool, log *slog.Logger) (*recovery.Orchestrator, error) {
 	cfg := recovery.Config{
-		Guard: recovery.NewGuard(recovery.GuardConfig{
+		Guard: guard.New(guard.Config{
 			Budget: o.budget, BrakeFraction: o.brakeFraction, BrakeMinAgents: o.brakeMin, MaxInFlight: o.maxBusy,
 		}),
 		BeatWait: o.beatWait, Logger: log,

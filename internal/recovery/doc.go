@@ -1,7 +1,7 @@
 // Package recovery decides what beatwatch does about a failed or stalled
-// agent, and when: the ladder (inspect, restart, replace, alert), the Guard
-// that keeps it from making things worse, and the lease and claims that let
-// several replicas share the work.
+// agent, and when: the ladder (inspect, restart, replace, alert), under the
+// guard that keeps it from making things worse, and the lease and claims
+// that let several replicas share the work.
 //
 // It speaks to the outside only through small interfaces declared here:
 // Engine (the containers; docker.Engine is the real one), Alerter (the
@@ -29,9 +29,10 @@
 // replica reaches any more is one incident with one alert; its agents wait
 // for it, and are recovered when it is back.
 //
-// Guard holds the policy: backoff between attempts, an hourly budget per
-// agent, a brake when much of the fleet fails at once, and a limit on
-// recoveries in flight; the brake also per host.
+// The policy (backoff between attempts, an hourly budget per agent and per
+// container, a brake when much of the fleet or of one host fails at once,
+// a limit on recoveries in flight) is package guard's; the Orchestrator
+// asks it before every recovery and alerts what it decides.
 //
 // Never a shell command, never a container without the label.
 package recovery

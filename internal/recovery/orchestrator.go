@@ -14,6 +14,7 @@ import (
 	"github.com/beatwrap/beatwrap/internal/alert"
 	"github.com/beatwrap/beatwrap/internal/docker"
 	"github.com/beatwrap/beatwrap/internal/monitor"
+	"github.com/beatwrap/beatwrap/internal/recovery/guard"
 	"github.com/beatwrap/beatwrap/internal/store"
 	"github.com/beatwrap/beatwrap/internal/wire"
 )
@@ -29,7 +30,7 @@ type Config struct {
 	// holding the agent's container (Engine is not used).
 	Hosts       *Hosts
 	Alerter     Alerter
-	Guard       *Guard
+	Guard       *guard.Guard
 	Coordinator Coordinator
 	// Settle is how long a failure waits before its ladder starts, so
 	// that agents failing together are judged together by the brake (2s).
@@ -541,7 +542,7 @@ func (o *Orchestrator) handle(ctx context.Context, id string) {
 		o.mu.Lock()
 		o.held[id] = true
 		o.mu.Unlock()
-		o.step(id, StepResult{Step: StepRestart, Result: ResultSkipped, Detail: ReasonBrake, At: now})
+		o.step(id, StepResult{Step: StepRestart, Result: ResultSkipped, Detail: guard.ReasonBrake, At: now})
 		return
 	}
 	// The fleet's brake first: when it holds, the host's would only say
@@ -570,18 +571,18 @@ func (o *Orchestrator) handle(ctx context.Context, id string) {
 	d := o.cfg.Guard.Begin(id, now)
 	if !d.OK {
 		switch d.Reason {
-		case ReasonBackoff, ReasonBusy, ReasonInFlight:
+		case guard.ReasonBackoff, guard.ReasonBusy, guard.ReasonInFlight:
 			// Look again when the wait is over.
 			at := d.RetryAt
 			if at.IsZero() {
 				at = now.Add(time.Second)
 			}
 			o.queue(id, at)
-		case ReasonBrake:
+		case guard.ReasonBrake:
 			o.mu.Lock()
 			o.held[id] = true
 			o.mu.Unlock()
-		case ReasonBudget:
+		case guard.ReasonBudget:
 			o.step(id, StepResult{Step: StepRestart, Result: ResultSkipped, Detail: d.String(), At: now})
 			o.alert(a, failure, "automatic recovery stopped: "+d.String(), nil, where)
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/beatwrap/beatwrap/internal/alert"
 	"github.com/beatwrap/beatwrap/internal/docker"
 	"github.com/beatwrap/beatwrap/internal/monitor"
+	"github.com/beatwrap/beatwrap/internal/recovery/guard"
 	"github.com/beatwrap/beatwrap/internal/testutil"
 	"github.com/beatwrap/beatwrap/internal/wire"
 )
@@ -122,7 +123,7 @@ func newRig(t *testing.T, coord Coordinator) *rig {
 	}
 	r := &rig{hook: h, steps: make(chan StepResult, 100)}
 	cfg := Config{
-		Alerter: alerter, Guard: NewGuard(GuardConfig{BackoffBase: 50 * time.Millisecond}),
+		Alerter: alerter, Guard: guard.New(guard.Config{BackoffBase: 50 * time.Millisecond}),
 		Settle: 10 * time.Millisecond, Logger: log,
 	}
 	if coord != nil {
@@ -346,7 +347,7 @@ func TestPruneForgetsAgentsTheWatcherDropped(t *testing.T) {
 // the log says that once, and never claims to be alerting a human.
 func TestNoAlertSinkSaysSoOnce(t *testing.T) {
 	var logs testutil.Buffer
-	orch, err := New(Config{Guard: NewGuard(GuardConfig{}), Settle: 10 * time.Millisecond,
+	orch, err := New(Config{Guard: guard.New(guard.Config{}), Settle: 10 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -448,7 +449,7 @@ func TestNothingToDoKeepsTheState(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var logs testutil.Buffer
-			orch, err := New(Config{Engine: tc.engine, Guard: NewGuard(GuardConfig{BackoffBase: 50 * time.Millisecond}),
+			orch, err := New(Config{Engine: tc.engine, Guard: guard.New(guard.Config{BackoffBase: 50 * time.Millisecond}),
 				Settle: 10 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 			if err != nil {
 				t.Fatal(err)
@@ -528,7 +529,7 @@ func TestLeaseErrorIsLogged(t *testing.T) {
 	tick := make(chan time.Time)
 	var clock atomic.Int64
 	clock.Store(time.Now().UnixNano())
-	orch, err := New(Config{Guard: NewGuard(GuardConfig{}), Coordinator: coord, Holder: "r1",
+	orch, err := New(Config{Guard: guard.New(guard.Config{}), Coordinator: coord, Holder: "r1",
 		Logger: slog.New(slog.NewTextHandler(&logs, nil)), Tick: tick,
 		Now: func() time.Time { return time.Unix(0, clock.Load()) }})
 	if err != nil {

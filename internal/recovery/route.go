@@ -10,6 +10,7 @@ import (
 
 	"github.com/beatwrap/beatwrap/internal/alert"
 	"github.com/beatwrap/beatwrap/internal/monitor"
+	"github.com/beatwrap/beatwrap/internal/recovery/guard"
 	"github.com/beatwrap/beatwrap/internal/store"
 )
 
@@ -165,7 +166,7 @@ func (o *Orchestrator) hostBrake(id string, where store.Location, now time.Time)
 	o.held[id] = true
 	o.heldOn[id] = where
 	o.mu.Unlock()
-	o.step(id, StepResult{Step: StepRestart, Result: ResultSkipped, Detail: ReasonBrake + " on host " + hostName(where), At: now})
+	o.step(id, StepResult{Step: StepRestart, Result: ResultSkipped, Detail: guard.ReasonBrake + " on host " + hostName(where), At: now})
 	return true
 }
 

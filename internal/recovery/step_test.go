@@ -9,6 +9,7 @@ import (
 
 	"github.com/beatwrap/beatwrap/internal/docker"
 	"github.com/beatwrap/beatwrap/internal/monitor"
+	"github.com/beatwrap/beatwrap/internal/recovery/guard"
 )
 
 // The records of the engine's steps, as the history, the logs and
@@ -50,7 +51,7 @@ func TestStepRecords(t *testing.T) {
 // A step waits for the agent's transitions: healthy and staying so is
 // beating again; a blip (a first beat, then at once a final "exited") is not.
 func TestWaitBeatFollowsTransitions(t *testing.T) {
-	o, err := New(Config{Guard: NewGuard(GuardConfig{}), BeatWait: 3 * time.Second})
+	o, err := New(Config{Guard: guard.New(guard.Config{}), BeatWait: 3 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,11 +1,9 @@
-package recovery
+package guard
 
 import (
 	"fmt"
 	"testing"
 	"time"
-
-	"github.com/beatwrap/beatwrap/internal/alert"
 )
 
 var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -23,7 +21,7 @@ func attempt(t *testing.T, g *Guard, agent string, now time.Time) {
 
 func TestGuardBackoffGrowth(t *testing.T) {
 	// Rand 0 means no jitter: the waits are exactly 10s, 20s, 40s... 5m.
-	g := NewGuard(GuardConfig{Budget: 100, Rand: fixedRand(0)})
+	g := New(Config{Budget: 100, Rand: fixedRand(0)})
 	want := []time.Duration{10 * time.Second, 20 * time.Second, 40 * time.Second, 80 * time.Second, 160 * time.Second, 5 * time.Minute, 5 * time.Minute}
 	now := t0
 	for i, w := range want {
@@ -54,7 +52,7 @@ func TestGuardJitterBounds(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			g := NewGuard(GuardConfig{Rand: fixedRand(tt.rand)})
+			g := New(Config{Rand: fixedRand(tt.rand)})
 			attempt(t, g, "a", t0)
 			d := g.Allow("a", t0)
 			got := d.RetryAt.Sub(t0)
@@ -67,7 +65,7 @@ func TestGuardJitterBounds(t *testing.T) {
 		})
 	}
 	t.Run("random", func(t *testing.T) {
-		g := NewGuard(GuardConfig{})
+		g := New(Config{})
 		seen := map[time.Duration]bool{}
 		for i := range 50 {
 			agent := fmt.Sprint("agent-", i)
@@ -86,10 +84,10 @@ func TestGuardJitterBounds(t *testing.T) {
 }
 
 func TestGuardBudget(t *testing.T) {
-	cfg := GuardConfig{BackoffBase: time.Second, BackoffMax: time.Second, Rand: fixedRand(0)}
+	cfg := Config{BackoffBase: time.Second, BackoffMax: time.Second, Rand: fixedRand(0)}
 
 	t.Run("sticky until reset", func(t *testing.T) {
-		g := NewGuard(cfg)
+		g := New(cfg)
 		now := t0
 		for range 5 {
 			attempt(t, g, "a", now)
@@ -115,7 +113,7 @@ func TestGuardBudget(t *testing.T) {
 	t.Run("crash loop", func(t *testing.T) {
 		// An agent that beats between failures is reset each time, yet
 		// the attempts of the last hour still count.
-		g := NewGuard(cfg)
+		g := New(cfg)
 		now := t0
 		for range 5 {
 			attempt(t, g, "a", now)
@@ -132,7 +130,7 @@ func TestGuardBudget(t *testing.T) {
 	})
 
 	t.Run("forget", func(t *testing.T) {
-		g := NewGuard(cfg)
+		g := New(cfg)
 		for i := range 5 {
 			attempt(t, g, "a", t0.Add(time.Duration(i)*time.Minute))
 		}
@@ -144,7 +142,7 @@ func TestGuardBudget(t *testing.T) {
 }
 
 func TestGuardBrake(t *testing.T) {
-	g := NewGuard(GuardConfig{})
+	g := New(Config{})
 	steps := []struct {
 		failed, total       int
 		engaged, changed    bool
@@ -190,7 +188,7 @@ func TestGuardBrake(t *testing.T) {
 // TestGuardBrakeHost: a host's brake follows the fleet's rule for that
 // host's agents alone, and leaves the fleet and other hosts alone.
 func TestGuardBrakeHost(t *testing.T) {
-	g := NewGuard(GuardConfig{})
+	g := New(Config{})
 	for i, s := range []struct {
 		host             string
 		failed, total    int
@@ -221,7 +219,7 @@ func TestGuardBrakeHost(t *testing.T) {
 }
 
 func TestGuardInFlight(t *testing.T) {
-	g := NewGuard(GuardConfig{MaxInFlight: 2})
+	g := New(Config{MaxInFlight: 2})
 	if d := g.Begin("a", t0); !d.OK {
 		t.Fatalf("Begin(a) = %v", d)
 	}
@@ -255,25 +253,11 @@ func TestGuardInFlight(t *testing.T) {
 	}
 }
 
-func TestBrakeAlert(t *testing.T) {
-	on := BrakeAlert(true, 6, 10, t0)
-	off := BrakeAlert(false, 2, 10, t0)
-	if on.DedupKey() != off.DedupKey() {
-		t.Fatalf("dedup keys differ: %q, %q", on.DedupKey(), off.DedupKey())
-	}
-	if on.Resolve || !off.Resolve {
-		t.Fatalf("Resolve = %v, %v; want false, true", on.Resolve, off.Resolve)
-	}
-	if on.AgentID != alert.FleetAgent || on.Summary == "" {
-		t.Fatalf("alert = %+v", on)
-	}
-}
-
 // TestContainerOneAtATimeAndBudgeted: several agent ids that name one
 // container get one action on it at a time, and the container's budget is
 // one for all of them.
 func TestContainerOneAtATimeAndBudgeted(t *testing.T) {
-	g := NewGuard(GuardConfig{Budget: 2})
+	g := New(Config{Budget: 2})
 	now := time.Unix(1_700_000_000, 0)
 	if d := g.BeginContainer("c1", now); !d.OK {
 		t.Fatalf("first = %v", d)

@@ -1,4 +1,4 @@
-package recovery
+package guard
 
 import (
 	"fmt"
@@ -6,8 +6,6 @@ import (
 	"math/rand/v2"
 	"sync"
 	"time"
-
-	"github.com/beatwrap/beatwrap/internal/alert"
 )
 
 // Reasons a Guard says no, as they appear in a Decision.
@@ -22,8 +20,8 @@ const (
 	ReasonContainer = "another recovery is acting on the container"
 )
 
-// GuardConfig is the recovery policy. Zero fields take the defaults given.
-type GuardConfig struct {
+// Config is the recovery policy. Zero fields take the defaults given.
+type Config struct {
 	// BackoffBase is the wait after an agent's first recovery before the
 	// next (10s); it doubles with each attempt up to BackoffMax (5m).
 	BackoffBase, BackoffMax time.Duration
@@ -51,7 +49,7 @@ type GuardConfig struct {
 // load), and bounds how many run at once. The caller passes its own clock's
 // time to every call. A Guard is safe for concurrent use.
 type Guard struct {
-	cfg GuardConfig
+	cfg Config
 
 	mu         sync.Mutex
 	agents     map[string]*agentGuard
@@ -69,8 +67,8 @@ type agentGuard struct {
 	inFlight  bool
 }
 
-// NewGuard returns a Guard with cfg's policy, defaults filled in.
-func NewGuard(cfg GuardConfig) *Guard {
+// New returns a Guard with cfg's policy, defaults filled in.
+func New(cfg Config) *Guard {
 	if cfg.BackoffBase <= 0 {
 		cfg.BackoffBase = 10 * time.Second
 	}
@@ -343,24 +341,4 @@ func (g *Guard) InFlight() int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.inFlight
-}
-
-// BrakeAlert is the alert for the brake engaging (or, with engaged false,
-// the resolve of it), whose FailureID is derived from since, the time the
-// brake engaged. Its AgentID is FleetAgent.
-func BrakeAlert(engaged bool, failed, total int, since time.Time) alert.Alert {
-	a := alert.Alert{
-		AgentID:   alert.FleetAgent,
-		FailureID: fmt.Sprintf("brake-%d", since.Unix()),
-		State:     "brake",
-		Reason:    ReasonBrake,
-		Resolve:   !engaged,
-		Details:   map[string]any{"failed": failed, "total": total, "since": since.UTC().Format(time.RFC3339)},
-	}
-	if engaged {
-		a.Summary = fmt.Sprintf("recovery paused: %d of %d agents failed at once; the cause is likely shared", failed, total)
-	} else {
-		a.Summary = fmt.Sprintf("recovery resumed: %d of %d agents failed", failed, total)
-	}
-	return a
 }
