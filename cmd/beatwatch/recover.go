@@ -13,6 +13,7 @@ import (
 	"github.com/beatwrap/beatwrap/internal/docker"
 	"github.com/beatwrap/beatwrap/internal/recovery"
 	"github.com/beatwrap/beatwrap/internal/recovery/guard"
+	"github.com/beatwrap/beatwrap/internal/recovery/hosts"
 	"github.com/beatwrap/beatwrap/internal/store"
 )
 
@@ -157,7 +158,7 @@ func (o *recoverOptions) orchestrator(engines []*docker.Engine, hook *alert.Webh
 		BeatWait: o.beatWait, Logger: log,
 	}
 	// Nil pointers stay nil interfaces: no engine, no webhook, one replica.
-	hc := recovery.HostsConfig{Logger: log}
+	hc := hosts.Config[recovery.HostEngine]{Logger: log}
 	for _, e := range engines {
 		hc.Engines = append(hc.Engines, e)
 	}
@@ -165,6 +166,8 @@ func (o *recoverOptions) orchestrator(engines []*docker.Engine, hook *alert.Webh
 		cfg.Alerter = hook
 	}
 	if st != nil {
+		// Both coordinators or neither: the fleet's lease and claims, and
+		// the engines' leases, are shared alike.
 		cfg.Coordinator = st
 		hc.Coordinator = st
 		if sharded {
@@ -173,7 +176,7 @@ func (o *recoverOptions) orchestrator(engines []*docker.Engine, hook *alert.Webh
 		}
 	}
 	if len(engines) > 0 {
-		cfg.Hosts = recovery.NewHosts(hc)
+		cfg.Hosts = hosts.New(hc)
 	}
 	return recovery.New(cfg)
 }

@@ -20,14 +20,11 @@
 // transitions that follow come back to Changed like any other. A step waits
 // for the agent's transition to healthy, not on a poll.
 //
-// Hosts is the set of Docker Engines a replica reaches (HostEngine; the
-// docker package's Engine). Each has a lease in Redis, keyed by the
-// engine's own ID: the replica that leads an engine recovers the failures
-// of the agents whose containers it holds, and records where they are for
-// the others (Locate says who acts on a failure: here, elsewhere, nobody
-// because the host is down, or nobody at all). An engine that no live
-// replica reaches any more is one incident with one alert; its agents wait
-// for it, and are recovered when it is back.
+// With several Docker Engines, Hosts (package hosts) says who acts on a
+// failure: the replica that leads the engine holding the agent's container
+// acts, the others leave it; an engine that no live replica reaches any
+// more is one incident with one alert, and its agents wait for it and are
+// recovered when it is back (route.go).
 //
 // The policy (backoff between attempts, an hourly budget per agent and per
 // container, a brake when much of the fleet or of one host fails at once,

@@ -7,6 +7,8 @@ import (
 	"github.com/beatwrap/beatwrap/internal/alert"
 	"github.com/beatwrap/beatwrap/internal/docker"
 	"github.com/beatwrap/beatwrap/internal/monitor"
+	"github.com/beatwrap/beatwrap/internal/recovery/hosts"
+	"github.com/beatwrap/beatwrap/internal/store"
 )
 
 // Kind says what an Event reports.
@@ -68,6 +70,26 @@ type Engine interface {
 	Check(ctx context.Context, c docker.Container, finalStopped bool) (docker.Container, docker.Verdict, error)
 	Restart(ctx context.Context, c docker.Container, grace time.Duration) error
 	Replace(ctx context.Context, c docker.Container, grace time.Duration) (docker.Replacement, error)
+}
+
+// HostEngine is one of several Docker Engines (docker.Engine): what the
+// ladder acts through, and what Hosts tells engines apart by.
+type HostEngine interface {
+	Engine
+	hosts.Engine
+}
+
+// Hosts is the set of Docker Engines this replica reaches (hosts.Hosts):
+// which answers, which this replica leads, where each agent's container is,
+// and who acts on a failure.
+type Hosts interface {
+	Run(ctx context.Context, report func(hosts.Event)) error
+	Locate(ctx context.Context, agent, containerID string) hosts.Placement[HostEngine]
+	OpenIncident(ctx context.Context, where store.Location) bool
+	AgentsOn(engine string) []string
+	Where(ctx context.Context, agent string) string
+	Down(engine string) bool
+	AnyDown() bool
 }
 
 // Alerter is where alerts go: alert.Webhook, which delivers them from its

@@ -28,7 +28,7 @@ type Config struct {
 	// Hosts, when set, is the set of engines this replica reaches: each
 	// failure is then recovered by the replica that leads the engine
 	// holding the agent's container (Engine is not used).
-	Hosts       *Hosts
+	Hosts       Hosts
 	Alerter     Alerter
 	Guard       *guard.Guard
 	Coordinator Coordinator
@@ -109,15 +109,6 @@ func New(cfg Config) (*Orchestrator, error) {
 	}
 	if cfg.LeaseTTL <= 0 {
 		cfg.LeaseTTL = 5 * time.Second
-	}
-	if h := cfg.Hosts; h != nil {
-		// The engines' leases are held under this replica's name.
-		if h.cfg.Holder == "" {
-			h.cfg.Holder = cfg.Holder
-		}
-		if h.cfg.Coordinator == nil && cfg.Coordinator != nil {
-			return nil, errors.New("with a coordinator, Hosts needs one too")
-		}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

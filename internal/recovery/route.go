@@ -11,6 +11,7 @@ import (
 	"github.com/beatwrap/beatwrap/internal/alert"
 	"github.com/beatwrap/beatwrap/internal/monitor"
 	"github.com/beatwrap/beatwrap/internal/recovery/guard"
+	"github.com/beatwrap/beatwrap/internal/recovery/hosts"
 	"github.com/beatwrap/beatwrap/internal/store"
 )
 
@@ -23,28 +24,28 @@ func (o *Orchestrator) route(ctx context.Context, a monitor.Agent, failure strin
 	id := a.AgentID
 	p := o.cfg.Hosts.Locate(ctx, id, a.ContainerID)
 	o.mu.Lock()
-	if p.Route != RouteOrphan {
+	if p.Route != hosts.RouteOrphan {
 		delete(o.orphanSince, id)
 	}
-	if p.Route != RouteUnknown {
+	if p.Route != hosts.RouteUnknown {
 		delete(o.unknownSince, id)
 	}
 	_, wasHeld := o.hostHeld[id]
-	if p.Route != RouteDown {
+	if p.Route != hosts.RouteDown {
 		delete(o.hostHeld, id)
 	}
 	o.mu.Unlock()
 	switch p.Route {
-	case RouteHere:
+	case hosts.RouteHere:
 		return p.Engine, p.Where, true
-	case RoutePending:
+	case hosts.RoutePending:
 		// This replica takes the engine's lease within a second.
 		o.queue(id, now.Add(time.Second))
-	case RouteElsewhere:
+	case hosts.RouteElsewhere:
 		// Its leader recovers it. Look again after a lease's time, in case
 		// that leader died and nobody took its engine over.
 		o.queue(id, now.Add(o.cfg.LeaseTTL+time.Second))
-	case RouteDown:
+	case hosts.RouteDown:
 		// The host's incident speaks for it: no ladder against an engine
 		// that does not answer, no alert of its own. It is looked at again
 		// when the engine is back (Hosts says so), and every 10s.
@@ -57,7 +58,7 @@ func (o *Orchestrator) route(ctx context.Context, a monitor.Agent, failure strin
 				Detail: "host " + hostName(p.Where) + " is down: its Docker Engine does not answer"})
 		}
 		o.queue(id, now.Add(10*time.Second))
-	case RouteOrphan:
+	case hosts.RouteOrphan:
 		// Give a dead leader's lease the time to pass to a replica that
 		// still reaches the engine before saying nobody does.
 		o.mu.Lock()
@@ -100,7 +101,7 @@ func (o *Orchestrator) route(ctx context.Context, a monitor.Agent, failure strin
 		// Look again now and then: a replica that reaches the engine may
 		// come back and recover it.
 		o.queue(id, now.Add(10*time.Second))
-	case RouteUnknown:
+	case hosts.RouteUnknown:
 		if o.cfg.Hosts.AnyDown() {
 			// It may be on an engine that does not answer, which was not
 			// listed yet: that engine's incident may speak for it.
@@ -208,7 +209,7 @@ func (o *Orchestrator) checkHostBrakes(now time.Time) {
 // hostChanged is Hosts' sink: it counts the engine's state, alerts the
 // incidents this replica opened, resolves them, and looks at every agent in
 // trouble again when an engine comes to be led here.
-func (o *Orchestrator) hostChanged(ev HostEvent) {
+func (o *Orchestrator) hostChanged(ev hosts.Event) {
 	now := o.cfg.Now()
 	if !ev.Remote {
 		o.report(Event{Kind: EngineState, Engine: ev.Engine, Host: ev.Host, Up: ev.Up, Leading: ev.Leading, At: now})

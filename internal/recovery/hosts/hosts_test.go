@@ -1,4 +1,4 @@
-package recovery
+package hosts
 
 import (
 	"context"
@@ -65,15 +65,6 @@ func (e *fakeHostEngine) Find(_ context.Context, agent, _ string) (docker.Contai
 		return docker.Container{ID: c, Agent: agent, Eligible: true}, nil
 	}
 	return docker.Container{}, docker.ErrNotFound
-}
-func (e *fakeHostEngine) Check(_ context.Context, c docker.Container, _ bool) (docker.Container, docker.Verdict, error) {
-	return c, docker.VerdictCrashed, e.err()
-}
-func (e *fakeHostEngine) Restart(context.Context, docker.Container, time.Duration) error {
-	return e.err()
-}
-func (e *fakeHostEngine) Replace(_ context.Context, c docker.Container, _ time.Duration) (docker.Replacement, error) {
-	return docker.Replacement{ID: c.ID}, e.err()
 }
 
 // shared is what replicas share in Redis, in memory: leases (no expiry;
@@ -149,19 +140,16 @@ func (s *shared) IncidentOpen(_ context.Context, name string) (bool, error) {
 
 // replica is one beatwatch's Hosts, looked at tick by tick by the test.
 type replica struct {
-	h      *Hosts
+	h      *Hosts[*fakeHostEngine]
 	mu     sync.Mutex
-	events []HostEvent
+	events []Event
 }
 
 func newReplica(t *testing.T, name string, s *shared, engines ...*fakeHostEngine) *replica {
 	t.Helper()
-	cfg := HostsConfig{Coordinator: s, Holder: name, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	for _, e := range engines {
-		cfg.Engines = append(cfg.Engines, e)
-	}
-	r := &replica{h: NewHosts(cfg)}
-	r.h.report = func(ev HostEvent) {
+	cfg := Config[*fakeHostEngine]{Engines: engines, Coordinator: s, Holder: name, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	r := &replica{h: New(cfg)}
+	r.h.report = func(ev Event) {
 		r.mu.Lock()
 		r.events = append(r.events, ev)
 		r.mu.Unlock()
@@ -178,7 +166,7 @@ func (r *replica) tick() {
 	r.h.lookRemote(ctx)
 }
 
-func (r *replica) take() []HostEvent {
+func (r *replica) take() []Event {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	ev := r.events
@@ -190,7 +178,7 @@ func (r *replica) route(agent string) Route {
 	return r.h.Locate(context.Background(), agent, "").Route
 }
 
-func count(evs []HostEvent, f func(HostEvent) bool) int {
+func count(evs []Event, f func(Event) bool) int {
 	n := 0
 	for _, e := range evs {
 		if f(e) {
@@ -230,7 +218,7 @@ func TestHostsOneLeaderPerEngine(t *testing.T) {
 	if loc := s.locations["b1"]; loc.Engine != "ENGINE-B" || loc.Container != "cb1" || loc.DockerHost != "tcp://vm:2376" {
 		t.Errorf("location of b1 = %+v", loc)
 	}
-	if p := rB.h.Locate(context.Background(), "b1", ""); p.Engine != Engine(b) {
+	if p := rB.h.Locate(context.Background(), "b1", ""); p.Engine != b {
 		t.Errorf("rB would act on b1 through %v, want engine B", p.Engine)
 	}
 
@@ -240,7 +228,7 @@ func TestHostsOneLeaderPerEngine(t *testing.T) {
 	if got := rAB.route("b1"); got != RouteHere {
 		t.Errorf("after rB died rAB routes b1 to %d, want here", got)
 	}
-	if n := count(rAB.take(), func(e HostEvent) bool { return e.Engine == "ENGINE-B" && e.Leading }); n != 1 {
+	if n := count(rAB.take(), func(e Event) bool { return e.Engine == "ENGINE-B" && e.Leading }); n != 1 {
 		t.Errorf("rAB reported taking B %d times, want 1", n)
 	}
 
@@ -339,7 +327,7 @@ func TestHostsSameEngineTwice(t *testing.T) {
 	if got := r.route("a1"); got != RouteHere {
 		t.Errorf("a1 routed to %d, want here", got)
 	}
-	n := count(r.take(), func(e HostEvent) bool { return e.Up })
+	n := count(r.take(), func(e Event) bool { return e.Up })
 	if n != 1 {
 		t.Errorf("%d engine-up events for one engine given twice, want 1", n)
 	}
@@ -350,8 +338,8 @@ func TestHostsSingleReplica(t *testing.T) {
 	// engine that stops answering is its incident alone.
 	e := &fakeHostEngine{addr: "unix:///a.sock", id: "ENGINE-A", name: "vm", agents: map[string]string{"a1": "c1"}}
 	r := &replica{}
-	r.h = NewHosts(HostsConfig{Engines: []HostEngine{e}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	r.h.report = func(ev HostEvent) { r.mu.Lock(); r.events = append(r.events, ev); r.mu.Unlock() }
+	r.h = New(Config[*fakeHostEngine]{Engines: []*fakeHostEngine{e}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	r.h.report = func(ev Event) { r.mu.Lock(); r.events = append(r.events, ev); r.mu.Unlock() }
 	r.tick()
 	if got := r.route("a1"); got != RouteHere {
 		t.Fatalf("a1 routed to %d, want here", got)
@@ -360,7 +348,7 @@ func TestHostsSingleReplica(t *testing.T) {
 	r.tick()
 	r.tick()
 	evs := r.take()
-	if n := count(evs, func(e HostEvent) bool { return e.Opened }); n != 1 {
+	if n := count(evs, func(e Event) bool { return e.Opened }); n != 1 {
 		t.Errorf("%d incidents opened, want 1: %+v", n, evs)
 	}
 	if got := r.route("a1"); got != RouteDown {
@@ -368,7 +356,7 @@ func TestHostsSingleReplica(t *testing.T) {
 	}
 	e.setDown(false)
 	r.tick()
-	if n := count(r.take(), func(e HostEvent) bool { return e.Closed }); n != 1 {
+	if n := count(r.take(), func(e Event) bool { return e.Closed }); n != 1 {
 		t.Errorf("%d incidents closed, want 1", n)
 	}
 	if !errors.Is(e.err(), nil) {

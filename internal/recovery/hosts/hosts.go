@@ -1,9 +1,11 @@
-package recovery
+package hosts
 
 import (
 	"context"
 	"errors"
 	"log/slog"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -12,10 +14,9 @@ import (
 	"github.com/beatwrap/beatwrap/internal/store"
 )
 
-// HostEngine is one Docker Engine as Hosts uses it: recovery's Engine,
-// plus what tells engines apart and what is on them.
-type HostEngine interface {
-	Engine
+// Engine is one Docker Engine as Hosts uses it: docker.Engine, or a fake in
+// a test.
+type Engine interface {
 	// Address is where the engine is reached (a DOCKER_HOST value).
 	Address() string
 	// Identify returns the engine's own ID and its host's name. The ID is
@@ -27,12 +28,15 @@ type HostEngine interface {
 	// AgentContainers returns the containers of this fleet that carry the
 	// agent label: agent id -> container id.
 	AgentContainers(ctx context.Context) (map[string]string, error)
+	// Find looks up the container of an agent that the listings do not
+	// show yet; docker.ErrNotFound when it has none there.
+	Find(ctx context.Context, agent, containerID string) (docker.Container, error)
 }
 
-// HostsCoordinator is what replicas share in Redis to split engines among
+// Coordinator is what replicas share in Redis to split engines among
 // them: a lease per engine, where each agent's container was last seen,
 // and once-only incidents. store.Watcher provides it.
-type HostsCoordinator interface {
+type Coordinator interface {
 	LeaseEngine(ctx context.Context, engine, holder string, ttl time.Duration) (bool, error)
 	ReleaseEngineLease(ctx context.Context, engine, holder string) error
 	EngineLeaseHolder(ctx context.Context, engine string) (string, error)
@@ -43,8 +47,8 @@ type HostsCoordinator interface {
 	IncidentOpen(ctx context.Context, name string) (bool, error)
 }
 
-// HostEvent says what changed about one engine.
-type HostEvent struct {
+// Event says what changed about one engine.
+type Event struct {
 	Engine, Host, Address string
 	// Up: the engine answers. Leading: this replica recovers its agents.
 	Up, Leading bool
@@ -58,29 +62,34 @@ type HostEvent struct {
 	Remote bool
 }
 
-// HostsConfig configures Hosts.
-type HostsConfig struct {
-	Engines []HostEngine
+// Config configures Hosts over engines of type E.
+type Config[E Engine] struct {
+	Engines []E
 	// Coordinator is nil for a single replica, which leads every engine
 	// it reaches.
-	Coordinator HostsCoordinator
-	Holder      string
+	Coordinator Coordinator
+	// Holder names this replica in the leases; default host-pid, as the
+	// recovery lease's.
+	Holder string
 	// LeaseTTL is how long a dead replica keeps its engines from the
 	// others (5s).
 	LeaseTTL time.Duration
 	Logger   *slog.Logger
-	Now      func() time.Time
+	// Now is the clock of every record and decision; Tick, when set,
+	// replaces the one-second ticker of Run (a test drives it).
+	Now  func() time.Time
+	Tick <-chan time.Time
 }
 
 // Hosts keeps track of the Docker Engines this replica reaches: whether
 // each answers, whether this replica leads its recovery, and which agents
 // run on it; and it says, for a failed agent, who should act (Locate).
-type Hosts struct {
-	cfg     HostsConfig
+type Hosts[E Engine] struct {
+	cfg     Config[E]
 	log     *slog.Logger
-	engines []*host
+	engines []*host[E]
 	// report is Run's sink, told of every change of an engine's state.
-	report func(HostEvent)
+	report func(Event)
 
 	mu sync.Mutex
 	// remote: engines this replica does not reach that troubled agents
@@ -92,8 +101,8 @@ type Hosts struct {
 	remoteOpened map[string]store.Location
 }
 
-type host struct {
-	eng HostEngine
+type host[E Engine] struct {
+	eng E
 
 	mu        sync.Mutex
 	id, name  string
@@ -117,10 +126,17 @@ const (
 	locationTTL   = 24 * time.Hour
 	relocateEvery = time.Hour
 	incidentTTL   = 24 * time.Hour
+	// findTimeout bounds the lookup of a container the listings do not
+	// show, as recovery bounds every call to an engine.
+	findTimeout = 30 * time.Second
 )
 
-// NewHosts returns Hosts over engines; Run brings it to life.
-func NewHosts(cfg HostsConfig) *Hosts {
+// New returns Hosts over cfg's engines; Run brings it to life.
+func New[E Engine](cfg Config[E]) *Hosts[E] {
+	if cfg.Holder == "" {
+		host, _ := os.Hostname()
+		cfg.Holder = host + "-" + strconv.Itoa(os.Getpid())
+	}
 	if cfg.LeaseTTL <= 0 {
 		cfg.LeaseTTL = 5 * time.Second
 	}
@@ -130,9 +146,9 @@ func NewHosts(cfg HostsConfig) *Hosts {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	h := &Hosts{cfg: cfg, log: cfg.Logger, report: func(HostEvent) {}, remote: map[string]bool{}, remoteOpened: map[string]store.Location{}}
+	h := &Hosts[E]{cfg: cfg, log: cfg.Logger, report: func(Event) {}, remote: map[string]bool{}, remoteOpened: map[string]store.Location{}}
 	for _, e := range cfg.Engines {
-		h.engines = append(h.engines, &host{eng: e, agents: map[string]string{}, located: map[string]string{}})
+		h.engines = append(h.engines, &host[E]{eng: e, agents: map[string]string{}, located: map[string]string{}})
 	}
 	return h
 }
@@ -141,10 +157,14 @@ func NewHosts(cfg HostsConfig) *Hosts {
 // the leases it holds. report is told of every change of an engine's
 // state (up or down, led here or not, its incident opened or closed here);
 // it must not block.
-func (h *Hosts) Run(ctx context.Context, report func(HostEvent)) error {
+func (h *Hosts[E]) Run(ctx context.Context, report func(Event)) error {
 	h.report = report
-	tick := time.NewTicker(hostTick)
-	defer tick.Stop()
+	tick := h.cfg.Tick
+	if tick == nil {
+		t := time.NewTicker(hostTick)
+		defer t.Stop()
+		tick = t.C
+	}
 	defer h.release()
 	for {
 		var wg sync.WaitGroup
@@ -164,12 +184,12 @@ func (h *Hosts) Run(ctx context.Context, report func(HostEvent)) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-tick.C:
+		case <-tick:
 		}
 	}
 }
 
-func (h *Hosts) release() {
+func (h *Hosts[E]) release() {
 	if h.cfg.Coordinator == nil {
 		return
 	}
@@ -187,7 +207,7 @@ func (h *Hosts) release() {
 
 // look pings one engine and acts on what it finds: lease, listing,
 // locations, incident.
-func (h *Hosts) look(ctx context.Context, e *host) {
+func (h *Hosts[E]) look(ctx context.Context, e *host[E]) {
 	cctx, cancel := context.WithTimeout(ctx, hostCallLimit)
 	defer cancel()
 	e.mu.Lock()
@@ -238,7 +258,7 @@ func (h *Hosts) look(ctx context.Context, e *host) {
 
 // down handles an engine that does not answer: give up its lease, and when
 // no live replica reaches it, open its incident once.
-func (h *Hosts) down(ctx context.Context, e *host, cause error) {
+func (h *Hosts[E]) down(ctx context.Context, e *host[E], cause error) {
 	e.mu.Lock()
 	wasUp, wasLeading, id := e.up, e.leading, e.id
 	e.up, e.leading = false, false
@@ -275,7 +295,7 @@ func (h *Hosts) down(ctx context.Context, e *host, cause error) {
 
 // upAndLead handles an engine that answers: take or keep its lease, list
 // its agents, record where they are, close its incident.
-func (h *Hosts) upAndLead(ctx context.Context, e *host) {
+func (h *Hosts[E]) upAndLead(ctx context.Context, e *host[E]) {
 	e.mu.Lock()
 	wasUp, wasLeading, id := e.up, e.leading, e.id
 	e.up = true
@@ -322,14 +342,14 @@ func (h *Hosts) upAndLead(ctx context.Context, e *host) {
 	}
 }
 
-func (e *host) listedAt() time.Time {
+func (e *host[E]) listedAt() time.Time {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.listed
 }
 
 // list reads which agents run on the engine.
-func (h *Hosts) list(ctx context.Context, e *host) {
+func (h *Hosts[E]) list(ctx context.Context, e *host[E]) {
 	agents, err := e.eng.AgentContainers(ctx)
 	if err != nil {
 		return
@@ -341,7 +361,7 @@ func (h *Hosts) list(ctx context.Context, e *host) {
 
 // locate records in Redis where this engine's agents are, for the replicas
 // that do not reach it: what changed, and all of it once an hour.
-func (h *Hosts) locate(ctx context.Context, e *host) {
+func (h *Hosts[E]) locate(ctx context.Context, e *host[E]) {
 	c := h.cfg.Coordinator
 	if c == nil {
 		return
@@ -373,10 +393,10 @@ func (h *Hosts) locate(ctx context.Context, e *host) {
 	}
 }
 
-func (h *Hosts) event(e *host, opened, closed bool) HostEvent {
+func (h *Hosts[E]) event(e *host[E], opened, closed bool) Event {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return HostEvent{Engine: e.id, Host: e.name, Address: e.eng.Address(), Up: e.up, Leading: e.leading,
+	return Event{Engine: e.id, Host: e.name, Address: e.eng.Address(), Up: e.up, Leading: e.leading,
 		Agents: len(e.agents), Opened: opened, Closed: closed}
 }
 
@@ -405,10 +425,10 @@ const (
 )
 
 // Placement is Locate's answer.
-type Placement struct {
+type Placement[E Engine] struct {
 	Route Route
 	// Engine is the engine to act through, for RouteHere.
-	Engine Engine
+	Engine E
 	// Where is what is known of where the container is.
 	Where store.Location
 }
@@ -418,7 +438,7 @@ type Placement struct {
 // replica recorded the agent, and only then asks the engines it reaches:
 // a container recorded on another engine is never looked for on this
 // replica's.
-func (h *Hosts) Locate(ctx context.Context, agent, containerID string) Placement {
+func (h *Hosts[E]) Locate(ctx context.Context, agent, containerID string) Placement[E] {
 	for _, e := range h.engines {
 		e.mu.Lock()
 		cid, ok := e.agents[agent]
@@ -458,7 +478,7 @@ func (h *Hosts) Locate(ctx context.Context, agent, containerID string) Placement
 		if !up {
 			continue
 		}
-		fctx, cancel := context.WithTimeout(ctx, engineCallTimeout)
+		fctx, cancel := context.WithTimeout(ctx, findTimeout)
 		c, err := e.eng.Find(fctx, agent, containerID)
 		cancel()
 		if err == nil {
@@ -468,12 +488,12 @@ func (h *Hosts) Locate(ctx context.Context, agent, containerID string) Placement
 			continue
 		}
 	}
-	return Placement{Route: RouteUnknown}
+	return Placement[E]{Route: RouteUnknown}
 }
 
-func (h *Hosts) placeOn(ctx context.Context, e *host, cid string) Placement {
+func (h *Hosts[E]) placeOn(ctx context.Context, e *host[E], cid string) Placement[E] {
 	e.mu.Lock()
-	p := Placement{Where: store.Location{Engine: e.id, Host: e.name, DockerHost: e.eng.Address(), Container: cid}}
+	p := Placement[E]{Where: store.Location{Engine: e.id, Host: e.name, DockerHost: e.eng.Address(), Container: cid}}
 	up, leading, id := e.up, e.leading, e.id
 	e.mu.Unlock()
 	switch {
@@ -492,8 +512,8 @@ func (h *Hosts) placeOn(ctx context.Context, e *host, cid string) Placement {
 	return p
 }
 
-func (h *Hosts) placeRemote(ctx context.Context, loc store.Location) Placement {
-	p := Placement{Where: loc, Route: RouteOrphan}
+func (h *Hosts[E]) placeRemote(ctx context.Context, loc store.Location) Placement[E] {
+	p := Placement[E]{Where: loc, Route: RouteOrphan}
 	c := h.cfg.Coordinator
 	if holder, err := c.EngineLeaseHolder(ctx, loc.Engine); err != nil || holder != "" {
 		p.Route = RouteElsewhere
@@ -508,7 +528,7 @@ func (h *Hosts) placeRemote(ctx context.Context, loc store.Location) Placement {
 }
 
 // EngineOf returns the engine an agent was last listed on by this replica.
-func (h *Hosts) EngineOf(agent string) (id string, up bool) {
+func (h *Hosts[E]) EngineOf(agent string) (id string, up bool) {
 	for _, e := range h.engines {
 		e.mu.Lock()
 		_, ok := e.agents[agent]
@@ -522,7 +542,7 @@ func (h *Hosts) EngineOf(agent string) (id string, up bool) {
 }
 
 // AgentsOn returns the agents last listed on an engine.
-func (h *Hosts) AgentsOn(engine string) []string {
+func (h *Hosts[E]) AgentsOn(engine string) []string {
 	for _, e := range h.engines {
 		e.mu.Lock()
 		if e.id == engine {
@@ -540,7 +560,7 @@ func (h *Hosts) AgentsOn(engine string) []string {
 
 // lookRemote refreshes whether the engines in h.remote are down, and tells
 // of the incidents it opened that were closed since.
-func (h *Hosts) lookRemote(ctx context.Context) {
+func (h *Hosts[E]) lookRemote(ctx context.Context) {
 	c := h.cfg.Coordinator
 	if c == nil {
 		return
@@ -566,7 +586,7 @@ func (h *Hosts) lookRemote(ctx context.Context) {
 		}
 		h.mu.Unlock()
 		if mine && !open {
-			h.report(HostEvent{Engine: id, Host: loc.Host, Address: loc.DockerHost, Up: true, Closed: true, Remote: true})
+			h.report(Event{Engine: id, Host: loc.Host, Address: loc.DockerHost, Up: true, Closed: true, Remote: true})
 		}
 	}
 }
@@ -574,7 +594,7 @@ func (h *Hosts) lookRemote(ctx context.Context) {
 // OpenIncident opens the incident of an engine that no live replica
 // reaches, and reports whether this call opened it (then this replica
 // alerts it, and resolves it once a replica leads the engine again).
-func (h *Hosts) OpenIncident(ctx context.Context, where store.Location) bool {
+func (h *Hosts[E]) OpenIncident(ctx context.Context, where store.Location) bool {
 	c := h.cfg.Coordinator
 	if c == nil {
 		return false
@@ -593,7 +613,7 @@ func (h *Hosts) OpenIncident(ctx context.Context, where store.Location) bool {
 // Where returns the engine an agent's container is on: from this
 // replica's listings, else from where a replica recorded it (then that
 // engine is watched for its incident). "" when nobody knows.
-func (h *Hosts) Where(ctx context.Context, agent string) string {
+func (h *Hosts[E]) Where(ctx context.Context, agent string) string {
 	if id, _ := h.EngineOf(agent); id != "" {
 		return id
 	}
@@ -614,7 +634,7 @@ func (h *Hosts) Where(ctx context.Context, agent string) string {
 }
 
 // mine says whether this replica reaches the engine.
-func (h *Hosts) mine(engine string) bool {
+func (h *Hosts[E]) mine(engine string) bool {
 	for _, e := range h.engines {
 		e.mu.Lock()
 		id := e.id
@@ -628,7 +648,7 @@ func (h *Hosts) mine(engine string) bool {
 
 // Down says whether an engine is down as far as this replica knows: one it
 // reaches does not answer, or another's down incident is open.
-func (h *Hosts) Down(engine string) bool {
+func (h *Hosts[E]) Down(engine string) bool {
 	for _, e := range h.engines {
 		e.mu.Lock()
 		id, up := e.id, e.up
@@ -643,7 +663,7 @@ func (h *Hosts) Down(engine string) bool {
 }
 
 // AnyDown says whether an engine this replica reaches does not answer now.
-func (h *Hosts) AnyDown() bool {
+func (h *Hosts[E]) AnyDown() bool {
 	for _, e := range h.engines {
 		e.mu.Lock()
 		down := !e.up && !e.dup
