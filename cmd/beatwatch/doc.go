@@ -48,7 +48,7 @@
 // labelled beatwatch.namespace=<NS> are touched only when NS is --namespace.
 //
 // The Go runtime's GOGC and GOMEMLIMIT are honoured. Without GOGC, serve
-// keeps the GC's headroom to a quarter of the live heap (at least 64 MiB),
+// keeps the GC's headroom to a fifth of the live heap (at least 64 MiB),
 // so that a million agents take about 1.25 times what they need rather than
 // twice; GOMEMLIMIT caps the heap on top of that.
 //

@@ -16,7 +16,7 @@
 // says once how to raise the limit. State changes are logged one line each
 // while they are few, then one summary line per sweep and kind of change
 // (see transitionLog); the metrics count every one. The GC's headroom is
-// kept to a quarter of a large live heap unless GOGC is set (see tuneGC).
+// kept to a fifth of a large live heap unless GOGC is set (see tuneGC).
 //
 // New builds the monitor with its subscribers fixed; nothing is attached
 // later, and no part of the watcher is handed out.
