@@ -3,10 +3,12 @@
 // guard that keeps it from making things worse, and the lease and claims
 // that let several replicas share the work.
 //
-// It speaks to the outside only through small interfaces declared here:
-// Engine (the containers; docker.Engine is the real one), Alerter (the
+// It speaks to the outside only through small interfaces: Alerter (the
 // humans; alert.Webhook), Coordinator (the other replicas; the store's
-// Redis) and Fleet (the watcher). Data flows one way:
+// Redis), Hosts (the Docker Engines of package hosts) and Fleet (the
+// watcher), declared here, and ladder.Engine (the containers;
+// docker.Engine is the real one), declared by the ladder that calls it.
+// Data flows one way:
 //
 //	monitor ──transition──▶ Orchestrator.Changed ──▶ ladder ──▶ Engine, Alerter
 //	   ▲                                               │
@@ -25,6 +27,10 @@
 // acts, the others leave it; an engine that no live replica reaches any
 // more is one incident with one alert, and its agents wait for it and are
 // recovered when it is back (route.go).
+//
+// The steps themselves (find the container, inspect, restart, replace,
+// wait for the beat) are package ladder's; the Orchestrator decides whether,
+// when and by which replica they run, and alerts what they could not fix.
 //
 // The policy (backoff between attempts, an hourly budget per agent and per
 // container, a brake when much of the fleet or of one host fails at once,

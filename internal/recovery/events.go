@@ -5,9 +5,9 @@ import (
 	"time"
 
 	"github.com/beatwrap/beatwrap/internal/alert"
-	"github.com/beatwrap/beatwrap/internal/docker"
 	"github.com/beatwrap/beatwrap/internal/monitor"
 	"github.com/beatwrap/beatwrap/internal/recovery/hosts"
+	"github.com/beatwrap/beatwrap/internal/recovery/ladder"
 	"github.com/beatwrap/beatwrap/internal/store"
 )
 
@@ -43,13 +43,13 @@ type Event struct {
 	Kind    Kind
 	AgentID string
 	At      time.Time
-	Step    StepResult // StepTaken
-	OK      bool       // Done
-	Reason  string     // LeftAlone
-	Leading bool       // Leader, EngineState
-	Engine  string     // EngineState: the engine's ID
-	Host    string     // EngineState: its host's name
-	Up      bool       // EngineState
+	Step    ladder.StepResult // StepTaken
+	OK      bool              // Done
+	Reason  string            // LeftAlone
+	Leading bool              // Leader, EngineState
+	Engine  string            // EngineState: the engine's ID
+	Host    string            // EngineState: its host's name
+	Up      bool              // EngineState
 }
 
 // Fleet is the watcher as the Orchestrator sees it: how many agents are in
@@ -62,20 +62,10 @@ type Fleet interface {
 	Report(Event)
 }
 
-// Engine is the container engine recovery acts through: docker.Engine, or
-// a fake in a test. With several engines, HostEngine adds what tells them
-// apart.
-type Engine interface {
-	Find(ctx context.Context, agent, containerID string) (docker.Container, error)
-	Check(ctx context.Context, c docker.Container, finalStopped bool) (docker.Container, docker.Verdict, error)
-	Restart(ctx context.Context, c docker.Container, grace time.Duration) error
-	Replace(ctx context.Context, c docker.Container, grace time.Duration) (docker.Replacement, error)
-}
-
 // HostEngine is one of several Docker Engines (docker.Engine): what the
 // ladder acts through, and what Hosts tells engines apart by.
 type HostEngine interface {
-	Engine
+	ladder.Engine
 	hosts.Engine
 }
 

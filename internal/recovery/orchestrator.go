@@ -3,7 +3,6 @@ package recovery
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"os"
 	"slices"
@@ -15,8 +14,9 @@ import (
 	"github.com/beatwrap/beatwrap/internal/docker"
 	"github.com/beatwrap/beatwrap/internal/monitor"
 	"github.com/beatwrap/beatwrap/internal/recovery/guard"
+	"github.com/beatwrap/beatwrap/internal/recovery/hosts"
+	"github.com/beatwrap/beatwrap/internal/recovery/ladder"
 	"github.com/beatwrap/beatwrap/internal/store"
-	"github.com/beatwrap/beatwrap/internal/wire"
 )
 
 // Config wires the ladder's parts. Engine and Alerter may be nil: without an
@@ -24,7 +24,7 @@ import (
 // and the history still says what happened.
 type Config struct {
 	// Engine is the one engine recovery acts through, when Hosts is nil.
-	Engine Engine
+	Engine ladder.Engine
 	// Hosts, when set, is the set of engines this replica reaches: each
 	// failure is then recovered by the replica that leads the engine
 	// holding the agent's container (Engine is not used).
@@ -62,7 +62,8 @@ type Orchestrator struct {
 	cfg Config
 	log *slog.Logger
 	// fleet is set by Run, before any ladder starts.
-	fleet Fleet
+	fleet  Fleet
+	ladder *ladder.Ladder
 
 	mu       sync.Mutex
 	pending  map[string]time.Time     // agents to look at, and since when
@@ -70,7 +71,7 @@ type Orchestrator struct {
 	open     map[string]string        // agent -> failure id of an alert that may need resolving
 	held     map[string]bool          // failed agents the brake kept from recovery
 	agents   map[string]monitor.Agent // agent in trouble -> as its last transition left it
-	beats    map[string]*beating      // agent under recovery -> whether it beats again
+	beats    map[string]*ladder.Beats // agent under recovery -> whether it beats again
 	leading  bool
 	// leaseFailing is set while asking for the lease fails.
 	leaseFailing bool
@@ -119,16 +120,19 @@ func New(cfg Config) (*Orchestrator, error) {
 	if cfg.Forget == 0 {
 		cfg.Forget = monitor.DefaultForget
 	}
-	return &Orchestrator{
+	o := &Orchestrator{
 		cfg: cfg, log: cfg.Logger,
 		pending: map[string]time.Time{}, incident: map[string]string{}, open: map[string]string{}, held: map[string]bool{},
-		agents: map[string]monitor.Agent{}, beats: map[string]*beating{},
+		agents: map[string]monitor.Agent{}, beats: map[string]*ladder.Beats{},
 		onEngine: map[string]string{}, hostHeld: map[string]string{}, heldOn: map[string]store.Location{},
 		orphanSince: map[string]time.Time{}, unknownSince: map[string]time.Time{}, inIncident: map[string]string{},
 		locating: make(chan struct{}, 16),
 		leading:  cfg.Coordinator == nil,
 		wake:     make(chan struct{}, 1),
-	}, nil
+	}
+	o.ladder = ladder.New(ladder.Config{Report: o.step, BeatWait: cfg.BeatWait, HostIncidents: cfg.Hosts != nil,
+		Logger: cfg.Logger, Now: cfg.Now})
+	return o, nil
 }
 
 // Leading reports whether this replica recovers.
@@ -225,7 +229,7 @@ func (o *Orchestrator) track(tr monitor.Transition, a monitor.Agent) {
 		o.agents[tr.AgentID] = a
 	}
 	if b, ok := o.beats[tr.AgentID]; ok {
-		b.set(tr.To == monitor.Healthy)
+		b.Set(tr.To == monitor.Healthy)
 	}
 }
 
@@ -533,7 +537,7 @@ func (o *Orchestrator) handle(ctx context.Context, id string) {
 		o.mu.Lock()
 		o.held[id] = true
 		o.mu.Unlock()
-		o.step(id, StepResult{Step: StepRestart, Result: ResultSkipped, Detail: guard.ReasonBrake, At: now})
+		o.step(id, ladder.StepResult{Step: ladder.StepRestart, Result: ladder.ResultSkipped, Detail: guard.ReasonBrake, At: now})
 		return
 	}
 	// The fleet's brake first: when it holds, the host's would only say
@@ -555,7 +559,7 @@ func (o *Orchestrator) handle(ctx context.Context, id string) {
 		if !won {
 			// Another replica took this failure (before a change of
 			// leader, or before this one restarted): it is its to finish.
-			o.step(id, StepResult{Step: StepRestart, Result: ResultSkipped, Detail: "claimed by another replica", At: now})
+			o.step(id, ladder.StepResult{Step: ladder.StepRestart, Result: ladder.ResultSkipped, Detail: "claimed by another replica", At: now})
 			return
 		}
 	}
@@ -574,7 +578,7 @@ func (o *Orchestrator) handle(ctx context.Context, id string) {
 			o.held[id] = true
 			o.mu.Unlock()
 		case guard.ReasonBudget:
-			o.step(id, StepResult{Step: StepRestart, Result: ResultSkipped, Detail: d.String(), At: now})
+			o.step(id, ladder.StepResult{Step: ladder.StepRestart, Result: ladder.ResultSkipped, Detail: d.String(), At: now})
 			o.alert(a, failure, "automatic recovery stopped: "+d.String(), nil, where)
 		}
 		return
@@ -582,7 +586,7 @@ func (o *Orchestrator) handle(ctx context.Context, id string) {
 	defer o.cfg.Guard.End(id, o.cfg.Now())
 	// Beats are listened for from before the agent is recovering, so that
 	// none that a step brings is missed.
-	beats := &beating{poke: make(chan struct{}, 1)}
+	beats := ladder.NewBeats()
 	o.mu.Lock()
 	o.beats[id] = beats
 	o.mu.Unlock()
@@ -591,35 +595,46 @@ func (o *Orchestrator) handle(ctx context.Context, id string) {
 		delete(o.beats, id)
 		o.mu.Unlock()
 	}()
-	c, why, gone := o.target(ctx, engine, where, a)
+	c, out := o.ladder.Find(ctx, engine, a)
 	switch {
-	case gone:
+	case out.Gone:
+		o.hostDown(a, where)
 		return
-	case why != "" && o.cfg.Alerter == nil:
+	case out.Alert != "" && o.cfg.Alerter == nil:
 		// Nothing to act on and nobody to tell: calling that a recovery
 		// would only cycle the agent stalled → recovering → stalled (or
 		// failed → recovering → failed) for as long as it is in trouble.
 		// It keeps its state; the log says it needs a human.
-		o.alert(a, failure, why, nil, where)
+		o.alert(a, failure, out.Alert, nil, where)
 		return
 	}
 	o.report(Event{Kind: Started, AgentID: id, At: o.cfg.Now()})
-	back := false
-	if why != "" {
-		o.alert(a, failure, why, nil, where)
-	} else {
-		back = o.ladder(ctx, engine, where, a, c, failure, beats)
+	if out.Alert == "" {
+		out = o.climb(ctx, engine, a, c, beats)
 	}
-	o.report(Event{Kind: Done, AgentID: id, OK: back, At: o.cfg.Now()})
+	switch {
+	case out.Gone:
+		o.hostDown(a, where)
+	case out.LeftAlone != "":
+		o.report(Event{Kind: LeftAlone, AgentID: id, Reason: out.LeftAlone, At: o.cfg.Now()})
+	case out.Alert != "":
+		o.alert(a, failure, out.Alert, out.Steps, where)
+	}
+	o.report(Event{Kind: Done, AgentID: id, OK: out.Back, At: o.cfg.Now()})
 }
 
-// Bounds on the engine's calls, so that a hung Docker Engine (or a process
-// it cannot kill) never holds an agent in recovering, and a recovery slot,
-// for ever: a failed call moves the ladder to its next step.
-const (
-	engineCallTimeout = 30 * time.Second
-	maxGrace          = 5 * time.Minute
-)
+// climb runs the ladder on the container c, one recovery at a time per
+// container and within a budget per container: several agent ids may name
+// one container, and each id has a budget of its own.
+func (o *Orchestrator) climb(ctx context.Context, engine ladder.Engine, a monitor.Agent, c docker.Container, beats *ladder.Beats) ladder.Outcome {
+	if d := o.cfg.Guard.BeginContainer(c.ID, o.cfg.Now()); !d.OK {
+		o.log.Warn("container refused: "+d.String(), "agent", a.AgentID, "container", c.ShortID())
+		o.step(a.AgentID, ladder.StepResult{Step: ladder.StepInspect, Result: ladder.ResultSkipped, Container: c.ID, Detail: "container: " + d.String(), At: o.cfg.Now()})
+		return ladder.Outcome{Alert: ladder.Trouble(a) + "; its container " + c.ShortID() + " is not touched: " + d.String()}
+	}
+	defer func() { o.cfg.Guard.EndContainer(c.ID, o.cfg.Now()) }()
+	return o.ladder.Climb(ctx, engine, a, c, beats)
+}
 
 // claimTTL is how long a failure stays claimed by the replica that took it
 // without that replica renewing the claim (each attempt does). A replica
@@ -628,274 +643,31 @@ const (
 // is still under way.
 const claimTTL = 10 * time.Minute
 
-// trouble says what is wrong with a, for alerts.
-func trouble(a monitor.Agent) string {
-	if a.State == monitor.Stalled && a.StallReason != "" {
-		return "agent " + a.AgentID + " is stalled (stalled: " + a.StallReason + ")"
-	}
-	return "agent " + a.AgentID + " is " + string(a.State) + " (" + a.StateReason + ")"
-}
-
-// target finds the container that the ladder acts on for a. When there is
-// none it may act on, why is what the alert says, and the inspection is
-// recorded; gone is set when a's engine does not answer (engineGone).
-func (o *Orchestrator) target(ctx context.Context, engine Engine, where store.Location, a monitor.Agent) (c docker.Container, why string, gone bool) {
-	if engine == nil {
-		return c, trouble(a) + "; automatic recovery is off", false
-	}
-	fctx, cancel := context.WithTimeout(ctx, engineCallTimeout)
-	c, err := engine.Find(fctx, a.AgentID, a.ContainerID)
-	cancel()
-	switch {
-	case errors.Is(err, docker.ErrNotFound):
-		o.step(a.AgentID, StepResult{Step: StepInspect, Result: ResultSkipped, Detail: "no container", At: o.cfg.Now()})
-		return c, trouble(a) + " and runs in no container beatwatch can find", false
-	case errors.Is(err, docker.ErrNotOwned):
-		// The beats name a container that does not say it is this agent's:
-		// a beat is no proof, and acting on it would let any sender restart
-		// any labelled container.
-		o.log.Warn("container refused: not the agent's", "agent", a.AgentID, "error", err)
-		o.step(a.AgentID, StepResult{Step: StepInspect, Result: ResultSkipped, Detail: "not the agent's container", Error: err.Error(), At: o.cfg.Now()})
-		return c, trouble(a) + "; the container its beats name is not provably its own, so it is not touched: " + err.Error(), false
-	case o.engineGone(a, where, err):
-		return c, "", true
-	case err != nil:
-		o.step(a.AgentID, StepResult{Step: StepInspect, Result: ResultError, Error: err.Error(), At: o.cfg.Now()})
-		return c, trouble(a) + "; its container cannot be inspected: " + err.Error(), false
-	case c.Foreign:
-		o.step(a.AgentID, StepResult{Step: StepInspect, Result: ResultSkipped, Container: c.ID, Detail: string(docker.VerdictNotEligible), At: o.cfg.Now()})
-		return c, trouble(a) + "; its container " + c.ShortID() + " belongs to namespace " + strconv.Quote(c.Namespace) + " (label " + docker.NamespaceLabel + "), so it is not touched", false
-	case !c.Eligible:
-		o.step(a.AgentID, StepResult{Step: StepInspect, Result: ResultSkipped, Container: c.ID, Detail: string(docker.VerdictNotEligible), At: o.cfg.Now()})
-		return c, trouble(a) + "; its container " + c.ShortID() + " lacks the recover label, so it is not touched", false
-	}
-	return c, "", false
-}
-
-// ladder restarts the container c, then replaces it, then alerts. It
-// reports whether the agent beats again.
-func (o *Orchestrator) ladder(ctx context.Context, engine Engine, where store.Location, a monitor.Agent, c docker.Container, failure string, beats *beating) bool {
-	// One recovery at a time per container, and a budget per container:
-	// several agent ids may name one container, and each id has a budget
-	// of its own.
-	if d := o.cfg.Guard.BeginContainer(c.ID, o.cfg.Now()); !d.OK {
-		o.log.Warn("container refused: "+d.String(), "agent", a.AgentID, "container", c.ShortID())
-		o.step(a.AgentID, StepResult{Step: StepInspect, Result: ResultSkipped, Container: c.ID, Detail: "container: " + d.String(), At: o.cfg.Now()})
-		o.alert(a, failure, trouble(a)+"; its container "+c.ShortID()+" is not touched: "+d.String(), nil, where)
-		return false
-	}
-	defer func() { o.cfg.Guard.EndContainer(c.ID, o.cfg.Now()) }()
-	// Check may wait for a container the engine is restarting.
-	start := o.cfg.Now()
-	cctx, cancel := context.WithTimeout(ctx, 2*engineCallTimeout)
-	c, verdict, err := engine.Check(cctx, c, a.Status == wire.StatusStopped)
-	cancel()
-	res := o.engineStep(a.AgentID, checkResult(c.ID, verdict, err, start, o.cfg.Now()))
-	switch verdict {
-	case docker.VerdictOperatorStopped, docker.VerdictPaused, docker.VerdictRemoved:
-		// The operator acted: leave the container alone and say so.
-		o.report(Event{Kind: LeftAlone, AgentID: a.AgentID, Reason: "container " + string(verdict), At: o.cfg.Now()})
-		return false
-	case docker.VerdictRestartedByEngine, docker.VerdictRestarting:
-		// The engine is at it already: give it the time a restart gets.
-		if o.waitBeat(ctx, a, beats) {
-			return true
-		}
-	case "":
-		if o.engineGone(a, where, err) {
-			return false
-		}
-		o.alert(a, failure, "agent "+a.AgentID+" is "+string(a.State)+"; the Docker Engine cannot be asked: "+res.Error, []StepResult{res}, where)
-		return false
-	}
-	var steps []StepResult
-	grace := time.Duration(a.GraceMs) * time.Millisecond
-	if grace <= 0 {
-		grace = 10 * time.Second
-	}
-	// The grace comes from the agent's beat: a wild one must not hold a
-	// recovery slot for hours.
-	grace = min(grace, maxGrace)
-	start = o.cfg.Now()
-	rctx, cancel := context.WithTimeout(ctx, grace+engineCallTimeout)
-	err = engine.Restart(rctx, c, grace)
-	cancel()
-	res = o.engineStep(a.AgentID, actionResult(StepRestart, c.ID, "", err, start, o.cfg.Now()))
-	steps = append(steps, res)
-	if err == nil && o.waitBeat(ctx, a, beats) {
-		return true
-	}
-	if ctx.Err() != nil {
-		return false
-	}
-	start = o.cfg.Now()
-	rctx, cancel = context.WithTimeout(ctx, grace+3*engineCallTimeout)
-	nu, err := engine.Replace(rctx, c, grace)
-	cancel()
-	id := c.ID
-	if err == nil {
-		id = nu.ID
-	}
-	res = o.engineStep(a.AgentID, actionResult(StepReplace, id, nu.Detail, err, start, o.cfg.Now()))
-	steps = append(steps, res)
-	if err == nil && o.waitBeat(ctx, a, beats) {
-		return true
-	}
-	if ctx.Err() != nil {
-		return false
-	}
-	o.alert(a, failure, trouble(a)+"; restart and replace did not bring it back", steps, where)
-	return false
-}
-
-// engineGone says whether err is the engine not answering, with several
-// engines: then the agent is its host's incident's, not the ladder's, and
-// it is looked at again when the engine is back.
-func (o *Orchestrator) engineGone(a monitor.Agent, where store.Location, err error) bool {
-	if o.cfg.Hosts == nil || !errors.Is(err, docker.ErrUnreachable) {
-		return false
-	}
+// hostDown holds an agent whose engine does not answer, with several
+// engines: it is its host's incident's, not the ladder's, and it is looked
+// at again when the engine is back.
+func (o *Orchestrator) hostDown(a monitor.Agent, where store.Location) {
 	o.mu.Lock()
 	o.hostHeld[a.AgentID] = where.Engine
 	o.inIncident[a.AgentID] = where.Engine
 	o.mu.Unlock()
 	now := o.cfg.Now()
-	o.step(a.AgentID, StepResult{Step: StepInspect, Result: ResultSkipped, At: now,
-		Detail: "host " + hostName(where) + " is down: its Docker Engine does not answer"})
+	o.step(a.AgentID, ladder.StepResult{Step: ladder.StepInspect, Result: ladder.ResultSkipped, At: now,
+		Detail: "host " + hosts.Name(where) + " is down: its Docker Engine does not answer"})
 	o.queue(a.AgentID, now.Add(10*time.Second))
-	return true
-}
-
-// beating follows one agent under recovery: whether its latest transition
-// left it healthy, with a poke at every transition.
-type beating struct {
-	mu      sync.Mutex
-	healthy bool
-	poke    chan struct{} // capacity 1
-}
-
-func (b *beating) set(healthy bool) {
-	b.mu.Lock()
-	b.healthy = healthy
-	b.mu.Unlock()
-	select {
-	case b.poke <- struct{}{}:
-	default:
-	}
-}
-
-func (b *beating) is() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.healthy
-}
-
-// waitBeat waits until the agent beats again, as its transitions tell: it is
-// healthy, and no transition takes that back within one interval (at least
-// 1s, at most 5s). A blip, a first beat and at once a final "exited" (an agent that dies
-// as it starts), is not beating again, and the ladder goes on. It gives up
-// when the time a step gets has passed.
-func (o *Orchestrator) waitBeat(ctx context.Context, a monitor.Agent, b *beating) bool {
-	wait := o.cfg.BeatWait
-	if wait <= 0 {
-		wait = max(time.Duration(a.IntervalMs)*time.Millisecond*time.Duration(max(a.MissedBeatsLimit, 1)), 15*time.Second)
-	}
-	settle := min(max(time.Duration(a.IntervalMs)*time.Millisecond, time.Second), 5*time.Second)
-	deadline := time.NewTimer(wait)
-	defer deadline.Stop()
-	var confirm *time.Timer
-	var confirmed <-chan time.Time
-	look := func() {
-		switch healthy := b.is(); {
-		case healthy && confirm == nil:
-			confirm = time.NewTimer(settle)
-			confirmed = confirm.C
-		case !healthy && confirm != nil:
-			confirm.Stop()
-			confirm, confirmed = nil, nil
-		}
-	}
-	defer func() {
-		if confirm != nil {
-			confirm.Stop()
-		}
-	}()
-	look()
-	for {
-		select {
-		case <-ctx.Done():
-			return false
-		case <-deadline.C:
-			return b.is()
-		case <-b.poke:
-			look()
-		case <-confirmed:
-			return true
-		}
-	}
 }
 
 // report hands an event to the fleet.
 func (o *Orchestrator) report(ev Event) { o.fleet.Report(ev) }
 
 // step reports a step the Orchestrator took itself (a skip, an alert).
-func (o *Orchestrator) step(id string, r StepResult) {
+func (o *Orchestrator) step(id string, r ladder.StepResult) {
 	o.report(Event{Kind: StepTaken, AgentID: id, Step: r, At: r.At})
-}
-
-// engineStep logs and reports a step taken through the engine, and returns
-// it.
-func (o *Orchestrator) engineStep(id string, r StepResult) StepResult {
-	msg := fmt.Sprintf("recovery %s %s", r.Step, r.Result)
-	if r.Detail != "" {
-		msg += ": " + r.Detail
-	}
-	if r.Error != "" {
-		o.log.Warn(msg, "agent", id, "container", shortID(r.Container), "error", r.Error)
-	} else {
-		o.log.Info(msg, "agent", id, "container", shortID(r.Container))
-	}
-	o.step(id, r)
-	return r
-}
-
-// checkResult is the record of an inspection: ok when the verdict calls for
-// a restart, skipped (Detail is the verdict) when it does not, error when
-// the engine could not be asked.
-func checkResult(container string, v docker.Verdict, err error, start, end time.Time) StepResult {
-	r := StepResult{Step: StepInspect, Result: ResultOK, Container: container, Detail: string(v), At: start, Duration: end.Sub(start)}
-	switch {
-	case err != nil:
-		r.Result, r.Error = ResultError, err.Error()
-	case !v.Actionable():
-		r.Result = ResultSkipped
-	}
-	return r
-}
-
-// actionResult is the record of a restart or a replace: skipped for a
-// container that lacks the recover label, error when the engine failed.
-func actionResult(step Step, container, detail string, err error, start, end time.Time) StepResult {
-	r := StepResult{Step: step, Result: ResultOK, Container: container, Detail: detail, At: start, Duration: end.Sub(start)}
-	switch {
-	case errors.Is(err, docker.ErrNotEligible):
-		r.Result, r.Detail = ResultSkipped, string(docker.VerdictNotEligible)
-	case err != nil:
-		r.Result, r.Error = ResultError, err.Error()
-	}
-	return r
-}
-
-func shortID(id string) string {
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
 }
 
 // alert tells a human, once per failure (the Alerter suppresses repeats).
 // where, when known, says which host the agent's container is on.
-func (o *Orchestrator) alert(a monitor.Agent, failure, summary string, steps []StepResult, where store.Location) {
+func (o *Orchestrator) alert(a monitor.Agent, failure, summary string, steps []ladder.StepResult, where store.Location) {
 	if o.cfg.Alerter == nil {
 		o.noSink.Do(func() {
 			o.log.Warn("no alert sink configured (--alert-webhook): failures that need a human are logged, not sent")
@@ -905,7 +677,7 @@ func (o *Orchestrator) alert(a monitor.Agent, failure, summary string, steps []S
 		o.log.Error("alerting a human", "agent", a.AgentID, "reason", summary)
 	}
 	now := o.cfg.Now()
-	res := StepResult{Step: StepAlert, Result: ResultSkipped, Detail: "no --alert-webhook", At: now}
+	res := ladder.StepResult{Step: ladder.StepAlert, Result: ladder.ResultSkipped, Detail: "no --alert-webhook", At: now}
 	if o.cfg.Alerter != nil {
 		details := map[string]any{"host": a.Host, "pid": a.PID, "containerId": a.ContainerID, "lastHeartbeat": a.LastHeartbeat}
 		if where.Engine != "" {
@@ -915,9 +687,9 @@ func (o *Orchestrator) alert(a monitor.Agent, failure, summary string, steps []S
 			AgentID: a.AgentID, FailureID: failure, Summary: summary, Reason: a.StateReason,
 			State: string(a.State), Steps: alertSteps(steps), At: now, Details: details,
 		}) {
-			res = StepResult{Step: StepAlert, Result: ResultOK, Detail: "queued", At: now}
+			res = ladder.StepResult{Step: ladder.StepAlert, Result: ladder.ResultOK, Detail: "queued", At: now}
 		} else {
-			res = StepResult{Step: StepAlert, Result: ResultSkipped, Detail: "already alerted", At: now}
+			res = ladder.StepResult{Step: ladder.StepAlert, Result: ladder.ResultSkipped, Detail: "already alerted", At: now}
 		}
 		o.mu.Lock()
 		o.open[a.AgentID] = failure
@@ -927,7 +699,7 @@ func (o *Orchestrator) alert(a monitor.Agent, failure, summary string, steps []S
 }
 
 // alertSteps writes a failure's steps as an alert reports them.
-func alertSteps(steps []StepResult) []alert.Step {
+func alertSteps(steps []ladder.StepResult) []alert.Step {
 	if steps == nil {
 		return nil
 	}

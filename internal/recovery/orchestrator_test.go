@@ -19,6 +19,7 @@ import (
 	"github.com/beatwrap/beatwrap/internal/docker"
 	"github.com/beatwrap/beatwrap/internal/monitor"
 	"github.com/beatwrap/beatwrap/internal/recovery/guard"
+	"github.com/beatwrap/beatwrap/internal/recovery/ladder"
 	"github.com/beatwrap/beatwrap/internal/testutil"
 	"github.com/beatwrap/beatwrap/internal/wire"
 )
@@ -86,7 +87,7 @@ func (c *fakeCoord) Claim(_ context.Context, id, failure, holder string, _ time.
 // does, and hands the steps to the test.
 type fleet struct {
 	*monitor.Monitor
-	steps chan StepResult
+	steps chan ladder.StepResult
 }
 
 func (f fleet) Report(ev Event) {
@@ -107,7 +108,7 @@ type rig struct {
 	mon   *monitor.Monitor
 	orch  *Orchestrator
 	hook  *webhook
-	steps chan StepResult
+	steps chan ladder.StepResult
 	stop  func()
 }
 
@@ -121,7 +122,7 @@ func newRig(t *testing.T, coord Coordinator) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &rig{hook: h, steps: make(chan StepResult, 100)}
+	r := &rig{hook: h, steps: make(chan ladder.StepResult, 100)}
 	cfg := Config{
 		Alerter: alerter, Guard: guard.New(guard.Config{BackoffBase: 50 * time.Millisecond}),
 		Settle: 10 * time.Millisecond, Logger: log,
@@ -155,7 +156,7 @@ func (r *rig) beat(id string, seq uint64, status wire.Status, code *int) {
 	r.mon.Observe(b, time.Now())
 }
 
-func (r *rig) waitStep(t *testing.T, want Step) StepResult {
+func (r *rig) waitStep(t *testing.T, want ladder.Step) ladder.StepResult {
 	t.Helper()
 	timeout := time.After(5 * time.Second)
 	for {
@@ -166,7 +167,7 @@ func (r *rig) waitStep(t *testing.T, want Step) StepResult {
 			}
 		case <-timeout:
 			t.Fatalf("no %s step within 5s", want)
-			return StepResult{}
+			return ladder.StepResult{}
 		}
 	}
 }
@@ -187,7 +188,7 @@ func TestNoDockerAlertsAndResolves(t *testing.T) {
 	code := 1
 	r.beat("a1", 1, wire.StatusHealthy, nil)
 	r.beat("a1", 2, wire.StatusExited, &code)
-	if s := r.waitStep(t, StepAlert); s.Result != ResultOK {
+	if s := r.waitStep(t, ladder.StepAlert); s.Result != ladder.ResultOK {
 		t.Fatalf("alert step = %+v, want ok", s)
 	}
 	waitFor(t, "a trigger reaches the webhook", func() bool { return len(r.hook.events("a1")) == 1 })
@@ -195,7 +196,7 @@ func TestNoDockerAlertsAndResolves(t *testing.T) {
 	if a.State != monitor.Failed {
 		t.Errorf("after an alert-only recovery the agent is %s, want failed", a.State)
 	}
-	if len(a.Recoveries) == 0 || a.Recoveries[len(a.Recoveries)-1].Step != string(StepAlert) {
+	if len(a.Recoveries) == 0 || a.Recoveries[len(a.Recoveries)-1].Step != string(ladder.StepAlert) {
 		t.Errorf("history = %+v, want the alert last", a.Recoveries)
 	}
 	// The agent is started again by hand: a new incarnation beats.
@@ -221,7 +222,7 @@ func TestBrakeHoldsThenReleases(t *testing.T) {
 	for _, id := range []string{"b0", "b1", "b2"} {
 		a, _ := r.mon.Get(id)
 		for _, s := range a.Recoveries {
-			if s.Step == string(StepAlert) {
+			if s.Step == string(ladder.StepAlert) {
 				t.Errorf("%s was alerted under the brake: %+v", id, a.Recoveries)
 			}
 		}
@@ -266,7 +267,7 @@ func TestClaimErrorIsRetried(t *testing.T) {
 	c.mu.Lock()
 	c.claimErr = nil
 	c.mu.Unlock()
-	if s := r.waitStep(t, StepAlert); s.Result != ResultOK {
+	if s := r.waitStep(t, ladder.StepAlert); s.Result != ladder.ResultOK {
 		t.Fatalf("alert after the claim went through = %+v", s)
 	}
 }
@@ -352,7 +353,7 @@ func TestNoAlertSinkSaysSoOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	steps := make(chan StepResult, 100)
+	steps := make(chan ladder.StepResult, 100)
 	mon := monitor.New(monitor.Config{Subscribers: []monitor.Subscriber{orch}})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -375,9 +376,9 @@ func TestNoAlertSinkSaysSoOnce(t *testing.T) {
 	for alerts < 2 {
 		select {
 		case s := <-steps:
-			if s.Step == StepAlert {
+			if s.Step == ladder.StepAlert {
 				alerts++
-				if s.Result != ResultSkipped {
+				if s.Result != ladder.ResultSkipped {
 					t.Errorf("alert step with no sink = %+v, want skipped", s)
 				}
 			}
@@ -442,7 +443,7 @@ func (r *transitions) to(s monitor.State) []monitor.Transition {
 func TestNothingToDoKeepsTheState(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
-		engine Engine
+		engine ladder.Engine
 	}{
 		{"recovery off", nil},
 		{"no container", noContainers{}},
@@ -455,7 +456,7 @@ func TestNothingToDoKeepsTheState(t *testing.T) {
 				t.Fatal(err)
 			}
 			seen := &transitions{}
-			steps := make(chan StepResult, 100)
+			steps := make(chan ladder.StepResult, 100)
 			mon := monitor.New(monitor.Config{Subscribers: []monitor.Subscriber{orch, seen}})
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan struct{})
@@ -483,12 +484,12 @@ func TestNothingToDoKeepsTheState(t *testing.T) {
 			for len(alerted) < 2 {
 				select {
 				case s := <-steps:
-					if s.Step == StepAlert {
-						if s.Result != ResultSkipped {
+					if s.Step == ladder.StepAlert {
+						if s.Result != ladder.ResultSkipped {
 							t.Errorf("alert step with no sink = %+v, want skipped", s)
 						}
 						for _, id := range []string{"stuck", "dead"} {
-							if a, _ := mon.Get(id); len(a.Recoveries) > 0 && a.Recoveries[len(a.Recoveries)-1].Step == string(StepAlert) {
+							if a, _ := mon.Get(id); len(a.Recoveries) > 0 && a.Recoveries[len(a.Recoveries)-1].Step == string(ladder.StepAlert) {
 								alerted[id] = true
 							}
 						}
@@ -538,7 +539,7 @@ func TestLeaseErrorIsLogged(t *testing.T) {
 	mon := monitor.New(monitor.Config{Subscribers: []monitor.Subscriber{orch}})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { _ = orch.Run(ctx, fleet{mon, make(chan StepResult, 100)}); close(done) }()
+	go func() { _ = orch.Run(ctx, fleet{mon, make(chan ladder.StepResult, 100)}); close(done) }()
 	for range 5 { // five renewals, a second apart
 		now := time.Unix(0, clock.Add(int64(time.Second)))
 		select {

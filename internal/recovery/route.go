@@ -8,10 +8,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/beatwrap/beatwrap/internal/alert"
 	"github.com/beatwrap/beatwrap/internal/monitor"
 	"github.com/beatwrap/beatwrap/internal/recovery/guard"
 	"github.com/beatwrap/beatwrap/internal/recovery/hosts"
+	"github.com/beatwrap/beatwrap/internal/recovery/ladder"
 	"github.com/beatwrap/beatwrap/internal/store"
 )
 
@@ -20,7 +20,7 @@ import (
 // lease. route says what this replica does about a failure; it goes on to
 // the ladder (with the engine to act through) only when the failure is
 // this replica's.
-func (o *Orchestrator) route(ctx context.Context, a monitor.Agent, failure string, now time.Time) (Engine, store.Location, bool) {
+func (o *Orchestrator) route(ctx context.Context, a monitor.Agent, failure string, now time.Time) (ladder.Engine, store.Location, bool) {
 	id := a.AgentID
 	p := o.cfg.Hosts.Locate(ctx, id, a.ContainerID)
 	o.mu.Lock()
@@ -54,8 +54,8 @@ func (o *Orchestrator) route(ctx context.Context, a monitor.Agent, failure strin
 		o.inIncident[id] = p.Where.Engine
 		o.mu.Unlock()
 		if !wasHeld {
-			o.step(id, StepResult{Step: StepRestart, Result: ResultSkipped, At: now,
-				Detail: "host " + hostName(p.Where) + " is down: its Docker Engine does not answer"})
+			o.step(id, ladder.StepResult{Step: ladder.StepRestart, Result: ladder.ResultSkipped, At: now,
+				Detail: "host " + hosts.Name(p.Where) + " is down: its Docker Engine does not answer"})
 		}
 		o.queue(id, now.Add(10*time.Second))
 	case hosts.RouteOrphan:
@@ -90,14 +90,14 @@ func (o *Orchestrator) route(ctx context.Context, a monitor.Agent, failure strin
 		slices.Sort(there)
 		if o.cfg.Hosts.OpenIncident(ctx, p.Where) {
 			summary := fmt.Sprintf("no live beatwatch replica reaches host %s (Docker Engine %s): %d of its agents failed and cannot be recovered (%s)",
-				hostName(p.Where), p.Where.DockerHost, len(there), strings.Join(there, ", "))
+				hosts.Name(p.Where), p.Where.DockerHost, len(there), strings.Join(there, ", "))
 			o.log.Error("alerting a human: "+summary, "engine", p.Where.Engine)
 			if o.cfg.Alerter != nil {
-				o.cfg.Alerter.Send(hostAlert("host-down", p.Where, false, summary, map[string]any{"agents": len(there), "agentIds": there}))
+				o.cfg.Alerter.Send(hosts.Alert("host-down", p.Where, false, summary, map[string]any{"agents": len(there), "agentIds": there}))
 			}
 		}
-		o.step(id, StepResult{Step: StepRestart, Result: ResultSkipped, At: now,
-			Detail: "no live beatwatch replica reaches host " + hostName(p.Where)})
+		o.step(id, ladder.StepResult{Step: ladder.StepRestart, Result: ladder.ResultSkipped, At: now,
+			Detail: "no live beatwatch replica reaches host " + hosts.Name(p.Where)})
 		// Look again now and then: a replica that reaches the engine may
 		// come back and recover it.
 		o.queue(id, now.Add(10*time.Second))
@@ -126,8 +126,8 @@ func (o *Orchestrator) route(ctx context.Context, a monitor.Agent, failure strin
 			o.queue(id, now.Add(o.cfg.LeaseTTL+time.Second))
 			break
 		}
-		o.alertOnce(ctx, a, failure, p.Where, "agent "+id+" is "+string(a.State)+" ("+reasonOf(a)+
-			") and runs in no container that beatwatch can find on the Docker Engines it reaches")
+		o.alertOnce(ctx, a, failure, p.Where, ladder.Trouble(a)+
+			" and runs in no container that beatwatch can find on the Docker Engines it reaches")
 	}
 	return nil, p.Where, false
 }
@@ -155,8 +155,8 @@ func (o *Orchestrator) hostBrake(id string, where store.Location, now time.Time)
 	if changed && engaged {
 		o.log.Error("recovery paused on a host: too many of its agents failed at once", "engine", where.Engine, "host", where.Host, "failed", down, "total", len(agents))
 		if o.cfg.Alerter != nil {
-			o.cfg.Alerter.Send(hostAlert("host-brake", where, false, fmt.Sprintf(
-				"recovery paused on host %s: %d of its %d agents failed at once; the cause is likely the host", hostName(where), down, len(agents)),
+			o.cfg.Alerter.Send(hosts.Alert("host-brake", where, false, fmt.Sprintf(
+				"recovery paused on host %s: %d of its %d agents failed at once; the cause is likely the host", hosts.Name(where), down, len(agents)),
 				map[string]any{"failed": down, "agents": len(agents)}))
 		}
 	}
@@ -167,7 +167,7 @@ func (o *Orchestrator) hostBrake(id string, where store.Location, now time.Time)
 	o.held[id] = true
 	o.heldOn[id] = where
 	o.mu.Unlock()
-	o.step(id, StepResult{Step: StepRestart, Result: ResultSkipped, Detail: guard.ReasonBrake + " on host " + hostName(where), At: now})
+	o.step(id, ladder.StepResult{Step: ladder.StepRestart, Result: ladder.ResultSkipped, Detail: guard.ReasonBrake + " on host " + hosts.Name(where), At: now})
 	return true
 }
 
@@ -192,7 +192,7 @@ func (o *Orchestrator) checkHostBrakes(now time.Time) {
 		}
 		o.log.Info("recovery resumed on a host: its failed fraction fell back", "engine", engine, "failed", down, "total", len(agents))
 		if o.cfg.Alerter != nil && where.Engine != "" {
-			o.cfg.Alerter.Send(hostAlert("host-brake", where, true, "recovery resumed on host "+hostName(where), nil))
+			o.cfg.Alerter.Send(hosts.Alert("host-brake", where, true, "recovery resumed on host "+hosts.Name(where), nil))
 		}
 		o.mu.Lock()
 		for _, id := range held {
@@ -217,16 +217,16 @@ func (o *Orchestrator) hostChanged(ev hosts.Event) {
 	where := store.Location{Engine: ev.Engine, Host: ev.Host, DockerHost: ev.Address}
 	if ev.Opened {
 		summary := fmt.Sprintf("host %s is down: its Docker Engine (%s) does not answer and no live beatwatch replica reaches it; its %d agents are not recovered until it is back",
-			hostName(where), ev.Address, ev.Agents)
+			hosts.Name(where), ev.Address, ev.Agents)
 		o.log.Error("alerting a human: "+summary, "engine", ev.Engine)
 		if o.cfg.Alerter != nil {
-			o.cfg.Alerter.Send(hostAlert("host-down", where, false, summary, map[string]any{"agents": ev.Agents}))
+			o.cfg.Alerter.Send(hosts.Alert("host-down", where, false, summary, map[string]any{"agents": ev.Agents}))
 		}
 	}
 	if ev.Closed {
 		o.log.Info("host is back: a beatwatch replica reaches its Docker Engine", "engine", ev.Engine, "host", ev.Host)
 		if o.cfg.Alerter != nil {
-			o.cfg.Alerter.Send(hostAlert("host-down", where, true, "host "+hostName(where)+" is back: a beatwatch replica reaches its Docker Engine", nil))
+			o.cfg.Alerter.Send(hosts.Alert("host-down", where, true, "host "+hosts.Name(where)+" is back: a beatwatch replica reaches its Docker Engine", nil))
 		}
 	}
 	if ev.Remote {
@@ -246,43 +246,6 @@ func (o *Orchestrator) hostChanged(ev hosts.Event) {
 			o.queue(id, now)
 		}
 	}
-}
-
-// hostAlert is the alert of an incident of a whole host (kind host-down or
-// host-brake), or its resolve. Its AgentID is alert.FleetAgent, and its
-// failure is named after the engine, the same on every replica.
-func hostAlert(kind string, where store.Location, resolve bool, summary string, extra map[string]any) alert.Alert {
-	details := map[string]any{"host": where.Host, "engine": where.Engine, "dockerHost": where.DockerHost}
-	for k, v := range extra {
-		details[k] = v
-	}
-	return alert.Alert{
-		AgentID: alert.FleetAgent, FailureID: kind + "-" + where.Engine, State: kind, Reason: kind,
-		Summary: summary, Resolve: resolve, Details: details,
-	}
-}
-
-// hostName names a host for humans: its name and the engine's short ID,
-// since two engines on one machine share the name.
-func hostName(w store.Location) string {
-	id := w.Engine
-	if len(id) > 14 {
-		id = id[:14]
-	}
-	switch {
-	case w.Host != "" && id != "":
-		return w.Host + " (engine " + id + ")"
-	case id != "":
-		return "engine " + id
-	}
-	return "unknown"
-}
-
-func reasonOf(a monitor.Agent) string {
-	if a.State == monitor.Stalled && a.StallReason != "" {
-		return "stalled: " + a.StallReason
-	}
-	return a.StateReason
 }
 
 // locateTroubled learns which engine a newly troubled agent is on, so the

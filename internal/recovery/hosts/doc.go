@@ -12,7 +12,9 @@
 // opened it is told so (Event.Opened) and, once a replica leads the engine
 // again, that it is over (Event.Closed).
 //
-// It alerts nobody and acts on no container: package recovery does both
-// with what Locate and Run's events say. It speaks to the engines and to the
-// other replicas only through Engine and Coordinator.
+// It sends no alert and acts on no container: package recovery does both
+// with what Locate and Run's events say. Alert phrases a host incident's
+// alert and names it after the engine, so that every replica keys one
+// incident alike. It speaks to the engines and to the other replicas only
+// through Engine and Coordinator.
 package hosts

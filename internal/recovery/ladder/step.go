@@ -1,4 +1,4 @@
-package recovery
+package ladder
 
 import (
 	"encoding/json"

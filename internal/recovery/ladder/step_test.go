@@ -1,4 +1,4 @@
-package recovery
+package ladder
 
 import (
 	"context"
@@ -9,8 +9,9 @@ import (
 
 	"github.com/beatwrap/beatwrap/internal/docker"
 	"github.com/beatwrap/beatwrap/internal/monitor"
-	"github.com/beatwrap/beatwrap/internal/recovery/guard"
 )
+
+var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 
 // The records of the engine's steps, as the history, the logs and
 // beatwatch_recoveries_total{step,result} show them.
@@ -51,10 +52,7 @@ func TestStepRecords(t *testing.T) {
 // A step waits for the agent's transitions: healthy and staying so is
 // beating again; a blip (a first beat, then at once a final "exited") is not.
 func TestWaitBeatFollowsTransitions(t *testing.T) {
-	o, err := New(Config{Guard: guard.New(guard.Config{}), BeatWait: 3 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := New(Config{BeatWait: 3 * time.Second})
 	a := monitor.Agent{AgentID: "w1", IntervalMs: 1000, MissedBeatsLimit: 3} // settles in 1s
 	tests := []struct {
 		name   string
@@ -68,11 +66,11 @@ func TestWaitBeatFollowsTransitions(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b := &beating{poke: make(chan struct{}, 1)}
+			b := NewBeats()
 			done := make(chan bool, 1)
-			go func() { done <- o.waitBeat(context.Background(), a, b) }()
+			go func() { done <- l.waitBeat(context.Background(), a, b) }()
 			for _, s := range tt.states {
-				b.set(s == monitor.Healthy)
+				b.Set(s == monitor.Healthy)
 				time.Sleep(20 * time.Millisecond) // transitions a beat apart, well inside one interval
 			}
 			select {
