@@ -26,7 +26,7 @@ func (w *wrapper) report(r wire.Report) {
 	if r.Checkpoint == nil {
 		return
 	}
-	cp := store.Checkpoint{Value: r.Checkpoint, At: time.Now()}
+	cp := store.Checkpoint{Value: r.Checkpoint, At: w.clock()}
 	if r.ClearsCheckpoint() {
 		cp = store.Checkpoint{}
 	}
@@ -49,7 +49,7 @@ func (w *wrapper) adoptCheckpoint(cp store.Checkpoint) {
 	}
 	if !cp.None() {
 		w.log.Info("checkpoint found: the agent resumes from it", "checkpoint_bytes", len(cp.Value),
-			"age", time.Since(cp.At).Round(time.Second).String())
+			"age", w.clock().Sub(cp.At).Round(time.Second).String())
 	}
 }
 

@@ -91,8 +91,8 @@ func (w *wrapper) observeLocked(status wire.Status, st progress.State, now time.
 	return since
 }
 
-// clock is the wrapper's time: w.now when a test set it, else time.Now. The
-// tracker runs on the same clock.
+// clock is the wrapper's time: Config.Now, else time.Now. The tracker and
+// the supervisor run on the same clock.
 func (w *wrapper) clock() time.Time {
 	if w.now != nil {
 		return w.now()

@@ -63,6 +63,10 @@ type Config struct {
 
 	ProcRoot string // "/proc"
 	Log      *slog.Logger
+	// Now is beatwrap's clock: beats' timestamps, samples, the stall
+	// tracker, health and checkpoint times, the restart window; nil means
+	// time.Now.
+	Now func() time.Time
 }
 
 // OnStall actions.
@@ -123,8 +127,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		defer healthLn.Close()
 	}
 
-	w := &wrapper{cfg: cfg, log: log, start: time.Now(), claim: cl}
-	w.tracker = progress.NewTracker(progress.TrackerConfig{StallTimeout: cfg.StallTimeout})
+	w := &wrapper{cfg: cfg, log: log, claim: cl, now: cfg.Now}
+	w.start = w.clock()
+	w.tracker = progress.NewTracker(progress.TrackerConfig{StallTimeout: cfg.StallTimeout, Now: cfg.Now})
 
 	// Without /proc the agent still runs and beats, with no CPU or memory.
 	if sampler, err := probe.NewSampler(cfg.ProcRoot); err != nil {
@@ -171,6 +176,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		Subreaper: cfg.Subreaper,
 		Orphan:    cfg.Orphan,
 		Logger:    log,
+		Now:       cfg.Now,
 		OnStart:   w.childStarted,
 		OnExit:    w.childExited,
 	}
@@ -301,7 +307,7 @@ type wrapper struct {
 	// ckptWriter stores checkpoints; nil when there is no store.
 	ckptWriter *store.CheckpointWriter
 	claim      *claim.Claim     // nil when none could be taken
-	now        func() time.Time // nil: time.Now; tests set it with the tracker's
+	now        func() time.Time // Config.Now; nil: time.Now
 
 	mu        sync.Mutex
 	ckpt      store.Checkpoint // the last one, the agent's or the stored one
@@ -417,7 +423,7 @@ func (w *wrapper) sample() {
 		w.mu.Unlock()
 		return
 	}
-	s, err := w.sampler.Sample(pid, time.Now())
+	s, err := w.sampler.Sample(pid, w.clock())
 	if err != nil {
 		// The child is between runs or just ended: keep the last sample.
 		w.log.Debug("sample", "pid", pid, "error", err)
@@ -474,7 +480,7 @@ func (w *wrapper) beat(status wire.Status) wire.Beat {
 	b := wire.Beat{
 		AgentID:      w.cfg.ID,
 		AgentType:    w.cfg.Type,
-		Timestamp:    time.Now().UnixMilli(),
+		Timestamp:    w.clock().UnixMilli(),
 		Sequence:     w.seq,
 		Status:       status,
 		Metrics:      m,
@@ -558,7 +564,7 @@ func (w *wrapper) final(exit supervise.Exit, res Result) {
 	}
 	// Bounded: a stop must not hang on an unreachable Redis. Docker's stop
 	// timeout is 10s and the grace period has used part of it.
-	err := w.sender.Flush(b, time.Now(), 2*time.Second)
+	err := w.sender.Flush(b, w.clock(), 2*time.Second)
 	if pe := (*store.PartialError)(nil); errors.As(err, &pe) {
 		// Not "not delivered": what Redis ran (the PUBLISH, the hash) did
 		// reach it, and the watcher may act on it.

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -127,5 +128,61 @@ func TestRunsWithoutProc(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "cannot sample") {
 		t.Errorf("the missing /proc was not logged:\n%s", logs.String())
+	}
+}
+
+// recorder is a Publisher that keeps what it is given.
+type recorder struct {
+	mu        sync.Mutex
+	beats     []wire.Beat
+	stoppedAt time.Time
+}
+
+func (r *recorder) Register(_ context.Context, b wire.Beat) error {
+	return r.Beat(context.Background(), b)
+}
+func (r *recorder) Beat(_ context.Context, b wire.Beat) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.beats = append(r.beats, b)
+	return nil
+}
+func (r *recorder) Final(ctx context.Context, b wire.Beat, stoppedAt time.Time) error {
+	r.mu.Lock()
+	r.stoppedAt = stoppedAt
+	r.mu.Unlock()
+	return r.Beat(ctx, b)
+}
+func (r *recorder) Close() error   { return nil }
+func (r *recorder) String() string { return "recorder" }
+
+// TestRunsOnItsClock: every time beatwrap writes down (a beat's timestamp,
+// the stop time) is read from Config.Now, not from the wall clock.
+func TestRunsOnItsClock(t *testing.T) {
+	then := time.Date(2031, 2, 3, 4, 5, 6, 0, time.UTC)
+	pub := &recorder{}
+	res, err := Run(context.Background(), Config{
+		ID: "clocked", Type: "sh", Argv: []string{"sh", "-c", "sleep 0.5"},
+		Interval: 100 * time.Millisecond, MissedBeats: 3, Grace: time.Second,
+		Thresholds: wire.DefaultThresholds, SocketPath: filepath.Join(t.TempDir(), "s.sock"),
+		OnStall: StallReport, Restart: supervise.Policy{Mode: supervise.RestartNever},
+		Publisher: pub, ClaimPath: filepath.Join(t.TempDir(), "claim"),
+		Log: slog.New(slog.DiscardHandler), Now: func() time.Time { return then },
+	})
+	if err != nil || res.ExitCode != 0 {
+		t.Fatalf("Run = %+v, %v; want exit 0", res, err)
+	}
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	if len(pub.beats) < 2 {
+		t.Fatalf("%d beats, want a start and a final one at least", len(pub.beats))
+	}
+	for _, b := range pub.beats {
+		if b.Timestamp != then.UnixMilli() {
+			t.Errorf("beat %d (%s) timestamp %v, want the clock's %v", b.Sequence, b.Status, time.UnixMilli(b.Timestamp).UTC(), then)
+		}
+	}
+	if !pub.stoppedAt.Equal(then) {
+		t.Errorf("stopped at %v, want the clock's %v", pub.stoppedAt, then)
 	}
 }
