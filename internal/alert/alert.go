@@ -293,9 +293,28 @@ func (a *Webhook) Stats() Stats {
 	return s
 }
 
+// Delivery is how the delivery of one alert ended, for
+// beatwatch_alerts_total{event,result}.
+type Delivery struct {
+	// Event is trigger or resolve.
+	Event string
+	// Result is ResultSent or ResultFailed.
+	Result string
+}
+
+// The results of a Delivery.
+const (
+	ResultSent   = "sent"   // the webhook took it (2xx)
+	ResultFailed = "failed" // given up on: a final refusal, or every try failed
+)
+
 // Run sends queued alerts until ctx is done, and returns nil then. Alerts
-// still queued are not sent.
-func (a *Webhook) Run(ctx context.Context) error {
+// still queued are not sent. delivered, when not nil, is told how each
+// alert's delivery ended, from Run's goroutine; it must not block.
+func (a *Webhook) Run(ctx context.Context, delivered func(Delivery)) error {
+	if delivered == nil {
+		delivered = func(Delivery) {}
+	}
 	for {
 		al, ok := a.pop()
 		if !ok {
@@ -306,7 +325,9 @@ func (a *Webhook) Run(ctx context.Context) error {
 				continue
 			}
 		}
-		a.deliver(ctx, al)
+		if result := a.deliver(ctx, al); result != "" {
+			delivered(Delivery{Event: event(al), Result: result})
+		}
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -326,8 +347,9 @@ func (a *Webhook) pop() (Alert, bool) {
 }
 
 // deliver POSTs one alert, retrying what may pass: network errors, 5xx and
-// 429. Any other answer is final.
-func (a *Webhook) deliver(ctx context.Context, al Alert) {
+// 429. Any other answer is final. It returns ResultSent, ResultFailed, or
+// "" for a resolve it did not send (its trigger never got through).
+func (a *Webhook) deliver(ctx context.Context, al Alert) string {
 	k := al.DedupKey()
 	if al.Resolve {
 		a.mu.Lock()
@@ -340,13 +362,12 @@ func (a *Webhook) deliver(ctx context.Context, al Alert) {
 		if !ok {
 			// Its trigger was dropped or never got through: nobody was
 			// told of the failure, so nobody needs to hear it is over.
-			return
+			return ""
 		}
 	}
 	body, err := a.encode(al)
 	if err != nil {
-		a.fail(al, err)
-		return
+		return a.fail(al, err)
 	}
 	for try := 1; ; try++ {
 		wait, err := a.post(ctx, body)
@@ -357,11 +378,10 @@ func (a *Webhook) deliver(ctx context.Context, al Alert) {
 				a.delivered[k] = true
 			}
 			a.mu.Unlock()
-			return
+			return ResultSent
 		}
 		if wait < 0 || try >= a.cfg.Attempts || ctx.Err() != nil {
-			a.fail(al, err)
-			return
+			return a.fail(al, err)
 		}
 		if wait == 0 {
 			wait = min(a.cfg.RetryBase<<(try-1), a.cfg.RetryMax)
@@ -373,18 +393,18 @@ func (a *Webhook) deliver(ctx context.Context, al Alert) {
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			a.fail(al, ctx.Err())
-			return
+			return a.fail(al, ctx.Err())
 		case <-t.C:
 		}
 	}
 }
 
-func (a *Webhook) fail(al Alert, err error) {
+func (a *Webhook) fail(al Alert, err error) string {
 	a.mu.Lock()
 	a.stats.Failed++
 	a.mu.Unlock()
 	a.cfg.Logger.Warn("alert not delivered", "agent", al.AgentID, "error", err)
+	return ResultFailed
 }
 
 // post sends one body. On failure it returns how long to wait before the

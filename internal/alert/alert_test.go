@@ -108,7 +108,7 @@ func runAlerter(t *testing.T, a *Webhook) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
+	go func() { done <- a.Run(ctx, nil) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -452,5 +452,54 @@ func TestAlertConfigErrors(t *testing.T) {
 	}
 	if _, err := NewWebhook(Config{URL: "https://events.pagerduty.com/v2/enqueue", Format: FormatPagerDuty, RoutingKey: "k"}); err != nil {
 		t.Fatalf("pagerduty with a configured key: %v", err)
+	}
+}
+
+// TestRunSaysHowEachDeliveryEnded: Run tells, per alert, whether the
+// webhook took it or it was given up on; a resolve never sent (its trigger
+// did not get through) is no delivery.
+func TestRunSaysHowEachDeliveryEnded(t *testing.T) {
+	h := newHook(t, http.StatusOK, http.StatusBadRequest, http.StatusOK)
+	a := newAlerter(t, Config{URL: h.srv.URL, Format: FormatJSON})
+	got := make(chan Delivery, 10)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx, func(d Delivery) { got <- d }) }()
+	defer func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Errorf("Run did not return after cancel")
+		}
+	}()
+
+	a.Send(Alert{AgentID: "ok", FailureID: "1"})
+	a.Send(Alert{AgentID: "bad", FailureID: "1"})
+	a.Send(Alert{AgentID: "ok", FailureID: "1", Resolve: true})
+	a.Send(Alert{AgentID: "bad", FailureID: "1", Resolve: true})
+	want := []Delivery{{"trigger", ResultSent}, {"trigger", ResultFailed}, {"resolve", ResultSent}}
+	for i, w := range want {
+		select {
+		case d := <-got:
+			if d != w {
+				t.Errorf("delivery %d = %+v, want %+v", i, d, w)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("delivery %d not told within 5s (want %+v)", i, w)
+		}
+	}
+	deadline := time.After(5 * time.Second)
+	for a.Stats().Suppressed < 1 {
+		select {
+		case <-deadline:
+			t.Fatalf("stats %+v: the resolve of the undelivered trigger was not suppressed within 5s", a.Stats())
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	select {
+	case d := <-got:
+		t.Errorf("a fourth delivery told: %+v", d)
+	case <-time.After(100 * time.Millisecond):
 	}
 }

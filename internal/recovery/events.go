@@ -33,6 +33,9 @@ const (
 	// (Event.Up), and this replica leads its recovery or not
 	// (Event.Leading); Event.Engine and Event.Host name it.
 	EngineState
+	// AlertDelivered: an alert's delivery ended (Event.Delivery), for
+	// beatwatch_alerts_total; AgentID is empty.
+	AlertDelivered
 )
 
 // Event is what the Orchestrator answers the transitions it is told of
@@ -50,6 +53,8 @@ type Event struct {
 	Engine  string            // EngineState: the engine's ID
 	Host    string            // EngineState: its host's name
 	Up      bool              // EngineState
+
+	Delivery alert.Delivery // AlertDelivered
 }
 
 // Fleet is the watcher as the Orchestrator sees it: how many agents are in
@@ -83,10 +88,10 @@ type Hosts interface {
 }
 
 // Alerter is where alerts go: alert.Webhook, which delivers them from its
-// own loop (Run).
+// own loop (Run) and tells how each delivery ended.
 type Alerter interface {
 	Send(alert.Alert) bool
-	Run(ctx context.Context) error
+	Run(ctx context.Context, delivered func(alert.Delivery)) error
 }
 
 // Coordinator lets several beatwatch replicas share one Redis: only the

@@ -326,7 +326,9 @@ func (o *Orchestrator) Run(ctx context.Context, fleet Fleet) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_ = o.cfg.Alerter.Run(ctx)
+			_ = o.cfg.Alerter.Run(ctx, func(d alert.Delivery) {
+				o.report(Event{Kind: AlertDelivered, Delivery: d, At: o.cfg.Now()})
+			})
 		}()
 	}
 	if o.cfg.Hosts != nil {

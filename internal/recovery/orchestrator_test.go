@@ -84,10 +84,11 @@ func (c *fakeCoord) Claim(_ context.Context, id, failure, holder string, _ time.
 }
 
 // fleet applies the Orchestrator's events to the monitor, as the watcher
-// does, and hands the steps to the test.
+// does, and hands the steps and the alerts' deliveries to the test.
 type fleet struct {
 	*monitor.Monitor
-	steps chan ladder.StepResult
+	steps      chan ladder.StepResult
+	deliveries chan alert.Delivery // nil: not wanted
 }
 
 func (f fleet) Report(ev Event) {
@@ -101,15 +102,21 @@ func (f fleet) Report(ev Event) {
 		f.RecoveryDone(ev.AgentID, ev.OK, ev.At)
 	case LeftAlone:
 		f.SetState(ev.AgentID, monitor.Stopped, ev.Reason)
+	case AlertDelivered:
+		select {
+		case f.deliveries <- ev.Delivery: // a nil channel never takes it
+		default:
+		}
 	}
 }
 
 type rig struct {
-	mon   *monitor.Monitor
-	orch  *Orchestrator
-	hook  *webhook
-	steps chan ladder.StepResult
-	stop  func()
+	mon        *monitor.Monitor
+	orch       *Orchestrator
+	hook       *webhook
+	steps      chan ladder.StepResult
+	deliveries chan alert.Delivery
+	stop       func()
 }
 
 func newRig(t *testing.T, coord Coordinator) *rig {
@@ -122,7 +129,7 @@ func newRig(t *testing.T, coord Coordinator) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &rig{hook: h, steps: make(chan ladder.StepResult, 100)}
+	r := &rig{hook: h, steps: make(chan ladder.StepResult, 100), deliveries: make(chan alert.Delivery, 100)}
 	cfg := Config{
 		Alerter: alerter, Guard: guard.New(guard.Config{BackoffBase: 50 * time.Millisecond}),
 		Settle: 10 * time.Millisecond, Logger: log,
@@ -137,7 +144,7 @@ func newRig(t *testing.T, coord Coordinator) *rig {
 	r.mon = monitor.New(monitor.Config{Subscribers: []monitor.Subscriber{r.orch}})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { _ = r.orch.Run(ctx, fleet{r.mon, r.steps}); close(done) }()
+	go func() { _ = r.orch.Run(ctx, fleet{r.mon, r.steps, r.deliveries}); close(done) }()
 	r.stop = func() {
 		cancel()
 		select {
@@ -206,6 +213,17 @@ func TestNoDockerAlertsAndResolves(t *testing.T) {
 		ev := r.hook.events("a1")
 		return len(ev) == 2 && ev[1] == "resolve"
 	})
+	// Each delivery is reported, for beatwatch_alerts_total.
+	for _, want := range []alert.Delivery{{Event: "trigger", Result: alert.ResultSent}, {Event: "resolve", Result: alert.ResultSent}} {
+		select {
+		case got := <-r.deliveries:
+			if got != want {
+				t.Errorf("delivery reported %+v, want %+v", got, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("delivery %+v not reported within 5s", want)
+		}
+	}
 }
 
 func TestBrakeHoldsThenReleases(t *testing.T) {
@@ -357,7 +375,7 @@ func TestNoAlertSinkSaysSoOnce(t *testing.T) {
 	mon := monitor.New(monitor.Config{Subscribers: []monitor.Subscriber{orch}})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { _ = orch.Run(ctx, fleet{mon, steps}); close(done) }()
+	go func() { _ = orch.Run(ctx, fleet{mon, steps, nil}); close(done) }()
 	defer func() {
 		cancel()
 		select {
@@ -460,7 +478,7 @@ func TestNothingToDoKeepsTheState(t *testing.T) {
 			mon := monitor.New(monitor.Config{Subscribers: []monitor.Subscriber{orch, seen}})
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan struct{})
-			go func() { _ = orch.Run(ctx, fleet{mon, steps}); close(done) }()
+			go func() { _ = orch.Run(ctx, fleet{mon, steps, nil}); close(done) }()
 			defer func() {
 				cancel()
 				select {
@@ -539,7 +557,7 @@ func TestLeaseErrorIsLogged(t *testing.T) {
 	mon := monitor.New(monitor.Config{Subscribers: []monitor.Subscriber{orch}})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { _ = orch.Run(ctx, fleet{mon, make(chan ladder.StepResult, 100)}); close(done) }()
+	go func() { _ = orch.Run(ctx, fleet{mon, make(chan ladder.StepResult, 100), nil}); close(done) }()
 	for range 5 { // five renewals, a second apart
 		now := time.Unix(0, clock.Add(int64(time.Second)))
 		select {

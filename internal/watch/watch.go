@@ -486,6 +486,8 @@ func (f fleet) Report(ev recovery.Event) {
 		f.metrics.Leader(ev.Leading)
 	case recovery.EngineState:
 		f.metrics.Engine(ev.Engine, ev.Host, ev.Up, ev.Leading)
+	case recovery.AlertDelivered:
+		f.metrics.Alert(ev.Delivery.Event, ev.Delivery.Result)
 	}
 }
 
