@@ -20,6 +20,8 @@
 //	--check-interval    BEATWATCH_CHECK_INTERVAL      how often overdue agents are looked for (1s)
 //	--missed-beats      BEATWATCH_MISSED_BEATS        for beats without their own (3)
 //	--default-interval  BEATWATCH_DEFAULT_INTERVAL    for beats without intervalMs (30s)
+//	--max-agents        BEATWATCH_MAX_AGENTS          agents kept at most; new ids past it refused (1000000)
+//	--forget-after      BEATWATCH_FORGET_AFTER        drop agents failed, stopped or silent this long (24h)
 //	--token             BEATWATCH_TOKEN               bearer token for all but /healthz
 //	--token-file        BEATWATCH_TOKEN_FILE          read the token from this file instead
 //	--redis-password-file BEATWATCH_REDIS_PASSWORD_FILE  read the Redis password from this file

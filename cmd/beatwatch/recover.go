@@ -25,6 +25,7 @@ type recoverOptions struct {
 	budget, brakeMin, maxBusy int
 	brakeFraction             float64
 	repeat, beatWait          time.Duration
+	forget                    time.Duration // --forget-after, as the monitor's
 }
 
 // validate checks the flags that need nothing started, so that a bad one
@@ -155,7 +156,7 @@ func (o *recoverOptions) orchestrator(engines []*docker.Engine, hook *alert.Webh
 		Guard: guard.New(guard.Config{
 			Budget: o.budget, BrakeFraction: o.brakeFraction, BrakeMinAgents: o.brakeMin, MaxInFlight: o.maxBusy,
 		}),
-		BeatWait: o.beatWait, Logger: log,
+		BeatWait: o.beatWait, Forget: o.forget, Logger: log,
 	}
 	// Nil pointers stay nil interfaces: no engine, no webhook, one replica.
 	hc := hosts.Config[recovery.HostEngine]{Logger: log}

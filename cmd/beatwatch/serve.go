@@ -21,6 +21,8 @@ type serveOptions struct {
 	shards                             int
 	checkInterval, defaultInterval     time.Duration
 	missedBeats                        int
+	maxAgents                          int
+	forgetAfter                        time.Duration
 	recover                            recoverOptions
 	log                                cli.LogOptions
 	secrets                            cli.Secrets
@@ -59,6 +61,8 @@ func newServe(ctx context.Context, stderr io.Writer) *cobra.Command {
 	f.DurationVar(&o.checkInterval, "check-interval", time.Second, "how often overdue agents are looked for")
 	f.IntVar(&o.missedBeats, "missed-beats", 3, "missed beats before failure, for beats that do not carry their own")
 	f.DurationVar(&o.defaultInterval, "default-interval", 30*time.Second, "interval assumed for beats without intervalMs, until their arrival gaps show the real one")
+	f.IntVar(&o.maxAgents, "max-agents", DefaultMaxAgents, "agents this watcher (each replica, with --shards) keeps at most, about 420 bytes each: beats of new agent ids past it are refused and counted (beatwatch_agents_refused_total); known agents keep updating")
+	f.DurationVar(&o.forgetAfter, "forget-after", 24*time.Hour, "drop an agent failed or stopped for this long, or silent for this long whatever interval its beats claim (at least 1s)")
 	f.StringVar(&o.recover.mode, "recover", "", "docker or none (default: docker when the Docker Engine is reachable, else none with a warning)")
 	f.StringSliceVar(&o.recover.dockerHosts, "docker-host", nil, "Docker Engine API address, unix:// or tcp:// (TLS from DOCKER_TLS_VERIFY and DOCKER_CERT_PATH); repeatable: each failure is recovered by a replica that reaches its container's engine (default $DOCKER_HOST, else the local socket)")
 	f.StringVar(&o.recover.label, "recover-label", "beatwatch.recover=true", "only containers with this label are ever touched")
@@ -115,6 +119,7 @@ func (o *serveOptions) run(ctx context.Context, stderr io.Writer) error {
 	for _, e := range engines {
 		defer e.Close()
 	}
+	o.recover.forget = o.forgetAfter
 	orch, err := o.recover.orchestrator(engines, hook, st, st != nil && o.shards > 1, log)
 	if err != nil {
 		return err
@@ -123,8 +128,13 @@ func (o *serveOptions) run(ctx context.Context, stderr io.Writer) error {
 		Redis: st, Listen: o.listen,
 		CheckInterval: o.checkInterval, DefaultInterval: o.defaultInterval, MissedBeats: o.missedBeats,
 		Token: o.token, Recovery: orch, Log: log, Shards: o.shards, Replica: o.replica(),
+		MaxAgents: o.maxAgents, Forget: o.forgetAfter,
 	}).Run(ctx)
 }
+
+// DefaultMaxAgents is the default of --max-agents: the million agents one
+// beatwatch is sized for (BENCHMARKS.md), about 420 MB of agents at most.
+const DefaultMaxAgents = 1_000_000
 
 // checkListen checks a listen address without listening: host:port, the
 // port a number from 0 to 65535.
@@ -169,6 +179,12 @@ func (o *serveOptions) validate() error {
 	}
 	if o.missedBeats < 1 {
 		return cli.Usagef("--missed-beats must be at least 1, got %d", o.missedBeats)
+	}
+	if o.maxAgents < 1 {
+		return cli.Usagef("--max-agents must be at least 1, got %d", o.maxAgents)
+	}
+	if o.forgetAfter < time.Second {
+		return cli.Usagef("--forget-after must be at least 1s, got %q", o.forgetAfter)
 	}
 	if err := checkListen("--listen", o.listen); err != nil {
 		return err

@@ -144,6 +144,13 @@ func (h *History) Beat(b *wire.Beat, recv time.Time) {
 
 // Changed records a state change.
 func (h *History) Changed(tr monitor.Transition, _ monitor.Agent) {
+	if tr.To == monitor.Forgotten {
+		// The watcher dropped the agent: its place goes to another.
+		h.mu.Lock()
+		delete(h.agents, tr.AgentID)
+		h.mu.Unlock()
+		return
+	}
 	t := h.trail(tr.AgentID, tr.At)
 	if t == nil {
 		return

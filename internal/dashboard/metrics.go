@@ -104,6 +104,16 @@ func (c agentsCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+// CountRefused exports refused, read at scrape time, as
+// beatwatch_agents_refused_total: beats (and restored records) of new agent
+// ids refused because the watcher held --max-agents agents.
+func (m *Metrics) CountRefused(refused func() uint64) {
+	m.registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "beatwatch_agents_refused_total",
+		Help: "Beats of new agent ids refused because the watcher already knew --max-agents agents (those it knew kept updating).",
+	}, func() float64 { return float64(refused()) }))
+}
+
 // BeatReceived counts one beat that arrived.
 func (m *Metrics) BeatReceived() { m.beats.Inc() }
 

@@ -82,7 +82,17 @@ const (
 	// MaxLimit bounds one page, so that no request makes the watcher hold
 	// or write more than a few megabytes.
 	MaxLimit = 10000
+	// LargePage is the limit above which a page is large: at most
+	// MaxLargePages of them are built or written at once, so that many
+	// clients at once cannot make the watcher hold many pages of MaxLimit.
+	// Smaller pages (the dashboard's 50, counts only) always pass.
+	LargePage     = 100
+	MaxLargePages = 4
 )
+
+// largeWait is how long a large page waits for its turn before it is
+// answered 503 with Retry-After.
+const largeWait = time.Second
 
 // NewHandler returns the HTTP handler of the whole API.
 func NewHandler(cfg Config) http.Handler {
@@ -95,7 +105,7 @@ func NewHandler(cfg Config) http.Handler {
 	if cfg.Local == nil {
 		cfg.Local = cfg.Fleet
 	}
-	s := &server{cfg: cfg}
+	s := &server{cfg: cfg, large: make(chan struct{}, MaxLargePages)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.Handle("GET /health/agents", s.auth(http.HandlerFunc(s.agents)))
@@ -124,7 +134,8 @@ func NewHandler(cfg Config) http.Handler {
 }
 
 type server struct {
-	cfg Config
+	cfg   Config
+	large chan struct{} // a token per large page being built or written
 }
 
 func (s *server) auth(next http.Handler) http.Handler {
@@ -278,12 +289,30 @@ func ParseQuery(v url.Values) (monitor.Query, error) {
 
 // agents serves one page of the fleet. The page is built under the
 // monitor's lock, at most MaxLimit agents, and written after it is
-// released: a slow reader holds its own page and nothing else.
+// released: a slow reader holds its own page and nothing else. At most
+// MaxLargePages pages above LargePage are held at once; another waits up to
+// a second for its turn, then is answered 503 with Retry-After.
 func (s *server) agents(w http.ResponseWriter, r *http.Request) {
 	q, err := ParseQuery(r.URL.Query())
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
+	}
+	if q.Limit > LargePage {
+		t := time.NewTimer(largeWait)
+		select {
+		case s.large <- struct{}{}:
+			t.Stop()
+			defer func() { <-s.large }()
+		case <-t.C:
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusServiceUnavailable, fmt.Sprintf(
+				"busy: %d pages of more than %d agents are being served; retry, or ask for a smaller limit", MaxLargePages, LargePage))
+			return
+		case <-r.Context().Done():
+			t.Stop()
+			return
+		}
 	}
 	writeJSON(w, http.StatusOK, PageSummary(s.fleet(r).Page(q)))
 }

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -399,5 +400,89 @@ func TestAgentsPages(t *testing.T) {
 		if code != 400 || !strings.Contains(body, bad.name+" must") {
 			t.Errorf("?%s = %d %s, want 400 naming %s", bad.query, code, body, bad.name)
 		}
+	}
+}
+
+// gatedFleet is a real monitor whose large pages wait at a gate, so that a
+// test can hold several requests in the middle of being served.
+type gatedFleet struct {
+	*monitor.Monitor
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (g gatedFleet) Page(q monitor.Query) monitor.Page {
+	if q.Limit > LargePage {
+		g.entered <- struct{}{}
+		<-g.release
+	}
+	return g.Monitor.Page(q)
+}
+
+// TestLargePagesAreBounded: at most MaxLargePages pages above LargePage are
+// served at once; one more is answered 503 with Retry-After instead of
+// making the watcher hold another page (eight at once reached 1.22 GB
+// before paging). Small pages are never held up.
+func TestLargePagesAreBounded(t *testing.T) {
+	m := monitor.New(monitor.Config{})
+	for i := range 300 {
+		m.Observe(wire.Beat{AgentID: fmt.Sprintf("a-%03d", i), Sequence: 1, Status: wire.StatusHealthy, IntervalMs: 1000}, time.Now())
+	}
+	g := gatedFleet{Monitor: m, entered: make(chan struct{}, 2*MaxLargePages), release: make(chan struct{})}
+	srv := serve(t, Config{Fleet: g})
+	var once sync.Once
+	open := func() { once.Do(func() { close(g.release) }) }
+	t.Cleanup(open) // before the server's own cleanup, which waits for its handlers
+	client := &http.Client{Timeout: 10 * time.Second}
+	get := func(limit int) (*http.Response, error) {
+		resp, err := client.Get(fmt.Sprintf("%s/health/agents?limit=%d", srv.URL, limit))
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		return resp, err
+	}
+	codes := make(chan int, MaxLargePages)
+	for range MaxLargePages {
+		go func() {
+			resp, err := get(1000)
+			if err != nil {
+				codes <- 0
+				return
+			}
+			codes <- resp.StatusCode
+		}()
+	}
+	for i := range MaxLargePages {
+		select {
+		case <-g.entered:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d of %d large pages started within 10s", i, MaxLargePages)
+		}
+	}
+	if resp, err := get(50); err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("a page of 50 while %d large ones are served: %v %v, want 200", MaxLargePages, resp, err)
+	}
+	resp, err := get(1000)
+	if err != nil {
+		t.Fatalf("one large page more than %d at once: %v, want 503 at once", MaxLargePages, err)
+	}
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("one large page more than %d at once: %d, Retry-After %q; want 503 with Retry-After",
+			MaxLargePages, resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	open()
+	for range MaxLargePages {
+		select {
+		case code := <-codes:
+			if code != http.StatusOK {
+				t.Errorf("a large page that had its turn answered %d", code)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the large pages did not finish within 10s of their release")
+		}
+	}
+	if resp, err := get(1000); err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("a large page once the others are done: %v %v, want 200", resp, err)
 	}
 }

@@ -30,7 +30,12 @@
 //   - recovering: set by the recovery layer (MarkRecovering) and left when
 //     the agent beats again or when the layer calls RecoveryDone.
 //   - Agents failed or stopped for longer than Config.Forget (24h unless set)
-//     are dropped by Sweep, so memory stays bounded for a churning fleet.
+//     are dropped by Sweep, so memory stays bounded for a churning fleet;
+//     so is an agent silent for that long whatever interval it claims (an
+//     hour's interval with a thousand missed beats would otherwise keep it
+//     for six weeks). Subscribers are told, by a transition to Forgotten.
+//   - Config.MaxAgents caps the agents known: a new id past it is refused
+//     and counted (Refused), and the known agents keep updating.
 //   - A restarted watcher rebuilds its view with Restore: every agent gets one
 //     interval before it can be missing and a full timeout before it can be
 //     failed. While the watcher is blind (SetBlind: its own Redis connection

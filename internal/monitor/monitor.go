@@ -18,8 +18,15 @@ type Config struct {
 	// (--missed-beats). Default 3.
 	MissedBeats int
 	// Forget is how long an agent stays failed or stopped before Sweep drops
-	// it. Default 24h; negative keeps such agents forever.
+	// it, and how long any agent may stay silent, whatever interval it
+	// claims: one whose own timeout is longer (an intervalMs of an hour and
+	// missedBeats 1000) is dropped after Forget of silence instead of never
+	// being failed. Default 24h; negative keeps agents forever.
 	Forget time.Duration
+	// MaxAgents caps how many agents the monitor knows: a beat (or a
+	// restored record) of a new id past it is refused and counted (see
+	// Refused); the agents it knows keep updating. 0: no cap.
+	MaxAgents int
 	// Subscribers are told of every state change, in this order: those
 	// the beats and the sweep cause and those the recovery layer's reports
 	// cause alike (not the view Restore rebuilds, which changes nothing).
@@ -50,6 +57,7 @@ type Monitor struct {
 	defIv  int64
 	missed int32
 	forget int64 // ns, < 0: never
+	cap    int   // MaxAgents; 0: none
 	subs   []Subscriber
 
 	mu        sync.Mutex
@@ -63,6 +71,7 @@ type Monitor struct {
 	blind     bool
 	sightAt   int64 // unix ns, when the watcher last regained sight
 	ignored   uint64
+	refused   uint64 // new ids refused at the cap
 	examined  uint64 // index entries Sweep looked at, for tests
 }
 
@@ -81,6 +90,7 @@ func New(cfg Config) *Monitor {
 		defIv:    clampInterval(int64(cfg.DefaultInterval)),
 		missed:   clampMissed(cfg.MissedBeats),
 		forget:   int64(cfg.Forget),
+		cap:      max(cfg.MaxAgents, 0),
 		subs:     slices.Clone(cfg.Subscribers),
 		agents:   make(map[string]*agent),
 		interned: make(map[string]string),
@@ -126,6 +136,10 @@ func (m *Monitor) observe(b wire.Beat, recv time.Time) (Transition, Agent, bool)
 
 	a := m.agents[b.AgentID]
 	first := a == nil
+	if first && m.full() {
+		m.refused++
+		return Transition{}, Agent{}, false
+	}
 	if first {
 		a = m.alloc(b.AgentID)
 		a.firstSeen = t
@@ -304,22 +318,27 @@ func (m *Monitor) sweep(now time.Time) ([]Transition, []Agent) {
 			m.deadlines.down(0)
 			continue
 		}
-		if tr, ok := m.expire(a, t); ok {
-			tr.At = now
-			out = append(out, tr)
-			views = append(views, m.changed(a))
-		}
+		tr, v := m.expire(a, t)
+		tr.At = now
+		out = append(out, tr)
+		views = append(views, v)
 	}
 	return out, views
 }
 
 // expire applies the deadline that passed for a at t: missing, failed, or
-// forgotten. It leaves a's index entry at its next deadline, which is after t.
-func (m *Monitor) expire(a *agent, t int64) (Transition, bool) {
-	switch a.state {
-	case cFailed, cStopped:
-		m.drop(a)
-		return Transition{}, false
+// forgotten, and returns the change with the view of a it left. It leaves
+// a's index entry at its next deadline, which is after t, or drops a.
+func (m *Monitor) expire(a *agent, t int64) (Transition, Agent) {
+	switch {
+	case a.state == cFailed || a.state == cStopped:
+		return m.forgetAgent(a, t, "forgotten: "+string(a.state.state())+" for "+time.Duration(t-a.stateSince).Round(time.Second).String())
+	case m.forget >= 0 && t > m.base(a)+m.forget:
+		// Silent past the bound, whatever interval it claimed: an id that
+		// said it beats once an hour with a thousand missed beats must not
+		// stay for ever.
+		return m.forgetAgent(a, t, "forgotten: silent for "+time.Duration(t-m.base(a)).Round(time.Second).String()+
+			" (longer than the watcher keeps a silent agent), claiming an interval of "+time.Duration(a.iv).String())
 	}
 	var tr Transition
 	if t > m.base(a)+int64(a.missed)*a.iv {
@@ -328,7 +347,37 @@ func (m *Monitor) expire(a *agent, t int64) (Transition, bool) {
 		tr = m.setState(a, cMissing, t, rNoBeatMissing)
 	}
 	m.schedule(a, false)
-	return tr, true
+	return tr, m.changed(a)
+}
+
+// forgetAgent drops a at t and returns the change that tells the
+// subscribers (to Forgotten), with a's last view.
+func (m *Monitor) forgetAgent(a *agent, t int64, why string) (Transition, Agent) {
+	tr := Transition{AgentID: a.id, From: a.state.state(), To: Forgotten, Reason: why}
+	v := m.changed(a)
+	v.StateReason = why
+	m.drop(a)
+	return tr, v
+}
+
+// full reports whether the monitor holds MaxAgents agents; the caller holds
+// the lock.
+func (m *Monitor) full() bool { return m.cap > 0 && len(m.agents) >= m.cap }
+
+// Refused returns how many beats or restored records of new agent ids were
+// refused because the monitor held Config.MaxAgents agents.
+func (m *Monitor) Refused() uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.refused
+}
+
+// Full reports whether the monitor holds Config.MaxAgents agents, so that
+// a new id would be refused.
+func (m *Monitor) Full() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.full()
 }
 
 // base is the time a's silence is counted from: its last beat, but no earlier
@@ -342,11 +391,14 @@ func (m *Monitor) deadline(a *agent) int64 {
 	switch a.state {
 	case cHealthy, cStalled, cMissing:
 		base := m.base(a)
-		fail := base + int64(a.missed)*a.iv
-		if a.state == cMissing {
-			return fail
+		due := base + int64(a.missed)*a.iv // failed
+		if a.state != cMissing {
+			due = min(base+a.iv+int64(Slack(time.Duration(a.iv))), due)
 		}
-		return min(base+a.iv+int64(Slack(time.Duration(a.iv))), fail)
+		if m.forget >= 0 {
+			due = min(due, base+m.forget) // forgotten, silent too long
+		}
+		return due
 	case cFailed, cStopped:
 		if m.forget < 0 {
 			return never
@@ -483,6 +535,10 @@ func (m *Monitor) Restore(recs []Record, now time.Time) {
 			continue
 		}
 		if _, ok := m.agents[r.AgentID]; ok {
+			continue
+		}
+		if m.full() {
+			m.refused++
 			continue
 		}
 		a := m.alloc(r.AgentID)

@@ -19,6 +19,11 @@ const (
 	Stopped    State = "stopped"    // a final beat stopped: never failed
 )
 
+// Forgotten is no state an agent is in, but the To of the Transition that
+// tells subscribers the monitor dropped an agent: failed or stopped for
+// Config.Forget, or silent for that long whatever interval it claimed.
+const Forgotten State = "forgotten"
+
 // States lists every state, in the order dashboards and metrics show them.
 func States() []State {
 	return []State{Healthy, Stalled, Missing, Failed, Recovering, Stopped}

@@ -223,6 +223,9 @@ func (o *Orchestrator) track(tr monitor.Transition, a monitor.Agent) {
 	defer o.mu.Unlock()
 	_, known := o.agents[tr.AgentID]
 	switch {
+	case tr.To == monitor.Forgotten:
+		// The watcher dropped it: the next prune drops the rest.
+		delete(o.agents, tr.AgentID)
 	case tr.To == monitor.Healthy || tr.To == monitor.Stopped:
 		delete(o.agents, tr.AgentID)
 	case known || tr.To == monitor.Failed || tr.To == monitor.Stalled:

@@ -326,7 +326,7 @@ func shardName(s int) string {
 func (s *shards) noteTransition(tr monitor.Transition, a monitor.Agent) {
 	var e *store.RosterEntry
 	switch tr.To {
-	case monitor.Failed, monitor.Stopped:
+	case monitor.Failed, monitor.Stopped, monitor.Forgotten:
 	default:
 		if tr.From != "" && tr.From != monitor.Failed && tr.From != monitor.Stopped {
 			return // already on it

@@ -36,6 +36,13 @@ type Config struct {
 	DefaultInterval time.Duration
 	MissedBeats     int
 	Token           string
+	// MaxAgents is --max-agents: new agent ids past it are refused and
+	// counted; 0: no cap.
+	MaxAgents int
+	// Forget is --forget-after: agents failed or stopped for that long, or
+	// silent for that long whatever interval they claim, are dropped (and
+	// subscribers told, as a transition to monitor.Forgotten); 0: 24h.
+	Forget time.Duration
 
 	// Shards is --shards: with more than one, the beat channels are shared
 	// among the live replicas, and Replica is this one (its id, and the URL
@@ -76,6 +83,9 @@ type Watcher struct {
 	now     func() time.Time
 
 	malformedLogged atomic.Int64
+	capMu           sync.Mutex
+	capRefused      uint64 // refusals at the cap seen by checkCap
+	capStreak       bool   // refusals at the cap were logged, and room since was not
 	tlog            *transitionLog
 	limitHinted     atomic.Bool // the output buffer limit fix was logged
 
@@ -115,8 +125,10 @@ func New(cfg Config) *Watcher {
 	if cfg.Recovery != nil {
 		subs = append(subs, cfg.Recovery)
 	}
-	w.mon = monitor.New(monitor.Config{DefaultInterval: cfg.DefaultInterval, MissedBeats: cfg.MissedBeats, Subscribers: subs})
+	w.mon = monitor.New(monitor.Config{DefaultInterval: cfg.DefaultInterval, MissedBeats: cfg.MissedBeats,
+		Forget: cfg.Forget, MaxAgents: cfg.MaxAgents, Subscribers: subs})
 	w.metrics = dashboard.NewMetrics(w.mon)
+	w.metrics.CountRefused(w.mon.Refused)
 	return w
 }
 
@@ -293,6 +305,7 @@ func (w *Watcher) restore(ctx context.Context) {
 					"redis", w.redis.String())
 			}
 			w.log.Info("view rebuilt from redis", "agents", n, "bad_hashes", bad, "skipped_keys", skipped-skippedBefore)
+			w.checkCap()
 			return
 		}
 		if !warned {
@@ -416,8 +429,27 @@ func (w *Watcher) sweepLoop(ctx context.Context) {
 			// The monitor tells its subscribers of every change.
 			w.mon.Sweep(w.now())
 			w.tlog.flush()
+			w.checkCap()
 		}
 	}
+}
+
+// checkCap says once when new agent ids start being refused at
+// --max-agents, and once when there is room again: never per refused beat.
+func (w *Watcher) checkCap() {
+	w.capMu.Lock()
+	defer w.capMu.Unlock()
+	n := w.mon.Refused()
+	switch {
+	case n > w.capRefused && !w.capStreak:
+		w.capStreak = true
+		w.log.Warn("agent cap reached", "max_agents", w.cfg.MaxAgents, "flag", "--max-agents", "refused", n-w.capRefused,
+			"meaning", "beats of new agent ids are refused until agents are forgotten; known agents keep updating; raise --max-agents if the fleet is really this large")
+	case w.capStreak && n == w.capRefused && !w.mon.Full():
+		w.capStreak = false
+		w.log.Info("room for new agents again", "max_agents", w.cfg.MaxAgents, "flag", "--max-agents", "agents", w.mon.Len())
+	}
+	w.capRefused = n
 }
 
 // logAndCount is the monitor's first subscriber: the watcher's log and

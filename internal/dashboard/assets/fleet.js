@@ -209,7 +209,9 @@
     if (counts) {
       if (ev.from && counts[ev.from] > 0) counts[ev.from]--;
       else if (!ev.from) counts.total++;
-      counts[ev.to] = (counts[ev.to] || 0) + 1;
+      // "forgotten": the watcher dropped the agent; it is in no state.
+      if (ev.to === "forgotten") counts.total = Math.max(0, counts.total - 1);
+      else counts[ev.to] = (counts[ev.to] || 0) + 1;
       renderCounts();
     }
     loadSoon();
