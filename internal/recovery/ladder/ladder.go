@@ -91,7 +91,7 @@ const (
 // Trouble says what is wrong with a, for alerts.
 func Trouble(a monitor.Agent) string {
 	if a.State == monitor.Stalled && a.StallReason != "" {
-		return "agent " + a.AgentID + " is stalled (stalled: " + a.StallReason + ")"
+		return "agent " + a.AgentID + " is stalled (" + a.StallReason + ")"
 	}
 	return "agent " + a.AgentID + " is " + string(a.State) + " (" + a.StateReason + ")"
 }
