@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,7 +30,93 @@ type Watcher struct {
 
 	skipped     atomic.Int64 // keys under agent:* that are not agent hashes
 	lastSkipped atomic.Value // string: the last of them
+
+	traffic sync.Map // channel -> *counters: what each channel brought
 }
+
+// Traffic is what a channel brought the watcher: every message, and those
+// larger than a beat may be (wire.MaxBeatSize), which no beatwrap sends.
+type Traffic struct {
+	Messages, Bytes int64
+	Oversize        int64 // messages over wire.MaxBeatSize
+	Largest         int64 // bytes of the largest message
+}
+
+func (t Traffic) String() string {
+	s := fmt.Sprintf("%d messages, %d bytes, the largest %d bytes", t.Messages, t.Bytes, t.Largest)
+	if t.Oversize > 0 {
+		s += fmt.Sprintf(", %d over the beat size limit of %d bytes", t.Oversize, wire.MaxBeatSize)
+	}
+	return s
+}
+
+func (t *Traffic) add(n int) {
+	t.Messages++
+	t.Bytes += int64(n)
+	if n > wire.MaxBeatSize {
+		t.Oversize++
+	}
+	t.Largest = max(t.Largest, int64(n))
+}
+
+type counters struct{ messages, bytes, oversize, largest atomic.Int64 }
+
+func (c *counters) add(n int) {
+	c.messages.Add(1)
+	c.bytes.Add(int64(n))
+	if n > wire.MaxBeatSize {
+		c.oversize.Add(1)
+	}
+	for {
+		l := c.largest.Load()
+		if int64(n) <= l || c.largest.CompareAndSwap(l, int64(n)) {
+			return
+		}
+	}
+}
+
+func (c *counters) get() Traffic {
+	return Traffic{Messages: c.messages.Load(), Bytes: c.bytes.Load(), Oversize: c.oversize.Load(), Largest: c.largest.Load()}
+}
+
+func (w *Watcher) counters(channel string) *counters {
+	if c, ok := w.traffic.Load(channel); ok {
+		return c.(*counters)
+	}
+	c, _ := w.traffic.LoadOrStore(channel, &counters{})
+	return c.(*counters)
+}
+
+// Traffic returns what each channel brought since the watcher started.
+func (w *Watcher) Traffic() map[string]Traffic {
+	out := map[string]Traffic{}
+	w.traffic.Range(func(k, v any) bool {
+		out[k.(string)] = v.(*counters).get()
+		return true
+	})
+	return out
+}
+
+// ClosedError is a subscription Redis closed while the connection was up
+// (ErrSubscriptionClosed): Redis restarted or failed over, or it cut off
+// the watcher because its output buffer passed client-output-buffer-limit
+// pubsub, as a message larger than the limit (or a burst faster than the
+// watcher reads) does. Redis says nothing to the client it cuts off; what
+// the subscription brought before says which: a few bytes, then the cut,
+// is one message over the limit.
+type ClosedError struct {
+	Addr, Channel string
+	Lived         time.Duration // from subscribing to the cut
+	Got           Traffic       // what the channel brought meanwhile
+	Err           error         // the read's own error (EOF, reset)
+}
+
+func (e *ClosedError) Error() string {
+	return fmt.Sprintf("%s %v to %s after %v, having sent %v (restarted, failed over, or cut off a subscriber whose output buffer passed client-output-buffer-limit pubsub: a message larger than it, or a burst): %v",
+		e.Addr, ErrSubscriptionClosed, e.Channel, e.Lived.Round(time.Millisecond), e.Got, e.Err)
+}
+
+func (e *ClosedError) Unwrap() []error { return []error{ErrSubscriptionClosed, e.Err} }
 
 // NewWatcher returns a Watcher for the Redis at rawURL (any form of
 // ParseRedisURL). It does not connect.
@@ -157,6 +244,9 @@ func (w *Watcher) receive(ctx context.Context, ps *redis.PubSub, channel string,
 	// that a shard handed over stops at once, busy or not.
 	stop := context.AfterFunc(ctx, func() { ps.Close() })
 	defer stop()
+	count := w.counters(channel)
+	since := time.Now()
+	var got Traffic // this subscription's
 	for ctx.Err() == nil {
 		msg, err := ps.ReceiveTimeout(ctx, time.Second)
 		if err != nil {
@@ -172,7 +262,7 @@ func (w *Watcher) receive(ctx context.Context, ps *redis.PubSub, channel string,
 				continue
 			}
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) {
-				return fmt.Errorf("%s %w to %s (restarted, failed over, or cut off a subscriber that fell behind: see client-output-buffer-limit pubsub): %w", w.addr, ErrSubscriptionClosed, channel, err)
+				return &ClosedError{Addr: w.addr, Channel: channel, Lived: time.Since(since), Got: got, Err: err}
 			}
 			return fmt.Errorf("receive %s from %s: %w", channel, w.addr, err)
 		}
@@ -184,6 +274,8 @@ func (w *Watcher) receive(ctx context.Context, ps *redis.PubSub, channel string,
 			isUp()
 		case *redis.Message:
 			isUp()
+			count.add(len(m.Payload))
+			got.add(len(m.Payload))
 			handle([]byte(m.Payload))
 		case *redis.Pong:
 			isUp()
@@ -213,6 +305,24 @@ func (w *Watcher) PubsubLimit(ctx context.Context) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("config get client-output-buffer-limit in %s: no pubsub class in %q", w.addr, v["client-output-buffer-limit"])
+}
+
+// OutputBufferCutoffs returns how many clients Redis has cut off for
+// passing their output buffer limit (INFO stats
+// client_output_buffer_limit_disconnections): Redis's own word for why it
+// closed a subscription, which it does not tell the client. Redis 7.2 and
+// later count it; INFO may be refused by the ACL.
+func (w *Watcher) OutputBufferCutoffs(ctx context.Context) (int64, error) {
+	v, err := w.client.Info(ctx, "stats").Result()
+	if err != nil {
+		return 0, fmt.Errorf("info stats in %s: %w", w.addr, err)
+	}
+	for _, line := range strings.Split(v, "\n") {
+		if n, ok := strings.CutPrefix(strings.TrimSpace(line), "client_output_buffer_limit_disconnections:"); ok {
+			return strconv.ParseInt(n, 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("info stats in %s: no client_output_buffer_limit_disconnections (Redis 7.2 or later counts them)", w.addr)
 }
 
 func sleep(ctx context.Context, d time.Duration) {

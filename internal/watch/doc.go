@@ -13,7 +13,9 @@
 // watcher rather than in Redis's output buffer, past whose limit Redis cuts
 // a subscriber off. When Redis closes the subscription anyway, the watcher
 // counts it (beatwatch_redis_subscription_lost_total), subscribes again, and
-// says once how to raise the limit. State changes are logged one line each
+// says once how to raise the limit; cut off again and again (an oversize
+// PUBLISH every second), it logs the run once, with the channel, the size
+// of what reached it and what cut it off (see cutoffs). State changes are logged one line each
 // while they are few, then one summary line per sweep and kind of change
 // (see transitionLog); the metrics count every one. The GC's headroom is
 // kept to a fifth of a large live heap unless GOGC is set (see tuneGC).

@@ -99,6 +99,7 @@ type Watcher struct {
 
 	blindMu    sync.Mutex   // orders setBlind calls, so an outage is logged once
 	outage     bool         // an outage was logged and its end was not
+	cut        cutoffs      // Redis closing the subscription again and again
 	blindSince atomic.Int64 // unix ms; 0 while the watcher can see
 	// judgedFrom is when the watcher last regained sight or rebuilt its
 	// view (unix ms): deadlines before it were extended by a grace, so they
@@ -322,17 +323,17 @@ func (w *Watcher) restore(ctx context.Context) {
 
 // setBlind tells the monitor whether the watcher can see beats. An outage is
 // logged once when it starts (err says why; nil is the start-up, before the
-// first subscription, which is not an outage) and once when it ends.
+// first subscription, which is not an outage) and once when it ends; in a
+// run of subscriptions Redis cuts off one after the other, the run is
+// logged instead (see cutoffs).
 func (w *Watcher) setBlind(blind bool, err error) {
 	w.blindMu.Lock()
 	defer w.blindMu.Unlock()
 	now := w.now()
 	changed := w.mon.SetBlind(blind, now)
-	if errors.Is(err, store.ErrSubscriptionClosed) {
-		w.metrics.SubscriptionLost()
-		if !w.limitHinted.Swap(true) {
-			go w.hintOutputLimit()
-		}
+	quiet := w.noteCutoff(err, now)
+	if errors.Is(err, store.ErrSubscriptionClosed) && !w.limitHinted.Swap(true) {
+		go w.hintOutputLimit()
 	}
 	if blind {
 		if changed {
@@ -341,8 +342,10 @@ func (w *Watcher) setBlind(blind bool, err error) {
 		}
 		if err != nil && !w.outage {
 			w.outage = true
-			w.log.Error("redis unreachable: no agent is declared failed until it is back and one timeout has passed",
-				"redis", w.redis.String(), "error", err)
+			if !quiet {
+				w.log.Error("redis unreachable: no agent is declared failed until it is back and one timeout has passed",
+					"redis", w.redis.String(), "error", err)
+			}
 		}
 		return
 	}
@@ -354,14 +357,18 @@ func (w *Watcher) setBlind(blind bool, err error) {
 	blindFor := now.Sub(time.UnixMilli(w.blindSince.Swap(0))).Round(time.Millisecond).String()
 	if w.outage {
 		w.outage = false
-		w.log.Info("redis reachable again: every agent has one timeout to beat before it can be failed",
-			"redis", w.redis.String(), "blind_for", blindFor)
+		if !quiet {
+			w.log.Info("redis reachable again: every agent has one timeout to beat before it can be failed",
+				"redis", w.redis.String(), "blind_for", blindFor)
+		}
 		if ctx := w.runCtx; ctx != nil {
 			go w.reconcileFinals(ctx)
 		}
 		return
 	}
-	w.log.Info("subscribed to beats", "redis", w.redis.String(), "channel", w.redis.Keys().Channel())
+	if !quiet {
+		w.log.Info("subscribed to beats", "redis", w.redis.String(), "channel", w.redis.Keys().Channel())
+	}
 }
 
 // RecommendedPubsubLimit is the client-output-buffer-limit pubsub setting
@@ -430,6 +437,9 @@ func (w *Watcher) sweepLoop(ctx context.Context) {
 			w.mon.Sweep(w.now())
 			w.tlog.flush()
 			w.checkCap()
+			if w.redis != nil {
+				w.checkCutoffs(w.now())
+			}
 		}
 	}
 }
