@@ -62,7 +62,9 @@
 // answers the API for the whole fleet by asking the others; GET /v1/replicas
 // lists them and their shards.
 //
-// status takes --redis, --namespace, --watcher, --token, -o/--output, and
+// status takes --redis, --namespace, --watcher, --token, -o/--output, the
+// secret and TLS flags of serve (--token-file, --redis-password-file,
+// --redis-ca, --redis-cert, --redis-key), and
 // --state, --type, --host, --limit and --all to choose the agents it lists;
 // demo takes --listen and --beatwrap; each reads BEATWATCH_<FLAG> too. Every
 // flag is described in full by --help and in the README's flag reference.

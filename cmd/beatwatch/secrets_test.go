@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -27,6 +28,14 @@ func TestTokenFromFile(t *testing.T) {
 	startAgent(t, "--watcher", w.base, "--token-file", file, "--id", "tokfile-1", "--interval", "200ms")
 	w.token = token
 	w.waitState("tokfile-1", monitor.Healthy, 10*time.Second)
+	// beatwatch status too.
+	p := startProc(t, "cmd/beatwatch", nil, "status", "--watcher", w.base, "--token-file", file)
+	if code := p.wait(15 * time.Second); code != 0 || !strings.Contains(p.stdout.String(), "tokfile-1") {
+		t.Errorf("status --token-file: exit %d, stdout %q, stderr %q; want 0 and the agent", code, p.stdout, p.stderr)
+	}
+	if strings.Contains(strings.Join(p.cmd.Args, " "), token) {
+		t.Error("the token is on status's command line")
+	}
 }
 
 func TestSecretFlagsExit2(t *testing.T) {
@@ -34,6 +43,8 @@ func TestSecretFlagsExit2(t *testing.T) {
 		{"serve", "--token-file", "/nonexistent/token"},
 		{"serve", "--token", "x", "--token-file", "/dev/null"},
 		{"serve", "--redis-password-file", "/dev/null"},
+		{"status", "--token-file", "/nonexistent/token"},
+		{"status", "--token", "x", "--token-file", "/dev/null"},
 	} {
 		p := startProc(t, "cmd/beatwatch", nil, args...)
 		if code := p.wait(10 * time.Second); code != 2 {

@@ -25,6 +25,7 @@ func newStatus(ctx context.Context) *cobra.Command {
 	var redisURL, namespace, watcher, token, output, state, typ, host string
 	var limit int
 	var all bool
+	var secrets cli.Secrets
 	cmd := &cobra.Command{
 		Use:   "status [--redis URL | --watcher URL] [-o table|json]",
 		Short: "Show the fleet: one line per agent",
@@ -52,6 +53,14 @@ one, a page at a time); the counts always cover the whole fleet.`,
 			if state != "" && monitor.Rank(monitor.State(state)) >= len(monitor.States()) {
 				return cli.Usagef("--state must be one of healthy, stalled, missing, failed, recovering, stopped, got %q", state)
 			}
+			token, err := secrets.Token(token)
+			if err != nil {
+				return err
+			}
+			password, err := secrets.RedisPassword()
+			if err != nil {
+				return err
+			}
 			q := monitor.Query{State: monitor.State(state), Type: typ, Host: host, Limit: limit}
 			if watcher != "" {
 				if u, err := url.Parse(watcher); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -61,9 +70,9 @@ one, a page at a time); the counts always cover the whole fleet.`,
 			ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			defer cancel()
 			var sum dashboard.Summary
-			var err error
 			if redisURL != "" {
-				sum, err = fromRedis(ctx, redisURL, namespace, q, all)
+				sum, err = fromRedis(ctx, redisURL, store.Options{Namespace: namespace, Password: password,
+					TLS: store.TLSFiles{CA: secrets.RedisCA, Cert: secrets.RedisCert, Key: secrets.RedisKey}}, q, all)
 			} else {
 				if watcher == "" {
 					watcher = "http://127.0.0.1:7070"
@@ -94,6 +103,7 @@ one, a page at a time); the counts always cover the whole fleet.`,
 	f.StringVar(&host, "host", "", "only agents on this host")
 	f.IntVar(&limit, "limit", dashboard.DefaultLimit, "list at most this many agents, worst first (0: counts only)")
 	f.BoolVar(&all, "all", false, "list every agent that matches, fetching page after page")
+	secrets.AddFlags(f)
 	cli.AnnotateEnv(f, envPrefix)
 	return cmd
 }
@@ -155,8 +165,8 @@ func askPage(ctx context.Context, base, token string, q monitor.Query, cursor st
 // received when the agent wrote it, and the fleet is judged now. It is
 // the view of a watcher that saw those beats, not of one just restarted
 // (which would give every agent a grace first).
-func fromRedis(ctx context.Context, url, namespace string, q monitor.Query, all bool) (dashboard.Summary, error) {
-	w, err := store.NewWatcher(url, store.Options{Namespace: namespace})
+func fromRedis(ctx context.Context, url string, opt store.Options, q monitor.Query, all bool) (dashboard.Summary, error) {
+	w, err := store.NewWatcher(url, opt)
 	if err != nil {
 		return dashboard.Summary{}, cli.Usagef("--redis: %v", err)
 	}

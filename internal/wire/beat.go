@@ -127,6 +127,8 @@ func readBeat(data []byte, fast bool) (Beat, error) {
 	if err := b.check(); err != nil {
 		return b, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
+	// As on the progress socket: a task name is kept to MaxTaskLength.
+	b.CurrentTask = cutUTF8(b.CurrentTask, MaxTaskLength)
 	return b, nil
 }
 

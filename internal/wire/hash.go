@@ -54,7 +54,11 @@ func ParseHash(fields map[string]string) (Hash, error) {
 	}
 	h.Host = fields["host"]
 	h.ContainerID = fields["containerId"]
-	h.CurrentTask = fields["currentTask"]
+	if err := checkContainerID(h.ContainerID); err != nil {
+		p.bad(err)
+		h.ContainerID = ""
+	}
+	h.CurrentTask = cutUTF8(fields["currentTask"], MaxTaskLength)
 	switch s, ok := fields["status"]; {
 	case !ok || s == "":
 		h.Status = StatusHealthy

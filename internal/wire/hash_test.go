@@ -63,6 +63,7 @@ func TestParseHashRefusesOutOfRange(t *testing.T) {
 		{"exitCode", "4294967297", "exitCode must be from -2147483648 to 2147483647"},
 		{"sequence", "-1", "sequence must be a whole number"},
 		{"type", strings.Repeat("t", 129), "type is longer than 128 bytes"},
+		{"containerId", "../../containers/victim", `containerId must be 12 to 64 lowercase hex digits (a Docker container id), got "../../containers/victim"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.field+"="+tt.value, func(t *testing.T) {
@@ -99,6 +100,8 @@ func TestParseHashRefusesOutOfRange(t *testing.T) {
 				good.Sequence = 0
 			case "type":
 				good.Type = ""
+			case "containerId":
+				good.ContainerID = ""
 			}
 			if got, want := fmt.Sprintf("%+v", deref(h)), fmt.Sprintf("%+v", deref(good)); got != want {
 				t.Errorf("got  %s\nwant %s", got, want)

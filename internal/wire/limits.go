@@ -68,6 +68,9 @@ func (b *Beat) check() error {
 	if len(b.AgentType) > maxTypeLength {
 		return fmt.Errorf("agentType is longer than %d bytes", maxTypeLength)
 	}
+	if err := checkContainerID(b.ContainerID); err != nil {
+		return err
+	}
 	m := &b.Metrics
 	errs := [...]error{
 		nonNegative.check("timestamp", b.Timestamp),
@@ -100,6 +103,23 @@ func (b *Beat) check() error {
 		if err := exitCodeRange.check("exitCode", int64(*b.ExitCode)); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// checkContainerID refuses a containerId that is not a Docker container id:
+// 64 lowercase hex digits, or a prefix of at least 12 (what docker ps shows,
+// and what the Docker Engine takes). Empty is no container.
+func checkContainerID(id string) error {
+	if id == "" {
+		return nil
+	}
+	ok := len(id) >= 12 && len(id) <= 64
+	for i := 0; ok && i < len(id); i++ {
+		ok = id[i] >= '0' && id[i] <= '9' || id[i] >= 'a' && id[i] <= 'f'
+	}
+	if !ok {
+		return fmt.Errorf("containerId must be 12 to 64 lowercase hex digits (a Docker container id), got %s", quoteClip(id))
 	}
 	return nil
 }

@@ -190,6 +190,10 @@ func TestParseBeatRefusesOutOfRange(t *testing.T) {
 		{"id with é names é", `{"agentId":"é"}`, `has 'é' at byte 0`},
 		{"id with a byte that is not UTF-8", "{\"agentId\":\"a\\u0000\"}", `has '\x00' at byte 1`},
 		{"long status is cut", `{"agentId":"a","status":"` + strings.Repeat("x", 1000) + `"}`, `"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"… is not a known status`},
+		{"container id not hex", `{"agentId":"a","containerId":"../../v1.43/containers/x"}`, `containerId must be 12 to 64 lowercase hex digits (a Docker container id), got "../../v1.43/containers/x"`},
+		{"container id upper case", `{"agentId":"a","containerId":"` + strings.Repeat("AB", 32) + `"}`, "containerId must be 12 to 64 lowercase hex digits"},
+		{"container id too short", `{"agentId":"a","containerId":"abc123"}`, `containerId must be 12 to 64 lowercase hex digits (a Docker container id), got "abc123"`},
+		{"container id too long", `{"agentId":"a","containerId":"` + strings.Repeat("a", 65) + `"}`, "containerId must be 12 to 64 lowercase hex digits"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -208,6 +212,9 @@ func TestParseBeatRefusesOutOfRange(t *testing.T) {
 		// Clamped where they are used, not refused: beatwrap sends what its
 		// flags say.
 		`{"agentId":"a","missedBeats":9223372036854775807,"intervalMs":9223372036854775807,"graceMs":9223372036854775807}`,
+		// A full container id, and a prefix as docker ps shows it.
+		`{"agentId":"a","containerId":"` + strings.Repeat("0f", 32) + `"}`,
+		`{"agentId":"a","containerId":"0123456789ab"}`,
 	} {
 		if _, err := ParseBeat([]byte(in)); err != nil {
 			t.Errorf("%s: %v", in, err)
@@ -227,5 +234,24 @@ func TestValidateIDNamesTheCharacter(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "Ã") {
 			t.Errorf("ValidateID(%q) = %v, want it to name %s", tt.id, err, tt.want)
 		}
+	}
+}
+
+// TestParseBeatCutsTheTask: a beat's currentTask is kept to MaxTaskLength
+// bytes, cut on a character boundary, as on the progress socket.
+func TestParseBeatCutsTheTask(t *testing.T) {
+	task := strings.Repeat("é", 400) // 800 bytes
+	for _, fast := range []bool{true, false} {
+		b, err := readBeat([]byte(`{"agentId":"a","currentTask":"`+task+`"}`), fast)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b.CurrentTask) != MaxTaskLength || b.CurrentTask != task[:MaxTaskLength] {
+			t.Errorf("fast %v: currentTask of %d bytes kept as %d bytes, want the first %d", fast, len(task), len(b.CurrentTask), MaxTaskLength)
+		}
+	}
+	h, err := ParseHash(map[string]string{"currentTask": task + "x"})
+	if err != nil || h.CurrentTask != task[:MaxTaskLength] {
+		t.Errorf("hash currentTask of %d bytes kept as %d bytes (%v), want the first %d", len(task)+1, len(h.CurrentTask), err, MaxTaskLength)
 	}
 }
