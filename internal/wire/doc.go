@@ -8,10 +8,10 @@
 // is a superset of the reference design's HeartbeatMessage, so a consumer
 // written against that design reads ours unchanged.
 //
-// ParseBeat decodes with a decoder written for the beat, since encoding/json
-// was most of a watcher's ingest; whatever that decoder is not sure of goes
-// to encoding/json, so the two accept the same beats and give the same
-// errors. The numbers an agent reports are held to the same ranges in a beat
+// ParseBeat decodes with a decoder written for the beat, on the JSON scanner
+// of package jsonscan, since encoding/json was most of a watcher's ingest;
+// whatever that decoder is not sure of goes to encoding/json, so the two
+// accept the same beats and give the same errors. The numbers an agent reports are held to the same ranges in a beat
 // (ParseBeat), an agent hash read back from Redis (ParseHash) and a line on
 // the progress socket (ParseReport), and what is refused is refused naming
 // the field.
