@@ -13,6 +13,7 @@ import (
 	"github.com/beatwrap/beatwrap/internal/cli"
 	"github.com/beatwrap/beatwrap/internal/progress"
 	"github.com/beatwrap/beatwrap/internal/wire"
+	"github.com/beatwrap/beatwrap/internal/wire/sockline"
 )
 
 // errNoCheckpoint is what `beatwrap checkpoint` says when there is none.
@@ -67,8 +68,8 @@ bad flag.`,
 					return cli.Usagef("--save must be a JSON value (null clears), got %.60q", save)
 				}
 				value = json.RawMessage(save)
-				if len(value)+len(`{"checkpoint":}`)+1 > wire.MaxLineSize {
-					return cli.Usagef("--save is %d bytes: a checkpoint must fit in a %d-byte line", len(value), wire.MaxLineSize)
+				if len(value)+len(`{"checkpoint":}`)+1 > sockline.MaxLineSize {
+					return cli.Usagef("--save is %d bytes: a checkpoint must fit in a %d-byte line", len(value), sockline.MaxLineSize)
 				}
 			}
 			if socket == "" {
@@ -81,7 +82,7 @@ bad flag.`,
 			ctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
 			if value != nil {
-				reply, err := progress.Send(ctx, socket, wire.Report{Checkpoint: value})
+				reply, err := progress.Send(ctx, socket, sockline.Report{Checkpoint: value})
 				if err != nil {
 					return fmt.Errorf("no answer from beatwrap on %s: %w", socket, err)
 				}
@@ -90,8 +91,8 @@ bad flag.`,
 				}
 				return nil
 			}
-			var a wire.CheckpointAnswer
-			if err := progress.Query(ctx, socket, wire.QueryCheckpoint, &a); err != nil {
+			var a sockline.CheckpointAnswer
+			if err := progress.Query(ctx, socket, sockline.QueryCheckpoint, &a); err != nil {
 				return fmt.Errorf("no answer from beatwrap on %s: %w", socket, err)
 			}
 			if len(a.Checkpoint) == 0 || string(a.Checkpoint) == "null" {

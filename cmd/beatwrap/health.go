@@ -14,6 +14,7 @@ import (
 	"github.com/beatwrap/beatwrap/internal/cli"
 	"github.com/beatwrap/beatwrap/internal/progress"
 	"github.com/beatwrap/beatwrap/internal/wire"
+	"github.com/beatwrap/beatwrap/internal/wire/sockline"
 )
 
 func newHealth(ctx context.Context) *cobra.Command {
@@ -81,19 +82,19 @@ Exit codes: 0 live, 1 not live or no answer, 2 a bad flag.`,
 // askHealth asks the beatwrap on the socket (found when not given) how its
 // agent is. Not finding or not reaching it is an answer too: the agent is
 // not known to be live, and the reason says why.
-func askHealth(ctx context.Context, socket, id string, timeout time.Duration) wire.Health {
+func askHealth(ctx context.Context, socket, id string, timeout time.Duration) sockline.Health {
 	if socket == "" {
 		s, err := progress.FindSocket(id)
 		if err != nil {
-			return wire.Health{Status: wire.StatusDown, Reason: fmt.Sprintf("%v: is beatwrap running here? (--socket or --id says which)", err)}
+			return sockline.Health{Status: wire.StatusDown, Reason: fmt.Sprintf("%v: is beatwrap running here? (--socket or --id says which)", err)}
 		}
 		socket = s
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	var h wire.Health
-	if err := progress.Query(ctx, socket, wire.QueryHealth, &h); err != nil {
-		return wire.Health{Status: wire.StatusDown, Reason: fmt.Sprintf("no answer from beatwrap on %s: %v", socket, err)}
+	var h sockline.Health
+	if err := progress.Query(ctx, socket, sockline.QueryHealth, &h); err != nil {
+		return sockline.Health{Status: wire.StatusDown, Reason: fmt.Sprintf("no answer from beatwrap on %s: %v", socket, err)}
 	}
 	// The rule is beatwrap's; an answer without it (an older beatwrap that
 	// knows the query but not the field) is judged by its status.

@@ -18,12 +18,13 @@ import (
 
 	"github.com/beatwrap/beatwrap/internal/testutil"
 	"github.com/beatwrap/beatwrap/internal/wire"
+	"github.com/beatwrap/beatwrap/internal/wire/sockline"
 )
 
 // healthRun is one run of `beatwrap health`: the JSON line it printed and
 // its exit code.
 type healthRun struct {
-	h      wire.Health
+	h      sockline.Health
 	line   string
 	code   int
 	stderr string
@@ -75,7 +76,7 @@ func healthEnv(xdg string) []string {
 }
 
 // getLivez fetches /livez and returns the status code and the decoded body.
-func getLivez(t *testing.T, addr string) (int, wire.Health) {
+func getLivez(t *testing.T, addr string) (int, sockline.Health) {
 	t.Helper()
 	c := http.Client{Timeout: 5 * time.Second}
 	resp, err := c.Get("http://" + addr + "/livez")
@@ -83,7 +84,7 @@ func getLivez(t *testing.T, addr string) (int, wire.Health) {
 		t.Fatalf("GET /livez: %v", err)
 	}
 	defer resp.Body.Close()
-	var h wire.Health
+	var h sockline.Health
 	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
 		t.Fatalf("GET /livez: body: %v", err)
 	}

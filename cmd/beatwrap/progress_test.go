@@ -16,6 +16,7 @@ import (
 
 	"github.com/beatwrap/beatwrap/internal/testutil"
 	"github.com/beatwrap/beatwrap/internal/wire"
+	"github.com/beatwrap/beatwrap/internal/wire/sockline"
 )
 
 // These tests drive the progress socket, stall detection and restarts of the
@@ -95,7 +96,7 @@ func dialSocket(t *testing.T, path string) *sockConn {
 }
 
 // send writes one line and returns the reply.
-func (s *sockConn) send(line string) wire.Reply {
+func (s *sockConn) send(line string) sockline.Reply {
 	s.t.Helper()
 	reply, err := roundTrip(s.c, s.r, line)
 	if err != nil {
@@ -105,8 +106,8 @@ func (s *sockConn) send(line string) wire.Reply {
 }
 
 // roundTrip writes line and a newline on c and reads one reply from r.
-func roundTrip(c net.Conn, r *bufio.Reader, line string) (wire.Reply, error) {
-	var reply wire.Reply
+func roundTrip(c net.Conn, r *bufio.Reader, line string) (sockline.Reply, error) {
+	var reply sockline.Reply
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := c.Write([]byte(line + "\n")); err != nil {
 		return reply, fmt.Errorf("write %.40q: %w", line, err)

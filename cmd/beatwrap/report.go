@@ -10,7 +10,7 @@ import (
 
 	"github.com/beatwrap/beatwrap/internal/cli"
 	"github.com/beatwrap/beatwrap/internal/progress"
-	"github.com/beatwrap/beatwrap/internal/wire"
+	"github.com/beatwrap/beatwrap/internal/wire/sockline"
 )
 
 func newReport(ctx context.Context) *cobra.Command {
@@ -57,7 +57,7 @@ A script that also runs without beatwrap can ignore the code:
 			if err := checkReportFlags(prog, tokens, active, queue, quietFor, timeout); err != nil {
 				return err
 			}
-			var r wire.Report
+			var r sockline.Report
 			if f.Changed("task") {
 				r.Task = &task
 			}
@@ -89,7 +89,7 @@ A script that also runs without beatwrap can ignore the code:
 			if err != nil {
 				return err
 			}
-			if _, err := wire.ParseReport(line); err != nil {
+			if _, err := sockline.ParseReport(line); err != nil {
 				return cli.Usagef("report: %v", err)
 			}
 			ctx, cancel := context.WithTimeout(ctx, timeout)

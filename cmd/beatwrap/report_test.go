@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/beatwrap/beatwrap/internal/wire"
+	"github.com/beatwrap/beatwrap/internal/wire/sockline"
 )
 
 // fakeSocket is a progress socket that answers every line with a fixed reply
@@ -140,7 +140,7 @@ func TestReportExitCodes(t *testing.T) {
 	if len(lines) == 0 {
 		t.Fatal("the accepting socket received nothing")
 	}
-	r, err := wire.ParseReport([]byte(lines[0]))
+	r, err := sockline.ParseReport([]byte(lines[0]))
 	if err != nil || r.Task == nil || *r.Task != "step 2" || r.Progress == nil || *r.Progress != 40 || r.Tokens == nil || *r.Tokens != 12 ||
 		r.QueueDepth != nil || r.Idle != nil {
 		t.Errorf("line sent = %s (%v), want task, progress and tokens and nothing else", lines[0], err)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/beatwrap/beatwrap/internal/monitor"
 	"github.com/beatwrap/beatwrap/internal/wire"
+	"github.com/beatwrap/beatwrap/internal/wire/sockline"
 )
 
 // A single-node beatwatch keeps its agents' checkpoints, fenced by epoch, for
@@ -238,9 +239,9 @@ func (s *server) putCheckpoint(w http.ResponseWriter, r *http.Request) {
 		}
 		ttl = d
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, wire.MaxLineSize))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, sockline.MaxLineSize))
 	if err != nil {
-		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("checkpoint is larger than %d bytes", wire.MaxLineSize))
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("checkpoint is larger than %d bytes", sockline.MaxLineSize))
 		return
 	}
 	var compact bytes.Buffer

@@ -18,7 +18,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/beatwrap/beatwrap/internal/wire"
+	"github.com/beatwrap/beatwrap/internal/wire/sockline"
 )
 
 // DefaultSocketPath is where beatwrap puts the progress socket of agent id
@@ -112,16 +112,16 @@ func Dial(ctx context.Context, path string) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to progress socket: %w", err)
 	}
-	return &Client{conn: c, r: bufio.NewReaderSize(c, wire.MaxLineSize)}, nil
+	return &Client{conn: c, r: bufio.NewReaderSize(c, sockline.MaxLineSize)}, nil
 }
 
 // Send writes one report and waits for its reply. An error means the report
 // may not have arrived, or its reply was lost; a report the server refused is
 // a Reply with OK false and a nil error. After an error the Client is closed.
-func (c *Client) Send(ctx context.Context, r wire.Report) (wire.Reply, error) {
+func (c *Client) Send(ctx context.Context, r sockline.Report) (sockline.Reply, error) {
 	line, err := r.Marshal()
 	if err != nil {
-		return wire.Reply{}, fmt.Errorf("encode report: %w", err)
+		return sockline.Reply{}, fmt.Errorf("encode report: %w", err)
 	}
 	reply, _, err := c.roundTrip(ctx, append(line, '\n'))
 	return reply, err
@@ -133,7 +133,7 @@ func (c *Client) Send(ctx context.Context, r wire.Report) (wire.Reply, error) {
 // error) is an error wrapping ErrRefused, with the server's message; the
 // connection stays usable then. Any other error closes the Client.
 func (c *Client) Query(ctx context.Context, name string, answer any) error {
-	reply, raw, err := c.roundTrip(ctx, append(wire.MarshalQuery(name), '\n'))
+	reply, raw, err := c.roundTrip(ctx, append(sockline.MarshalQuery(name), '\n'))
 	if err != nil {
 		return err
 	}
@@ -154,11 +154,11 @@ var ErrRefused = errors.New("query refused")
 
 // roundTrip writes one line and reads one reply line; raw is the reply line
 // itself, valid until the next round trip.
-func (c *Client) roundTrip(ctx context.Context, line []byte) (wire.Reply, []byte, error) {
+func (c *Client) roundTrip(ctx context.Context, line []byte) (sockline.Reply, []byte, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.err != nil {
-		return wire.Reply{}, nil, c.err
+		return sockline.Reply{}, nil, c.err
 	}
 	reply, raw, err := c.exchange(ctx, line)
 	if err != nil {
@@ -170,8 +170,8 @@ func (c *Client) roundTrip(ctx context.Context, line []byte) (wire.Reply, []byte
 	return reply, raw, err
 }
 
-func (c *Client) exchange(ctx context.Context, line []byte) (wire.Reply, []byte, error) {
-	var reply wire.Reply
+func (c *Client) exchange(ctx context.Context, line []byte) (sockline.Reply, []byte, error) {
+	var reply sockline.Reply
 	if err := c.conn.SetDeadline(time.Time{}); err != nil {
 		return reply, nil, fmt.Errorf("set deadline: %w", err)
 	}
@@ -197,7 +197,7 @@ func (c *Client) exchange(ctx context.Context, line []byte) (wire.Reply, []byte,
 		return reply, nil, fmt.Errorf("read reply: %w", contextError(ctx, err))
 	}
 	if bytes.Equal(b, okReply) {
-		return wire.Reply{OK: true}, b, nil
+		return sockline.Reply{OK: true}, b, nil
 	}
 	var raw struct {
 		OK    *bool  `json:"ok"`
@@ -206,7 +206,7 @@ func (c *Client) exchange(ctx context.Context, line []byte) (wire.Reply, []byte,
 	if err := json.Unmarshal(b, &raw); err != nil || raw.OK == nil {
 		return reply, nil, fmt.Errorf("read reply: not a reply: %.100q", b)
 	}
-	return wire.Reply{OK: *raw.OK, Error: raw.Error}, b, nil
+	return sockline.Reply{OK: *raw.OK, Error: raw.Error}, b, nil
 }
 
 // contextError prefers the context's reason over the timeout it caused.
@@ -230,10 +230,10 @@ func (c *Client) Close() error {
 
 // Send connects to the progress socket at path, sends one report, waits for
 // its reply and disconnects. It is what `beatwrap report` does.
-func Send(ctx context.Context, path string, r wire.Report) (wire.Reply, error) {
+func Send(ctx context.Context, path string, r sockline.Report) (sockline.Reply, error) {
 	c, err := Dial(ctx, path)
 	if err != nil {
-		return wire.Reply{}, err
+		return sockline.Reply{}, err
 	}
 	defer c.Close()
 	return c.Send(ctx, r)

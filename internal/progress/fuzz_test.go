@@ -8,10 +8,11 @@ import (
 	"unicode/utf8"
 
 	"github.com/beatwrap/beatwrap/internal/wire"
+	"github.com/beatwrap/beatwrap/internal/wire/sockline"
 )
 
 // FuzzServeLine feeds arbitrary bytes through serveLines, the loop every
-// server connection runs, and so through wire.ParseLine. It checks that
+// server connection runs, and so through sockline.ParseLine. It checks that
 // nothing panics, that each line gets exactly the reply it should, that every
 // reply is {"ok":bool} with a non-empty error when ok is false (and nothing
 // else when ok is true, but for the answer to a query), and that every
@@ -54,7 +55,7 @@ func FuzzServeLine(f *testing.F) {
 		`{"task":"` + strings.Repeat("a", 2000) + "\n",
 		// Task cut at wire.MaxTaskLength in the middle of a two-byte rune.
 		`{"task":"` + strings.Repeat("a", wire.MaxTaskLength-1) + `é"}`,
-		`{"task":"` + strings.Repeat("b", wire.MaxLineSize) + `"}` + "\n{}\n",
+		`{"task":"` + strings.Repeat("b", sockline.MaxLineSize) + `"}` + "\n{}\n",
 		`{"query":"health"}`,
 		`{"query":"health","task":"x"}` + "\n" + `{"query":"nope"}` + "\n" + `{"query":1}`,
 	}
@@ -62,16 +63,16 @@ func FuzzServeLine(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var applied []wire.Report
+		var applied []sockline.Report
 		var out bytes.Buffer
 		write := func(reply []byte) error {
 			out.Write(reply)
 			return nil
 		}
 		h := Handler{
-			Report: func(r wire.Report) { applied = append(applied, r) },
+			Report: func(r sockline.Report) { applied = append(applied, r) },
 			Queries: map[string]func() (any, error){
-				wire.QueryHealth: func() (any, error) { return wire.Health{Status: wire.StatusHealthy, Live: true}, nil },
+				sockline.QueryHealth: func() (any, error) { return sockline.Health{Status: wire.StatusHealthy, Live: true}, nil },
 			},
 		}
 		if err := serveLines(bytes.NewReader(data), write, h); err != nil {
@@ -91,16 +92,16 @@ func FuzzServeLine(f *testing.F) {
 				break // data ended with a newline
 			}
 			switch {
-			case len(line) >= wire.MaxLineSize: // with its newline, over the limit
+			case len(line) >= sockline.MaxLineSize: // with its newline, over the limit
 				wants = append(wants, want{err: "line is longer than 65536 bytes"})
 			case len(bytes.TrimSpace(line)) == 0:
 			default:
-				_, q, err := wire.ParseLine(line)
+				_, q, err := sockline.ParseLine(line)
 				switch {
 				case err != nil:
 					wants = append(wants, want{err: asJSONText(err.Error())})
-				case q != nil && q.Name != wire.QueryHealth:
-					wants = append(wants, want{err: asJSONText(wire.UnknownQueryError(q.Name, []string{wire.QueryHealth}).Error())})
+				case q != nil && q.Name != sockline.QueryHealth:
+					wants = append(wants, want{err: asJSONText(sockline.UnknownQueryError(q.Name, []string{sockline.QueryHealth}).Error())})
 				default:
 					wants = append(wants, want{ok: true, query: q != nil})
 				}
@@ -151,7 +152,7 @@ func FuzzServeLine(f *testing.F) {
 			if err != nil {
 				t.Fatalf("Marshal(%+v): %v", r, err)
 			}
-			again, err := wire.ParseReport(line)
+			again, err := sockline.ParseReport(line)
 			if err != nil {
 				t.Fatalf("accepted report marshals to %s, which ParseReport refuses: %v", line, err)
 			}

@@ -11,11 +11,12 @@ import (
 	"time"
 
 	"github.com/beatwrap/beatwrap/internal/wire"
+	"github.com/beatwrap/beatwrap/internal/wire/sockline"
 )
 
 // startQueryServer serves a fresh socket with a health query that answers
 // h, and returns the path and the tracker reports go to.
-func startQueryServer(t *testing.T, h wire.Health) (string, *Tracker) {
+func startQueryServer(t *testing.T, h sockline.Health) (string, *Tracker) {
 	t.Helper()
 	srv, err := Listen(socketPath(t))
 	if err != nil {
@@ -26,8 +27,8 @@ func startQueryServer(t *testing.T, h wire.Health) (string, *Tracker) {
 	done := make(chan error, 1)
 	go func() {
 		done <- srv.Serve(ctx, Handler{Report: tr.Apply, Queries: map[string]func() (any, error){
-			wire.QueryHealth: func() (any, error) { return h, nil },
-			"broken":         func() (any, error) { return nil, errors.New("nothing to say") },
+			sockline.QueryHealth: func() (any, error) { return h, nil },
+			"broken":             func() (any, error) { return nil, errors.New("nothing to say") },
 		}})
 	}()
 	t.Cleanup(func() {
@@ -42,7 +43,7 @@ func startQueryServer(t *testing.T, h wire.Health) (string, *Tracker) {
 }
 
 func TestQueryLines(t *testing.T) {
-	want := wire.Health{Status: wire.StatusStalled, Reason: "no progress for 5m0s", SinceMs: 1200}
+	want := sockline.Health{Status: wire.StatusStalled, Reason: "no progress for 5m0s", SinceMs: 1200}
 	path, tr := startQueryServer(t, want)
 	c := dialRaw(t, path)
 
@@ -72,8 +73,8 @@ func TestQueryLines(t *testing.T) {
 		t.Errorf("report after queries: %+v", got)
 	}
 
-	var h wire.Health
-	if err := Query(context.Background(), path, wire.QueryHealth, &h); err != nil || h != want {
+	var h sockline.Health
+	if err := Query(context.Background(), path, sockline.QueryHealth, &h); err != nil || h != want {
 		t.Errorf("Query = %+v, %v; want %+v", h, err, want)
 	}
 	if err := Query(context.Background(), path, "nope", &h); !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "nope") {

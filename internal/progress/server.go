@@ -20,7 +20,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/beatwrap/beatwrap/internal/wire"
+	"github.com/beatwrap/beatwrap/internal/wire/sockline"
 )
 
 // MaxConns is how many connections a Server serves at once. More are answered
@@ -62,7 +62,7 @@ var (
 
 var (
 	okReply      = []byte(`{"ok":true}` + "\n")
-	tooLongReply = errorReply(fmt.Sprintf("line is longer than %d bytes", wire.MaxLineSize))
+	tooLongReply = errorReply(fmt.Sprintf("line is longer than %d bytes", sockline.MaxLineSize))
 )
 
 // Server is the progress socket: it reads lines from any number of agent
@@ -240,7 +240,7 @@ func (s *Server) Path() string { return s.path }
 // must not block: an agent waits for each reply.
 type Handler struct {
 	// Report takes each valid report.
-	Report func(wire.Report)
+	Report func(sockline.Report)
 	// Queries answers query lines ({"query":"<name>"}) by name. The function
 	// returns the fields of the reply, a value that marshals to a JSON
 	// object, or an error that the reply carries as ok:false. A name not
@@ -492,10 +492,10 @@ func (s *Server) removeFile() error {
 
 // readerPool keeps line buffers between connections: agents that connect
 // once per report would otherwise allocate a 64 KiB buffer each time.
-var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, wire.MaxLineSize) }}
+var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, sockline.MaxLineSize) }}
 
 // serveLines reads lines from r until it ends or write fails, and writes one
-// reply per non-blank line. A line longer than wire.MaxLineSize (newline
+// reply per non-blank line. A line longer than sockline.MaxLineSize (newline
 // included) is answered as soon as that is known and the rest of it is
 // skipped; the lines after it are served as usual. It returns nil when r
 // ends.
@@ -546,7 +546,7 @@ func (h Handler) handleLine(line []byte) []byte {
 	if len(bytes.TrimSpace(line)) == 0 {
 		return nil
 	}
-	r, q, err := wire.ParseLine(line)
+	r, q, err := sockline.ParseLine(line)
 	if err != nil {
 		return errorReply(err.Error())
 	}
@@ -563,13 +563,13 @@ func (h Handler) handleLine(line []byte) []byte {
 func (h Handler) answer(name string) []byte {
 	fn, ok := h.Queries[name]
 	if !ok {
-		return errorReply(wire.UnknownQueryError(name, slices.Collect(maps.Keys(h.Queries))).Error())
+		return errorReply(sockline.UnknownQueryError(name, slices.Collect(maps.Keys(h.Queries))).Error())
 	}
 	v, err := fn()
 	if err != nil {
 		return errorReply(fmt.Sprintf("query %q: %v", name, err))
 	}
-	b, err := wire.MarshalQueryReply(v)
+	b, err := sockline.MarshalQueryReply(v)
 	if err != nil {
 		return errorReply(fmt.Sprintf("query %q: %v", name, err))
 	}
@@ -577,7 +577,7 @@ func (h Handler) answer(name string) []byte {
 }
 
 func errorReply(msg string) []byte {
-	b, err := json.Marshal(wire.Reply{OK: false, Error: msg})
+	b, err := json.Marshal(sockline.Reply{OK: false, Error: msg})
 	if err != nil {
 		// A struct of a bool and a string always marshals.
 		panic(err)

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/beatwrap/beatwrap/internal/wire"
+	"github.com/beatwrap/beatwrap/internal/wire/sockline"
 )
 
 // socketPath is a socket path in a fresh temporary folder.
@@ -86,7 +86,7 @@ func (c *rawConn) write(t *testing.T, data string) {
 }
 
 // reply reads one reply line.
-func (c *rawConn) reply(t *testing.T) wire.Reply {
+func (c *rawConn) reply(t *testing.T) sockline.Reply {
 	t.Helper()
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	line, err := c.r.ReadString('\n')
@@ -100,14 +100,14 @@ func (c *rawConn) reply(t *testing.T) wire.Reply {
 	if err := json.Unmarshal([]byte(line), &got); err != nil || got.OK == nil {
 		t.Fatalf("reply %q is not {\"ok\":bool,...}: %v", line, err)
 	}
-	r := wire.Reply{OK: *got.OK}
+	r := sockline.Reply{OK: *got.OK}
 	if got.Error != nil {
 		r.Error = *got.Error
 	}
 	return r
 }
 
-func (c *rawConn) send(t *testing.T, line string) wire.Reply {
+func (c *rawConn) send(t *testing.T, line string) sockline.Reply {
 	t.Helper()
 	c.write(t, line+"\n")
 	return c.reply(t)
@@ -162,19 +162,19 @@ func TestServerLineLengthLimit(t *testing.T) {
 	srv, tr := startServer(t)
 	c := dialRaw(t, srv.Path())
 
-	c.write(t, line(wire.MaxLineSize))
+	c.write(t, line(sockline.MaxLineSize))
 	if got := c.reply(t); !got.OK {
-		t.Errorf("line of exactly %d bytes: %+v, want ok:true", wire.MaxLineSize, got)
+		t.Errorf("line of exactly %d bytes: %+v, want ok:true", sockline.MaxLineSize, got)
 	}
-	c.write(t, line(wire.MaxLineSize+1))
+	c.write(t, line(sockline.MaxLineSize+1))
 	if got := c.reply(t); got.OK || got.Error != "line is longer than 65536 bytes" {
-		t.Errorf("line of %d bytes: %+v, want the line-too-long error", wire.MaxLineSize+1, got)
+		t.Errorf("line of %d bytes: %+v, want the line-too-long error", sockline.MaxLineSize+1, got)
 	}
 	// Several times the buffer, then a valid line right behind it in the
 	// same write: the long one is skipped to its end, the next is served.
-	c.write(t, line(5*wire.MaxLineSize)+`{"task":"after"}`+"\n")
+	c.write(t, line(5*sockline.MaxLineSize)+`{"task":"after"}`+"\n")
 	if got := c.reply(t); got.OK {
-		t.Errorf("line of %d bytes: %+v, want ok:false", 5*wire.MaxLineSize, got)
+		t.Errorf("line of %d bytes: %+v, want ok:false", 5*sockline.MaxLineSize, got)
 	}
 	if got := c.reply(t); !got.OK {
 		t.Errorf("line after a long one: %+v, want ok:true", got)
@@ -231,7 +231,7 @@ func TestServerConcurrentClients(t *testing.T) {
 			tokens := int64(3)
 			for j := range lines {
 				p := float64(j * 5)
-				reply, err := c.Send(ctx, wire.Report{Task: &task, Progress: &p, Tokens: &tokens})
+				reply, err := c.Send(ctx, sockline.Report{Task: &task, Progress: &p, Tokens: &tokens})
 				if err != nil || !reply.OK {
 					errs <- fmt.Errorf("client %d line %d: %+v, %v", i, j, reply, err)
 					return
@@ -259,20 +259,20 @@ func TestSendOneShot(t *testing.T) {
 	defer cancel()
 	for i := range 10 {
 		task := fmt.Sprintf("step %d", i)
-		reply, err := Send(ctx, srv.Path(), wire.Report{Task: &task})
+		reply, err := Send(ctx, srv.Path(), sockline.Report{Task: &task})
 		if err != nil || !reply.OK {
 			t.Fatalf("Send %d: %+v, %v", i, reply, err)
 		}
 	}
 	p := 150.0
-	reply, err := Send(ctx, srv.Path(), wire.Report{Progress: &p})
+	reply, err := Send(ctx, srv.Path(), sockline.Report{Progress: &p})
 	if err != nil || reply.OK || !strings.Contains(reply.Error, "progress") {
 		t.Errorf("Send with progress 150: %+v, %v; want ok:false about progress and no error", reply, err)
 	}
 	if got := tr.Snapshot(); got.Reports != 10 || got.Task != "step 9" {
 		t.Errorf("Reports %d, Task %q; want 10, \"step 9\"", got.Reports, got.Task)
 	}
-	if _, err := Send(ctx, filepath.Join(t.TempDir(), "none.sock"), wire.Report{}); err == nil {
+	if _, err := Send(ctx, filepath.Join(t.TempDir(), "none.sock"), sockline.Report{}); err == nil {
 		t.Errorf("Send to a missing socket: no error")
 	}
 }
@@ -296,7 +296,7 @@ func TestSendHonoursContext(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		_, err := Send(ctx, path, wire.Report{})
+		_, err := Send(ctx, path, sockline.Report{})
 		done <- err
 	}()
 	select {
@@ -328,7 +328,7 @@ func TestListenStaleSocketReplaced(t *testing.T) {
 	serve(t, srv)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if reply, err := Send(ctx, path, wire.Report{}); err != nil || !reply.OK {
+	if reply, err := Send(ctx, path, sockline.Report{}); err != nil || !reply.OK {
 		t.Errorf("Send to the new socket: %+v, %v", reply, err)
 	}
 }
@@ -342,7 +342,7 @@ func TestListenLiveSocketRefused(t *testing.T) {
 	// The live one keeps working.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if reply, err := Send(ctx, first.Path(), wire.Report{}); err != nil || !reply.OK {
+	if reply, err := Send(ctx, first.Path(), sockline.Report{}); err != nil || !reply.OK {
 		t.Errorf("Send to the first server: %+v, %v", reply, err)
 	}
 	// One report from Send; Listen's probe is a connection without a line.
@@ -586,7 +586,7 @@ func TestServerSlowClientBlocksNobody(t *testing.T) {
 	}
 	defer c.Close()
 	for i := range 20 {
-		if reply, err := c.Send(ctx, wire.Report{}); err != nil || !reply.OK {
+		if reply, err := c.Send(ctx, sockline.Report{}); err != nil || !reply.OK {
 			t.Fatalf("Send %d while a client is stuck: %+v, %v", i, reply, err)
 		}
 	}
@@ -634,7 +634,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer c.Close()
-	r, err := wire.ParseReport([]byte(`{"task":"summarise ticket 4312","progress":40,"activeTasks":1,"queueDepth":7,"tokens":1850}`))
+	r, err := sockline.ParseReport([]byte(`{"task":"summarise ticket 4312","progress":40,"activeTasks":1,"queueDepth":7,"tokens":1850}`))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -8,7 +8,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/beatwrap/beatwrap/internal/wire"
+	"github.com/beatwrap/beatwrap/internal/wire/sockline"
 )
 
 // The sliding windows are rings of buckets, so their memory does not depend on
@@ -105,7 +105,7 @@ func NewTracker(cfg TrackerConfig) *Tracker {
 // stall detection until a report says there is work again. quietFor holds
 // stall detection off until that long after this report; each report replaces
 // the quiet period of the one before, so a report without quietFor ends it.
-func (t *Tracker) Apply(r wire.Report) {
+func (t *Tracker) Apply(r sockline.Report) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/beatwrap/beatwrap/internal/wire"
+	"github.com/beatwrap/beatwrap/internal/wire/sockline"
 )
 
 // fakeClock is a clock the test moves by hand.
@@ -22,9 +22,9 @@ func (c *fakeClock) newTracker(stall time.Duration) *Tracker {
 }
 
 // report parses a socket line the way the server does.
-func report(t *testing.T, line string) wire.Report {
+func report(t *testing.T, line string) sockline.Report {
 	t.Helper()
-	r, err := wire.ParseReport([]byte(line))
+	r, err := sockline.ParseReport([]byte(line))
 	if err != nil {
 		t.Fatalf("ParseReport(%s): %v", line, err)
 	}
@@ -453,7 +453,7 @@ func TestStallReasonClipsLongTask(t *testing.T) {
 }
 
 func BenchmarkApply(b *testing.B) {
-	r, err := wire.ParseReport([]byte(`{"task":"summarise ticket 4312","progress":40,"activeTasks":1,"queueDepth":7,"tokens":1850,"error":"rate limited"}`))
+	r, err := sockline.ParseReport([]byte(`{"task":"summarise ticket 4312","progress":40,"activeTasks":1,"queueDepth":7,"tokens":1850,"error":"rate limited"}`))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -466,7 +466,7 @@ func BenchmarkApply(b *testing.B) {
 
 func BenchmarkSnapshot(b *testing.B) {
 	tr := NewTracker(TrackerConfig{StallTimeout: time.Minute})
-	tr.Apply(wire.Report{})
+	tr.Apply(sockline.Report{})
 	b.ReportAllocs()
 	for b.Loop() {
 		tr.Snapshot()

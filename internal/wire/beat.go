@@ -36,6 +36,21 @@ func (s Status) Valid() bool {
 // Final reports whether s ends an agent's life: no beat follows it.
 func (s Status) Final() bool { return s == StatusStopped || s == StatusExited }
 
+// StatusDown is the health status of an agent whose child is not running:
+// between two runs of a restart, or after its last one. It is never sent in
+// a beat, whose final statuses say how the child ended.
+const StatusDown Status = "down"
+
+// Live reports whether an agent with status s should be left running. It is
+// the one rule for health, applied to the status the beat carries: stalled is
+// not live, and neither is a child that is not running; every other status
+// is, starting included, so that a liveness probe never kills an agent that
+// is still starting (its stall clock starts with the child, giving it the
+// whole stall timeout).
+func (s Status) Live() bool {
+	return s != StatusStalled && s != StatusDown && !s.Final()
+}
+
 // Metrics is the measured state of an agent carried in every beat. The first
 // six fields are the reference design's AgentMetrics; the rest are ours.
 type Metrics struct {
@@ -128,7 +143,7 @@ func readBeat(data []byte, fast bool) (Beat, error) {
 		return b, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	// As on the progress socket: a task name is kept to MaxTaskLength.
-	b.CurrentTask = cutUTF8(b.CurrentTask, MaxTaskLength)
+	b.CurrentTask = CutTask(b.CurrentTask)
 	return b, nil
 }
 

@@ -58,7 +58,7 @@ func ParseHash(fields map[string]string) (Hash, error) {
 		p.bad(err)
 		h.ContainerID = ""
 	}
-	h.CurrentTask = cutUTF8(fields["currentTask"], MaxTaskLength)
+	h.CurrentTask = CutTask(fields["currentTask"])
 	switch s, ok := fields["status"]; {
 	case !ok || s == "":
 		h.Status = StatusHealthy
@@ -76,7 +76,7 @@ func ParseHash(fields map[string]string) (Hash, error) {
 	h.Restarts = int(p.int("restarts", restartsRange))
 	h.CPUPercent, _ = p.float("cpuPercent", cpuRange)
 	h.MemoryMB, _ = p.float("memoryMB", memoryRange)
-	if f, ok := p.float("taskProgress", progressRange); ok {
+	if f, ok := p.float("taskProgress", ProgressRange); ok {
 		h.TaskProgress = &f
 	}
 	if n := p.int("exitCode", exitCodeRange); p.ok {
@@ -106,7 +106,7 @@ type hashParser struct {
 
 func (p *hashParser) bad(err error) { p.errs = append(p.errs, err.Error()) }
 
-func (p *hashParser) int(field string, r intRange) int64 {
+func (p *hashParser) int(field string, r IntRange) int64 {
 	p.ok = false
 	s := p.fields[field]
 	if s == "" {
@@ -114,10 +114,10 @@ func (p *hashParser) int(field string, r intRange) int64 {
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil {
-		p.bad(fmt.Errorf("%s must be a whole number from %d to %d, got %s", field, r.min, r.max, quoteClip(s)))
+		p.bad(fmt.Errorf("%s must be a whole number from %d to %d, got %s", field, r.Min, r.Max, quoteClip(s)))
 		return 0
 	}
-	if err := r.check(field, n); err != nil {
+	if err := r.Check(field, n); err != nil {
 		p.bad(err)
 		return 0
 	}
@@ -125,17 +125,17 @@ func (p *hashParser) int(field string, r intRange) int64 {
 	return n
 }
 
-func (p *hashParser) float(field string, r floatRange) (float64, bool) {
+func (p *hashParser) float(field string, r FloatRange) (float64, bool) {
 	s := p.fields[field]
 	if s == "" {
 		return 0, false
 	}
 	f, err := strconv.ParseFloat(s, 64)
 	if err != nil {
-		p.bad(fmt.Errorf("%s must be a number from %v to %v, got %s", field, r.min, r.max, quoteClip(s)))
+		p.bad(fmt.Errorf("%s must be a number from %v to %v, got %s", field, r.Min, r.Max, quoteClip(s)))
 		return 0, false
 	}
-	if err := r.check(field, f); err != nil {
+	if err := r.Check(field, f); err != nil {
 		p.bad(err)
 		return 0, false
 	}

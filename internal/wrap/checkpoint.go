@@ -4,7 +4,7 @@ import (
 	"time"
 
 	"github.com/beatwrap/beatwrap/internal/store"
-	"github.com/beatwrap/beatwrap/internal/wire"
+	"github.com/beatwrap/beatwrap/internal/wire/sockline"
 )
 
 // checkpointReadTimeout bounds the read of the last checkpoint before the
@@ -21,7 +21,7 @@ func checkpointGap(interval time.Duration) time.Duration {
 }
 
 // report takes one valid line from the progress socket.
-func (w *wrapper) report(r wire.Report) {
+func (w *wrapper) report(r sockline.Report) {
 	w.tracker.Apply(r)
 	if r.Checkpoint == nil {
 		return
@@ -61,9 +61,9 @@ func (w *wrapper) checkpoint() store.Checkpoint {
 }
 
 // checkpointAnswer answers the checkpoint query.
-func (w *wrapper) checkpointAnswer() wire.CheckpointAnswer {
+func (w *wrapper) checkpointAnswer() sockline.CheckpointAnswer {
 	cp := w.checkpoint()
-	a := wire.CheckpointAnswer{Checkpoint: wire.NullCheckpoint}
+	a := sockline.CheckpointAnswer{Checkpoint: sockline.NullCheckpoint}
 	if !cp.None() {
 		a.Checkpoint, a.At = cp.Value, cp.At.UnixMilli()
 	}

@@ -16,19 +16,20 @@ import (
 	"github.com/beatwrap/beatwrap/internal/progress"
 	"github.com/beatwrap/beatwrap/internal/supervise"
 	"github.com/beatwrap/beatwrap/internal/wire"
+	"github.com/beatwrap/beatwrap/internal/wire/sockline"
 )
 
 // health is the answer to the health query and the body of /livez: the
 // agent's status by the same rule as its beats (wire.DeriveStatus on the
 // same snapshot and sample), or down while the child is not running.
-func (w *wrapper) health() wire.Health {
+func (w *wrapper) health() sockline.Health {
 	st := w.tracker.Snapshot()
 	now := w.clock()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	status, reason := w.healthLocked(st, now)
 	since := w.observeLocked(status, st, now)
-	return wire.Health{
+	return sockline.Health{
 		Status:  status,
 		Live:    status.Live(),
 		Reason:  reason,
@@ -138,8 +139,8 @@ func roundSeconds(d time.Duration) time.Duration {
 // queries are the query lines beatwrap answers on the progress socket.
 func (w *wrapper) queries() map[string]func() (any, error) {
 	return map[string]func() (any, error){
-		wire.QueryHealth:     func() (any, error) { return w.health(), nil },
-		wire.QueryCheckpoint: func() (any, error) { return w.checkpointAnswer(), nil },
+		sockline.QueryHealth:     func() (any, error) { return w.health(), nil },
+		sockline.QueryCheckpoint: func() (any, error) { return w.checkpointAnswer(), nil },
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/beatwrap/beatwrap/internal/progress"
 	"github.com/beatwrap/beatwrap/internal/supervise"
 	"github.com/beatwrap/beatwrap/internal/wire"
+	"github.com/beatwrap/beatwrap/internal/wire/sockline"
 )
 
 // fakeClock is a clock a test moves by hand.
@@ -88,12 +89,12 @@ func TestHealthRule(t *testing.T) {
 	check("stalled", wire.StatusStalled, false, 1300*time.Millisecond, "no progress since start")
 
 	task := "summarise ticket 4312"
-	w.tracker.Apply(wire.Report{Task: &task})
+	w.tracker.Apply(sockline.Report{Task: &task})
 	clock.Add(time.Second)
 	check("progress again", wire.StatusHealthy, true, time.Second, "last sign of progress 1s ago")
 
 	quiet := time.Minute
-	w.tracker.Apply(wire.Report{QuietFor: &quiet})
+	w.tracker.Apply(sockline.Report{QuietFor: &quiet})
 	clock.Add(30 * time.Second)
 	check("a long quiet step", wire.StatusHealthy, true, 31*time.Second, "")
 	clock.Add(40 * time.Second) // the quiet step ended 10s ago
@@ -133,7 +134,7 @@ func TestLivezAndMetrics(t *testing.T) {
 	w.last.CPUPercent, w.last.MemoryBytes = 12.5, 310<<20
 	w.mu.Unlock()
 	tokens := int64(1850)
-	w.tracker.Apply(wire.Report{Tokens: &tokens})
+	w.tracker.Apply(sockline.Report{Tokens: &tokens})
 
 	get := func(path string) *httptest.ResponseRecorder {
 		rec := httptest.NewRecorder()
@@ -144,7 +145,7 @@ func TestLivezAndMetrics(t *testing.T) {
 		return rec
 	}
 	rec := get("/livez")
-	var h wire.Health
+	var h sockline.Health
 	if err := json.Unmarshal(rec.Body.Bytes(), &h); rec.Code != 200 || err != nil || !h.Live {
 		t.Errorf("/livez while healthy: %d %s", rec.Code, rec.Body)
 	}

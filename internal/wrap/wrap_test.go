@@ -15,6 +15,7 @@ import (
 	"github.com/beatwrap/beatwrap/internal/progress"
 	"github.com/beatwrap/beatwrap/internal/supervise"
 	"github.com/beatwrap/beatwrap/internal/wire"
+	"github.com/beatwrap/beatwrap/internal/wire/sockline"
 )
 
 func TestChildEnv(t *testing.T) {
@@ -91,7 +92,7 @@ func BenchmarkBeat(b *testing.B) {
 	}
 	tracker := progress.NewTracker(progress.TrackerConfig{StallTimeout: time.Minute})
 	task, prog, tokens := "summarise ticket 4312", 40.0, int64(1850)
-	tracker.Apply(wire.Report{Task: &task, Progress: &prog, Tokens: &tokens})
+	tracker.Apply(sockline.Report{Task: &task, Progress: &prog, Tokens: &tokens})
 	w := &wrapper{
 		cfg: Config{
 			ID: "summariser-1", Type: "summariser", Host: "node-7", Interval: time.Second,

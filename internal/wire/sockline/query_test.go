@@ -1,9 +1,11 @@
-package wire
+package sockline
 
 import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/beatwrap/beatwrap/internal/wire"
 )
 
 func TestParseLineQuery(t *testing.T) {
@@ -56,7 +58,7 @@ func TestQueryRoundTrip(t *testing.T) {
 }
 
 func TestMarshalQueryReply(t *testing.T) {
-	h := Health{Status: StatusStalled, Reason: "no progress for 5m0s", SinceMs: 1200}
+	h := Health{Status: wire.StatusStalled, Reason: "no progress for 5m0s", SinceMs: 1200}
 	b, err := MarshalQueryReply(h)
 	if err != nil {
 		t.Fatal(err)
@@ -79,19 +81,6 @@ func TestMarshalQueryReply(t *testing.T) {
 	}
 	if _, err := MarshalQueryReply([]int{1}); err == nil {
 		t.Error("an answer that is not an object was encoded")
-	}
-}
-
-func TestLive(t *testing.T) {
-	for _, s := range []Status{StatusStarting, StatusHealthy, StatusBusy, StatusDegraded, StatusRecovering} {
-		if !s.Live() {
-			t.Errorf("%s is not live", s)
-		}
-	}
-	for _, s := range []Status{StatusStalled, StatusDown, StatusStopped, StatusExited} {
-		if s.Live() {
-			t.Errorf("%s is live", s)
-		}
 	}
 }
 

@@ -1,12 +1,15 @@
-package wire
+package sockline
 
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"time"
 	"unicode/utf8"
+
+	"github.com/beatwrap/beatwrap/internal/wire"
 )
 
 // MaxLineSize bounds one line on the progress socket, newline included.
@@ -96,9 +99,6 @@ func (raw *reportLine) reportField() string {
 	return ""
 }
 
-// MaxTaskLength bounds the task name kept from a report; longer names are cut.
-const MaxTaskLength = 512
-
 // ParseReport decodes and validates one report line. The error names the
 // field that was wrong; on error the Report is empty and must not be applied.
 // A query line is not a report and gets an error; ParseLine takes both.
@@ -121,7 +121,7 @@ func decodeLine(line []byte) (*reportLine, error) {
 	}
 	var raw reportLine
 	if err := json.Unmarshal(line, &raw); err != nil {
-		return nil, fmt.Errorf("line is not a JSON object: %s", describeJSONError(err))
+		return nil, fmt.Errorf("line is not a JSON object: %s", describeSyntax(err))
 	}
 	return &raw, nil
 }
@@ -134,15 +134,15 @@ func (raw *reportLine) report() (Report, error) {
 	if out.Task, err = optString("task", raw.Task); err != nil {
 		return r, err
 	}
-	if out.Task != nil && len(*out.Task) > MaxTaskLength {
-		t := cutUTF8(*out.Task, MaxTaskLength)
+	if out.Task != nil && len(*out.Task) > wire.MaxTaskLength {
+		t := wire.CutTask(*out.Task)
 		out.Task = &t
 	}
 	if out.Progress, err = optNumber("progress", raw.Progress); err != nil {
 		return r, err
 	}
 	if out.Progress != nil {
-		if err := progressRange.check("progress", *out.Progress); err != nil {
+		if err := wire.ProgressRange.Check("progress", *out.Progress); err != nil {
 			return r, err
 		}
 	}
@@ -181,6 +181,16 @@ func (raw *reportLine) report() (Report, error) {
 	return out, nil
 }
 
+// describeSyntax says where a line that is not JSON goes wrong. Every field
+// of a line is raw, so a line that is JSON decodes.
+func describeSyntax(err error) string {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Sprintf("invalid JSON at byte %d: %v", se.Offset, err)
+	}
+	return err.Error()
+}
+
 func isNull(raw json.RawMessage) bool { return len(raw) == 0 || string(raw) == "null" }
 
 func optString(name string, raw json.RawMessage) (*string, error) {
@@ -213,8 +223,8 @@ func optCount(name string, raw json.RawMessage) (*int, error) {
 	if *f < 0 {
 		return nil, fmt.Errorf("%s must not be negative, got %v", name, *f)
 	}
-	if *f != math.Trunc(*f) || *f > float64(countRange.max) {
-		return nil, fmt.Errorf("%s must be a whole number up to %d, got %v", name, countRange.max, *f)
+	if *f != math.Trunc(*f) || *f > float64(wire.CountRange.Max) {
+		return nil, fmt.Errorf("%s must be a whole number up to %d, got %v", name, wire.CountRange.Max, *f)
 	}
 	n := int(*f)
 	return &n, nil
@@ -261,15 +271,6 @@ func cutUTF8(s string, n int) string {
 		n--
 	}
 	return s[:n]
-}
-
-// quoteClip quotes s for an error message, shortened as clip does.
-func quoteClip(s string) string {
-	const max = 40
-	if len(s) > max {
-		return fmt.Sprintf("%q…", cutUTF8(s, max))
-	}
-	return fmt.Sprintf("%q", s)
 }
 
 // clip shortens a raw value for an error message.

@@ -1,10 +1,12 @@
-package wire
+package sockline
 
 import (
 	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/beatwrap/beatwrap/internal/wire"
 )
 
 // A query line asks the beatwrap that owns the socket something instead of
@@ -38,11 +40,11 @@ type CheckpointAnswer struct {
 }
 
 // Health is the answer to QueryHealth and the body of beatwrap's /livez: how
-// the agent is, by the rule of Status.Live.
+// the agent is, by the rule of wire.Status.Live.
 type Health struct {
 	// Status is the agent's status as its next beat would carry it, or
-	// StatusDown while its child is not running.
-	Status Status `json:"status"`
+	// wire.StatusDown while its child is not running.
+	Status wire.Status `json:"status"`
 	// Live is Status.Live(): false means an orchestrator should restart
 	// the agent.
 	Live bool `json:"live"`
@@ -51,21 +53,6 @@ type Health struct {
 	Reason string `json:"reason"`
 	// SinceMs is how long, in milliseconds, the agent has had this status.
 	SinceMs int64 `json:"sinceMs"`
-}
-
-// StatusDown is the health status of an agent whose child is not running:
-// between two runs of a restart, or after its last one. It is never sent in
-// a beat, whose final statuses say how the child ended.
-const StatusDown Status = "down"
-
-// Live reports whether an agent with status s should be left running. It is
-// the one rule for health, applied to the status the beat carries: stalled is
-// not live, and neither is a child that is not running; every other status
-// is, starting included, so that a liveness probe never kills an agent that
-// is still starting (its stall clock starts with the child, giving it the
-// whole stall timeout).
-func (s Status) Live() bool {
-	return s != StatusStalled && s != StatusDown && !s.Final()
 }
 
 // Query is a parsed query line.
