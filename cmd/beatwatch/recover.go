@@ -14,7 +14,7 @@ import (
 	"github.com/beatwrap/beatwrap/internal/recovery"
 	"github.com/beatwrap/beatwrap/internal/recovery/guard"
 	"github.com/beatwrap/beatwrap/internal/recovery/hosts"
-	"github.com/beatwrap/beatwrap/internal/store"
+	"github.com/beatwrap/beatwrap/internal/store/redisfleet"
 )
 
 // recoverOptions are the flags of the recovery ladder.
@@ -151,7 +151,7 @@ func (o *recoverOptions) enginesOf(ctx context.Context, namespace string, log *s
 // the replica that leads that engine. With shards (sharded), each replica
 // sees only the failures of the agents it judges, so it leads the recovery
 // of those itself (the claims still make each failure recovered once).
-func (o *recoverOptions) orchestrator(engines []*docker.Engine, hook *alert.Webhook, st *store.Watcher, sharded bool, log *slog.Logger) (*recovery.Orchestrator, error) {
+func (o *recoverOptions) orchestrator(engines []*docker.Engine, hook *alert.Webhook, st *redisfleet.Watcher, sharded bool, log *slog.Logger) (*recovery.Orchestrator, error) {
 	cfg := recovery.Config{
 		Guard: guard.New(guard.Config{
 			Budget: o.budget, BrakeFraction: o.brakeFraction, BrakeMinAgents: o.brakeMin, MaxInFlight: o.maxBusy,

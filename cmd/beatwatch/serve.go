@@ -12,6 +12,7 @@ import (
 
 	"github.com/beatwrap/beatwrap/internal/cli"
 	"github.com/beatwrap/beatwrap/internal/store"
+	"github.com/beatwrap/beatwrap/internal/store/redisfleet"
 	"github.com/beatwrap/beatwrap/internal/watch"
 )
 
@@ -105,9 +106,9 @@ func (o *serveOptions) run(ctx context.Context, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var st *store.Watcher
+	var st *redisfleet.Watcher
 	if o.redisURL != "" {
-		if st, err = store.NewWatcher(o.redisURL, o.redisOptions()); err != nil {
+		if st, err = redisfleet.NewWatcher(o.redisURL, o.redisOptions()); err != nil {
 			return cli.Usagef("--redis: %v", err)
 		}
 		defer st.Close()

@@ -10,7 +10,7 @@ import (
 
 	"github.com/beatwrap/beatwrap/internal/cli"
 	"github.com/beatwrap/beatwrap/internal/shard"
-	"github.com/beatwrap/beatwrap/internal/store"
+	"github.com/beatwrap/beatwrap/internal/store/redisfleet"
 	"github.com/beatwrap/beatwrap/internal/wire"
 )
 
@@ -65,7 +65,7 @@ func (ownShards) ReleaseLease(context.Context, string) error                 { r
 // still shared through Redis, and each failure's claim keeps it recovered
 // once.
 type ownEngines struct {
-	*store.Watcher
+	*redisfleet.Watcher
 }
 
 func (ownEngines) LeaseEngine(context.Context, string, string, time.Duration) (bool, error) {

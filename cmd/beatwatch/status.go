@@ -19,6 +19,7 @@ import (
 	"github.com/beatwrap/beatwrap/internal/dashboard"
 	"github.com/beatwrap/beatwrap/internal/monitor"
 	"github.com/beatwrap/beatwrap/internal/store"
+	"github.com/beatwrap/beatwrap/internal/store/redisfleet"
 )
 
 func newStatus(ctx context.Context) *cobra.Command {
@@ -166,7 +167,7 @@ func askPage(ctx context.Context, base, token string, q monitor.Query, cursor st
 // the view of a watcher that saw those beats, not of one just restarted
 // (which would give every agent a grace first).
 func fromRedis(ctx context.Context, url string, opt store.Options, q monitor.Query, all bool) (dashboard.Summary, error) {
-	w, err := store.NewWatcher(url, opt)
+	w, err := redisfleet.NewWatcher(url, opt)
 	if err != nil {
 		return dashboard.Summary{}, cli.Usagef("--redis: %v", err)
 	}
@@ -175,7 +176,7 @@ func fromRedis(ctx context.Context, url string, opt store.Options, q monitor.Que
 	m := monitor.New(monitor.Config{Forget: -1})
 	// Batch by batch: a large fleet's hashes are never all in memory.
 	var recs []monitor.Record
-	err = w.EachAgents(ctx, func(hashes []store.AgentHash) {
+	err = w.EachAgents(ctx, func(hashes []redisfleet.AgentHash) {
 		recs = recs[:0]
 		for _, h := range hashes {
 			recs = append(recs, monitor.RecordOf(h.ID, h.Hash))

@@ -18,6 +18,8 @@ import (
 	"github.com/beatwrap/beatwrap/internal/probe"
 	"github.com/beatwrap/beatwrap/internal/progress"
 	"github.com/beatwrap/beatwrap/internal/store"
+	"github.com/beatwrap/beatwrap/internal/store/checkpoint"
+	"github.com/beatwrap/beatwrap/internal/store/publish"
 	"github.com/beatwrap/beatwrap/internal/supervise"
 	"github.com/beatwrap/beatwrap/internal/version"
 	"github.com/beatwrap/beatwrap/internal/wire"
@@ -145,7 +147,7 @@ Every flag can also be set by the variable named after it.`,
 	f.BoolVar(&o.subreaper, "subreaper", false, "reap orphaned descendants even when not PID 1 (PR_SET_CHILD_SUBREAPER)")
 	f.StringVar(&o.healthListen, "health-listen", "", "serve GET /livez (200, or 503 when stalled or the child is down) and GET /metrics on this address, e.g. :8081 (default: off)")
 	f.StringVar(&o.orphan, "orphan", supervise.OrphanKill, "when beatwrap itself dies (SIGKILL, OOM killer, crash): kill ends the agent's whole process group at once, keep leaves it running")
-	f.DurationVar(&o.checkpointTTL, "checkpoint-ttl", store.DefaultCheckpointTTL, "how long the agent's checkpoint is kept in Redis after its last write (at least 1s)")
+	f.DurationVar(&o.checkpointTTL, "checkpoint-ttl", checkpoint.DefaultTTL, "how long the agent's checkpoint is kept in Redis after its last write (at least 1s)")
 	f.BoolVar(&o.replace, "replace", false, "when an earlier beatwrap with the same --id still runs its agent on this host: stop it and take over (default: refuse, exit 1)")
 	o.secrets.AddFlags(f)
 	o.log.AddFlags(f)
@@ -244,8 +246,8 @@ func (o *options) config(argv []string, stderr io.Writer) (wrap.Config, error) {
 	if err != nil {
 		return wrap.Config{}, err
 	}
-	var pub store.Publisher
-	var ckpts store.CheckpointStore
+	var pub publish.Publisher
+	var ckpts checkpoint.Store
 	redisURL := o.redisURL
 	if redisURL == "" && o.watcher == "" {
 		redisURL = os.Getenv("REDIS_URL")
@@ -256,23 +258,20 @@ func (o *options) config(argv []string, stderr io.Writer) (wrap.Config, error) {
 		if err != nil {
 			return wrap.Config{}, cli.Usagef("--watcher: %v", err)
 		}
-		h.SetCheckpointTTL(o.checkpointTTL)
-		pub, ckpts = h, h
+		pub, ckpts = publish.NewHTTP(h), checkpoint.NewHTTP(h, o.checkpointTTL)
 	case redisURL != "":
-		opts := store.Options{Namespace: o.namespace, Shards: o.shards, CheckpointTTL: o.checkpointTTL, Password: password, Log: log.With("agent", o.id),
-			TLS: store.TLSFiles{CA: o.secrets.RedisCA, Cert: o.secrets.RedisCert, Key: o.secrets.RedisKey}}
-		t, err := store.ParseRedisURL(redisURL, opts)
+		db, err := store.Open(redisURL, store.Options{Namespace: o.namespace, Password: password,
+			TLS: store.TLSFiles{CA: o.secrets.RedisCA, Cert: o.secrets.RedisCert, Key: o.secrets.RedisKey}})
 		if err != nil {
 			return wrap.Config{}, cli.Usagef("--redis: %v", err)
 		}
-		if t.SkipVerify {
-			log.Warn("INSECURE: skip_verify=true in the Redis URL turns off the server certificate check; anyone on the path can read and forge beats. Use --redis-ca instead", "redis", t.String())
+		if db.Target().SkipVerify {
+			log.Warn("INSECURE: skip_verify=true in the Redis URL turns off the server certificate check; anyone on the path can read and forge beats. Use --redis-ca instead", "redis", db.String())
 		}
-		r, err := store.NewRedis(redisURL, opts)
-		if err != nil {
-			return wrap.Config{}, cli.Usagef("--redis: %v", err)
-		}
-		pub, ckpts = r, r
+		// One client for beats and checkpoints; wrap closes it with the
+		// publisher.
+		pub = publish.NewRedis(db, publish.RedisConfig{Shards: o.shards, Log: log.With("agent", o.id)})
+		ckpts = checkpoint.NewRedis(db, o.checkpointTTL)
 	}
 	healthListen, err := healthListener(o.healthListen)
 	if err != nil {

@@ -8,7 +8,7 @@ import (
 	"github.com/beatwrap/beatwrap/internal/monitor"
 	"github.com/beatwrap/beatwrap/internal/recovery/hosts"
 	"github.com/beatwrap/beatwrap/internal/recovery/ladder"
-	"github.com/beatwrap/beatwrap/internal/store"
+	"github.com/beatwrap/beatwrap/internal/store/redisfleet"
 )
 
 // Kind says what an Event reports.
@@ -80,7 +80,7 @@ type HostEngine interface {
 type Hosts interface {
 	Run(ctx context.Context, report func(hosts.Event)) error
 	Locate(ctx context.Context, agent, containerID string) hosts.Placement[HostEngine]
-	OpenIncident(ctx context.Context, where store.Location) bool
+	OpenIncident(ctx context.Context, where redisfleet.Location) bool
 	AgentsOn(engine string) []string
 	Where(ctx context.Context, agent string) string
 	Down(engine string) bool

@@ -16,7 +16,7 @@ import (
 	"github.com/beatwrap/beatwrap/internal/recovery/guard"
 	"github.com/beatwrap/beatwrap/internal/recovery/hosts"
 	"github.com/beatwrap/beatwrap/internal/recovery/ladder"
-	"github.com/beatwrap/beatwrap/internal/store"
+	"github.com/beatwrap/beatwrap/internal/store/redisfleet"
 )
 
 // Config wires the ladder's parts. Engine and Alerter may be nil: without an
@@ -80,11 +80,11 @@ type Orchestrator struct {
 	noSink sync.Once
 
 	// With Hosts:
-	onEngine     map[string]string         // agent in trouble -> the engine it is on ("" until known)
-	hostHeld     map[string]string         // agent whose engine is down -> that engine
-	heldOn       map[string]store.Location // agent held by its host's brake -> the host
-	orphanSince  map[string]time.Time      // agent whose engine no live replica reaches -> since when
-	unknownSince map[string]time.Time      // agent whose container no engine holds -> since when
+	onEngine     map[string]string              // agent in trouble -> the engine it is on ("" until known)
+	hostHeld     map[string]string              // agent whose engine is down -> that engine
+	heldOn       map[string]redisfleet.Location // agent held by its host's brake -> the host
+	orphanSince  map[string]time.Time           // agent whose engine no live replica reaches -> since when
+	unknownSince map[string]time.Time           // agent whose container no engine holds -> since when
 	// inIncident: agents a host's incident spoke for -> the engine, until
 	// they beat again. Neither brake counts them, even once the host is
 	// back: the cause is known, and restarting them is what is wanted.
@@ -124,7 +124,7 @@ func New(cfg Config) (*Orchestrator, error) {
 		cfg: cfg, log: cfg.Logger,
 		pending: map[string]time.Time{}, incident: map[string]string{}, open: map[string]string{}, held: map[string]bool{},
 		agents: map[string]monitor.Agent{}, beats: map[string]*ladder.Beats{},
-		onEngine: map[string]string{}, hostHeld: map[string]string{}, heldOn: map[string]store.Location{},
+		onEngine: map[string]string{}, hostHeld: map[string]string{}, heldOn: map[string]redisfleet.Location{},
 		orphanSince: map[string]time.Time{}, unknownSince: map[string]time.Time{}, inIncident: map[string]string{},
 		locating: make(chan struct{}, 16),
 		leading:  cfg.Coordinator == nil,
@@ -531,7 +531,7 @@ func (o *Orchestrator) handle(ctx context.Context, id string) {
 	}
 	o.mu.Unlock()
 	engine := o.cfg.Engine
-	var where store.Location
+	var where redisfleet.Location
 	if o.cfg.Hosts != nil {
 		var mine bool
 		if engine, where, mine = o.route(ctx, a, failure, now); !mine {
@@ -651,7 +651,7 @@ const claimTTL = 10 * time.Minute
 // hostDown holds an agent whose engine does not answer, with several
 // engines: it is its host's incident's, not the ladder's, and it is looked
 // at again when the engine is back.
-func (o *Orchestrator) hostDown(a monitor.Agent, where store.Location) {
+func (o *Orchestrator) hostDown(a monitor.Agent, where redisfleet.Location) {
 	o.mu.Lock()
 	o.hostHeld[a.AgentID] = where.Engine
 	o.inIncident[a.AgentID] = where.Engine
@@ -672,7 +672,7 @@ func (o *Orchestrator) step(id string, r ladder.StepResult) {
 
 // alert tells a human, once per failure (the Alerter suppresses repeats).
 // where, when known, says which host the agent's container is on.
-func (o *Orchestrator) alert(a monitor.Agent, failure, summary string, steps []ladder.StepResult, where store.Location) {
+func (o *Orchestrator) alert(a monitor.Agent, failure, summary string, steps []ladder.StepResult, where redisfleet.Location) {
 	if o.cfg.Alerter == nil {
 		o.noSink.Do(func() {
 			o.log.Warn("no alert sink configured (--alert-webhook): failures that need a human are logged, not sent")

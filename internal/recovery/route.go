@@ -12,7 +12,7 @@ import (
 	"github.com/beatwrap/beatwrap/internal/recovery/guard"
 	"github.com/beatwrap/beatwrap/internal/recovery/hosts"
 	"github.com/beatwrap/beatwrap/internal/recovery/ladder"
-	"github.com/beatwrap/beatwrap/internal/store"
+	"github.com/beatwrap/beatwrap/internal/store/redisfleet"
 )
 
 // With Hosts, a failure is recovered by the replica that leads the engine
@@ -20,7 +20,7 @@ import (
 // lease. route says what this replica does about a failure; it goes on to
 // the ladder (with the engine to act through) only when the failure is
 // this replica's.
-func (o *Orchestrator) route(ctx context.Context, a monitor.Agent, failure string, now time.Time) (ladder.Engine, store.Location, bool) {
+func (o *Orchestrator) route(ctx context.Context, a monitor.Agent, failure string, now time.Time) (ladder.Engine, redisfleet.Location, bool) {
 	id := a.AgentID
 	p := o.cfg.Hosts.Locate(ctx, id, a.ContainerID)
 	o.mu.Lock()
@@ -133,7 +133,7 @@ func (o *Orchestrator) route(ctx context.Context, a monitor.Agent, failure strin
 }
 
 // alertOnce alerts a failure that no replica acts on, once across replicas.
-func (o *Orchestrator) alertOnce(ctx context.Context, a monitor.Agent, failure string, where store.Location, summary string) {
+func (o *Orchestrator) alertOnce(ctx context.Context, a monitor.Agent, failure string, where redisfleet.Location, summary string) {
 	if o.cfg.Coordinator != nil {
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		won, err := o.cfg.Coordinator.Claim(cctx, a.AgentID, failure+"/alert", o.cfg.Holder, claimTTL)
@@ -148,7 +148,7 @@ func (o *Orchestrator) alertOnce(ctx context.Context, a monitor.Agent, failure s
 // hostBrake judges the agents of the engine that holds the agent's
 // container, as the fleet brake judges the fleet: when too many of them
 // failed at once, recovery pauses on that host, with one alert.
-func (o *Orchestrator) hostBrake(id string, where store.Location, now time.Time) bool {
+func (o *Orchestrator) hostBrake(id string, where redisfleet.Location, now time.Time) bool {
 	agents := o.cfg.Hosts.AgentsOn(where.Engine)
 	down := o.downOn(agents)
 	engaged, changed := o.cfg.Guard.BrakeHost(where.Engine, down, len(agents), now)
@@ -178,7 +178,7 @@ func (o *Orchestrator) checkHostBrakes(now time.Time) {
 		agents := o.cfg.Hosts.AgentsOn(engine)
 		down := o.downOn(agents)
 		o.mu.Lock()
-		var where store.Location
+		var where redisfleet.Location
 		var held []string
 		for id, w := range o.heldOn {
 			if w.Engine == engine {
@@ -214,7 +214,7 @@ func (o *Orchestrator) hostChanged(ev hosts.Event) {
 	if !ev.Remote {
 		o.report(Event{Kind: EngineState, Engine: ev.Engine, Host: ev.Host, Up: ev.Up, Leading: ev.Leading, At: now})
 	}
-	where := store.Location{Engine: ev.Engine, Host: ev.Host, DockerHost: ev.Address}
+	where := redisfleet.Location{Engine: ev.Engine, Host: ev.Host, DockerHost: ev.Address}
 	if ev.Opened {
 		summary := fmt.Sprintf("host %s is down: its Docker Engine (%s) does not answer and no live beatwatch replica reaches it; its %d agents are not recovered until it is back",
 			hosts.Name(where), ev.Address, ev.Agents)

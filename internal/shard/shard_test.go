@@ -78,7 +78,7 @@ func TestAssignSharesTheBeatsEvenly(t *testing.T) {
 }
 
 // memRegistry is a registry in memory: the coordinator's contract with Redis
-// without Redis (the Redis side has its own test in internal/store).
+// without Redis (the Redis side has its own test in internal/store/redisfleet).
 type memRegistry struct {
 	mu   sync.Mutex
 	live map[string]Replica

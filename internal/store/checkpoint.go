@@ -1,10 +1,7 @@
 package store
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"time"
 )
 
@@ -19,36 +16,28 @@ type Checkpoint struct {
 // None reports whether there is no checkpoint: never written, or cleared.
 func (c Checkpoint) None() bool { return len(c.Value) == 0 || string(c.Value) == "null" }
 
-// ErrSuperseded means a newer beatwrap with the same agent id has taken a
-// newer epoch: the write was refused, and every later one from this epoch
-// will be.
-var ErrSuperseded = errors.New("superseded by a newer beatwrap with the same id")
-
-// SupersededError is the error of a refused write: it wraps ErrSuperseded
-// and says which epoch took over.
-type SupersededError struct {
-	Epoch, Newer int64
+// CheckpointRecord is what a checkpoint key holds (Keys.Checkpoint), and
+// what a single-node beatwatch answers for one: one JSON object, always
+// written in this order so that scripts can read the epoch without decoding
+// the rest:
+//
+//	{"epoch":3,"at":1764000000000,"checkpoint":{"n":41}}
+//
+// Epoch is the newest epoch taken for the id, At when the checkpoint was
+// received (ms since the epoch) and Value the agent's value (null when
+// there is none). Clearing keeps the key, and with it the epoch.
+type CheckpointRecord struct {
+	Epoch int64           `json:"epoch"`
+	At    int64           `json:"at"`
+	Value json.RawMessage `json:"checkpoint"`
 }
 
-func (e *SupersededError) Error() string {
-	return fmt.Sprintf("%v (epoch %d, now %d)", ErrSuperseded, e.Epoch, e.Newer)
-}
-
-func (e *SupersededError) Unwrap() error { return ErrSuperseded }
-
-// CheckpointStore keeps agents' checkpoints, fenced by epoch: each beatwrap
-// start takes a new epoch for its id, and a write from an older epoch is
-// refused, so an incarnation that was only cut off cannot come back and
-// write a stale checkpoint over the one its successor relies on.
-type CheckpointStore interface {
-	// BeginEpoch takes a new epoch for id and returns it with the
-	// checkpoint stored now. From then on, writes with an older epoch are
-	// refused.
-	BeginEpoch(ctx context.Context, id string) (epoch int64, cp Checkpoint, err error)
-	// SaveCheckpoint stores cp for id (a None value clears it) unless an
-	// epoch newer than epoch was taken: then the error is a
-	// *SupersededError.
-	SaveCheckpoint(ctx context.Context, id string, epoch int64, cp Checkpoint) error
-	// String names the destination for logs, without credentials.
-	String() string
+// Checkpoint is the record's checkpoint: zero when there is none.
+func (rec CheckpointRecord) Checkpoint() Checkpoint {
+	cp := Checkpoint{Value: rec.Value}
+	if cp.None() {
+		return Checkpoint{}
+	}
+	cp.At = time.UnixMilli(rec.At)
+	return cp
 }

@@ -1,33 +1,18 @@
-// Package store carries beats from beatwrap to wherever beatwatch reads them,
-// and reads them back for beatwatch. It is the only package that imports the
-// Redis client.
+// Package store is the ground beatwrap and beatwatch share: how each
+// reaches the other's side. For Redis, how a --redis URL is read (one
+// server, a master found through Sentinel, or a Cluster: ParseRedisURL), the
+// TLS files and password it is opened with, the client built from it (Open,
+// one per process, shared by the packages below), the names of every key
+// and channel under a namespace (Keys) and the checkpoint record kept under
+// one of them; for a single-node beatwatch, its URL and token (NewHTTP).
 //
-// Two backends share one small interface, Publisher:
+// Store and its subpackages are the only packages that import the Redis
+// client. Each subpackage has one job and imports store, never another:
 //
-//   - Redis: each beat is one MULTI/EXEC pipeline (PUBLISH on the heartbeats
-//     channel, HSET of the agent:<id> hash, PEXPIRE of 4 × interval), sent in
-//     one round trip. The key layout is the reference design's, optionally
-//     under a namespace prefix. The URL picks the topology (ParseRedisURL):
-//     one server, a master found through Sentinel, or a Cluster. With shards
-//     (Options.Shards > 1) the beat goes to its shard's channel,
-//     heartbeats:<wire.Shard(id, n)>; on a Cluster by SPUBLISH, sent
-//     alongside the hash's MULTI because the two live on different slots
-//     (see Redis.sendSharded).
-//     Every reply of the transaction is read (see tx): a beat Redis refused
-//     is an ErrRejected naming the command and the missing permission, and
-//     one it ran only in part, because MULTI itself was refused, is a
-//     *PartialError saying which commands ran.
-//   - HTTP: each beat is POSTed to a single-node beatwatch at /v1/beats.
-//
-// Both also keep the agent's checkpoint (CheckpointStore), fenced by epoch:
-// in Redis one key, agent:<id>:checkpoint, holds the checkpoint and the
-// newest epoch taken, and Lua scripts take an epoch and refuse a write from
-// an older one atomically; the single-node beatwatch does the same over HTTP.
-// CheckpointWriter stores checkpoints in the background, at most one write
-// per gap, the newest kept in memory while the store is down.
-//
-// Sender sits in front of a Publisher and makes sure the agent is never harmed
-// by the monitoring: beats are handed over without blocking, a slow or absent
-// backend only ever delays the delivery of the newest beat, and an outage is
-// logged once when it starts and once when it ends.
+//   - publish carries beatwrap's beats (to Redis, or to a single-node
+//     beatwatch), in the background, without ever holding the agent up;
+//   - checkpoint keeps an agent's checkpoint, fenced by epoch;
+//   - redisfleet is beatwatch's side of Redis: the beats it subscribes to,
+//     the agent hashes it rebuilds its view from, and what its replicas
+//     share (registry, leases, claims, rosters, engine leases).
 package store

@@ -1,32 +1,25 @@
 package store
 
 import (
-	"bytes"
-	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
-
-	"github.com/beatwrap/beatwrap/internal/wire"
 )
 
-// BeatsPath is where a single-node beatwatch takes beats.
-const BeatsPath = "/v1/beats"
-
-// HTTP posts beats to a single-node beatwatch.
+// HTTP is a single-node beatwatch as beatwrap reaches it (--watcher): its
+// URL, the bearer token, and one small connection pool shared by the beats
+// and the checkpoints sent to it.
 type HTTP struct {
-	endpoint string
-	base     string // the watcher's URL, for the checkpoint endpoints
-	ckptTTL  time.Duration
-	token    string
-	client   *http.Client
+	base   string // the watcher's URL, without a trailing slash
+	token  string
+	client *http.Client
 }
 
-// NewHTTP returns a Publisher that POSTs to the beatwatch at base
-// (http://host:port). token, when set, is sent as a bearer token.
+// NewHTTP returns the beatwatch at base (http://host:port or https://…).
+// token, when set, is sent as a bearer token; timeout bounds each request
+// (0: 2s).
 func NewHTTP(base, token string, timeout time.Duration) (*HTTP, error) {
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -45,12 +38,9 @@ func NewHTTP(base, token string, timeout time.Duration) (*HTTP, error) {
 		timeout = 2 * time.Second
 	}
 	u.Path = strings.TrimSuffix(u.Path, "/")
-	watcher := u.String()
-	u.Path += BeatsPath
 	return &HTTP{
-		endpoint: u.String(),
-		base:     watcher,
-		token:    token,
+		base:  u.String(),
+		token: token,
 		client: &http.Client{
 			Timeout:   timeout,
 			Transport: &http.Transport{MaxIdleConns: 2, IdleConnTimeout: time.Minute, Proxy: nil},
@@ -58,49 +48,19 @@ func NewHTTP(base, token string, timeout time.Duration) (*HTTP, error) {
 	}, nil
 }
 
-// String names the watcher endpoint.
-func (h *HTTP) String() string { return h.endpoint }
+// URL is the address of path (which starts with a slash) on the watcher.
+func (h *HTTP) URL(path string) string { return h.base + path }
+
+// Do sends req with the bearer token.
+func (h *HTTP) Do(req *http.Request) (*http.Response, error) {
+	if h.token != "" {
+		req.Header.Set("Authorization", "Bearer "+h.token)
+	}
+	return h.client.Do(req)
+}
 
 // Close drops idle connections.
 func (h *HTTP) Close() error {
 	h.client.CloseIdleConnections()
 	return nil
-}
-
-// Register sends the starting beat.
-func (h *HTTP) Register(ctx context.Context, b wire.Beat) error { return h.post(ctx, b) }
-
-// Beat sends one beat.
-func (h *HTTP) Beat(ctx context.Context, b wire.Beat) error { return h.post(ctx, b) }
-
-// Final sends the final beat; the watcher records the stop from its status.
-func (h *HTTP) Final(ctx context.Context, b wire.Beat, _ time.Time) error { return h.post(ctx, b) }
-
-func (h *HTTP) post(ctx context.Context, b wire.Beat) error {
-	body, err := wire.MarshalBeat(b)
-	if err != nil {
-		return err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.endpoint, bytes.NewReader(body))
-	if err != nil {
-		return fmt.Errorf("post beat to %s: %w", h.endpoint, err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if h.token != "" {
-		req.Header.Set("Authorization", "Bearer "+h.token)
-	}
-	resp, err := h.client.Do(req)
-	if err != nil {
-		return fmt.Errorf("post beat to %s: %w", h.endpoint, err)
-	}
-	defer resp.Body.Close()
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-	switch {
-	case resp.StatusCode/100 == 2:
-		return nil
-	case resp.StatusCode/100 == 4:
-		return fmt.Errorf("%w by %s: %s: %s", ErrRejected, h.endpoint, resp.Status, bytes.TrimSpace(msg))
-	default:
-		return fmt.Errorf("post beat to %s: %s: %s", h.endpoint, resp.Status, bytes.TrimSpace(msg))
-	}
 }

@@ -1,6 +1,10 @@
 package store
 
-import "github.com/beatwrap/beatwrap/internal/wire"
+import (
+	"strings"
+
+	"github.com/beatwrap/beatwrap/internal/wire"
+)
 
 // Keys builds the Redis names of one namespace. The zero value is the
 // reference design's layout: agent:<id> and heartbeats.
@@ -51,10 +55,18 @@ func (k Keys) RecoveryClaim(id, failure string) string {
 }
 
 // Checkpoint is the key that holds one agent's last checkpoint and the
-// newest epoch taken for its id, as one JSON object (see checkpointRecord).
+// newest epoch taken for its id, as one JSON object (see CheckpointRecord).
 // The epoch lives in the same key so that a write is checked against it
 // atomically on every topology, a Cluster included.
-func (k Keys) Checkpoint(id string) string { return k.prefix("agent:" + id + ":checkpoint") }
+func (k Keys) Checkpoint(id string) string { return k.prefix("agent:" + id + checkpointSuffix) }
+
+// checkpointSuffix ends the key of an agent's checkpoint, a string under
+// the same agent: prefix as the hashes.
+const checkpointSuffix = ":checkpoint"
+
+// IsCheckpoint reports whether key, found under AgentPattern, is an agent's
+// checkpoint rather than its hash.
+func (k Keys) IsCheckpoint(key string) bool { return strings.HasSuffix(key, checkpointSuffix) }
 
 // Replicas is the sorted set of live beatwatch replicas (score: when the
 // registration runs out, by Redis's clock) and ReplicaAPIs the hash of their
@@ -70,3 +82,22 @@ func (k Keys) ReplicaAPIs() string { return k.prefix("beatwatch:{replicas}:api")
 // shard over knows of an agent that died meanwhile even when its agent hash
 // has expired. shard is a shard number or "heartbeats".
 func (k Keys) Roster(shard string) string { return k.prefix("beatwatch:roster:" + shard) }
+
+// What replicas that reach several Docker Engines share: a lease per
+// engine (keyed by the engine's own ID, since two engines on one machine
+// report the same host name), where each agent's container was last seen,
+// and once-only marks for incidents such as an engine going down. Each is
+// one key, so every call on them works on a Cluster too.
+
+// EngineLease is the key held by the replica that recovers the agents of
+// one Docker Engine.
+func (k Keys) EngineLease(engine string) string {
+	return k.prefix("beatwatch:lease:engine:" + engine)
+}
+
+// Location is the key saying which engine holds an agent's container.
+func (k Keys) Location(agent string) string { return k.prefix("beatwatch:location:" + agent) }
+
+// Incident is the key that makes an incident (named by the caller) alerted
+// once, whichever replica sees it.
+func (k Keys) Incident(name string) string { return k.prefix("beatwatch:incident:" + name) }

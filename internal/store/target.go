@@ -3,7 +3,6 @@ package store
 import (
 	"crypto/tls"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/url"
 	"slices"
@@ -40,29 +39,20 @@ func (t Topology) String() string {
 	return "single"
 }
 
-// Options bounds how long one Redis call may take. A beat that cannot be
-// delivered quickly is worth less than the next one.
+// Options are how a Redis is reached: the namespace, the credentials and
+// TLS files the URL does not carry, and how long one call may take. A beat
+// that cannot be delivered quickly is worth less than the next one.
 type Options struct {
 	Namespace   string
 	DialTimeout time.Duration // default 2s
 	IOTimeout   time.Duration // default 2s
 	PoolSize    int           // default 2 (per node on a Cluster)
-	// Shards is the number of beat channels (--shards); 0 or 1 is the
-	// reference design's single heartbeats channel.
-	Shards int
-	// CheckpointTTL is how long a checkpoint is kept (--checkpoint-ttl);
-	// 0 is DefaultCheckpointTTL.
-	CheckpointTTL time.Duration
 	// Password, when set, replaces the URL's password (the master's, on
 	// Sentinel; every node's, on a Cluster): --redis-password-file keeps it
 	// out of the URL, the process list and the environment.
 	Password string
 	// TLS are the CA and client certificate files for a rediss:// URL.
 	TLS TLSFiles
-	// Log, when set, is told once when beats reach no subscriber for a
-	// while (no beatwatch runs, or it reads other channels: another
-	// --shards), and once when they reach one again.
-	Log *slog.Logger
 }
 
 // Target is a parsed --redis URL: which topology, which addresses, and the
@@ -256,8 +246,8 @@ func (o Options) withDefaults() Options {
 }
 
 // The settings below are the same for the three forms: one dial attempt and
-// no retry per call (the Sender retries with the newest beat, the watcher
-// resubscribes by itself), short timeouts, RESP2, no CLIENT SETINFO, no
+// no retry per call (publish.Sender retries with the newest beat,
+// redisfleet.Watcher resubscribes by itself), short timeouts, RESP2, no CLIENT SETINFO, no
 // maintenance notifications (which older servers refuse).
 
 func (o Options) applySingle(opt *redis.Options) {

@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/beatwrap/beatwrap/internal/store"
+	"github.com/beatwrap/beatwrap/internal/store/redisfleet"
 	"github.com/beatwrap/beatwrap/internal/testutil"
 	"github.com/beatwrap/beatwrap/internal/wire"
 )
@@ -100,10 +101,10 @@ func BenchmarkIngest(b *testing.B) {
 func newBenchWatcher(b *testing.B, redisURL string) (*Watcher, string) {
 	b.Helper()
 	ns := testutil.Namespace(b)
-	var st *store.Watcher
+	var st *redisfleet.Watcher
 	if redisURL != "" {
 		var err error
-		st, err = store.NewWatcher(redisURL, store.Options{Namespace: ns})
+		st, err = redisfleet.NewWatcher(redisURL, store.Options{Namespace: ns})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -126,7 +127,7 @@ func BenchmarkRedisIngest(b *testing.B) {
 		if url == "" {
 			// A Redis of its own, whose pubsub output buffer may grow with
 			// the backlog: a burst faster than any watcher must not cut it
-			// off (see store.Watcher.Subscribe).
+			// off (see redisfleet.Watcher.Subscribe).
 			r := testutil.StartRedis(b)
 			url = r.URL()
 			raiseOutputLimit(b, url)

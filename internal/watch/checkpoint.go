@@ -6,12 +6,12 @@ import (
 	"time"
 
 	"github.com/beatwrap/beatwrap/internal/dashboard"
-	"github.com/beatwrap/beatwrap/internal/store"
+	"github.com/beatwrap/beatwrap/internal/store/redisfleet"
 )
 
 // redisCheckpoints reads agents' checkpoints from Redis for the HTTP API;
 // beatwrap writes them there itself, so the API takes no writes.
-type redisCheckpoints struct{ r *store.Watcher }
+type redisCheckpoints struct{ r *redisfleet.Watcher }
 
 var errReadOnly = errors.New("checkpoints are written to Redis by beatwrap")
 

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/beatwrap/beatwrap/internal/store"
+	"github.com/beatwrap/beatwrap/internal/store/redisfleet"
 )
 
 // cutoffGap is how long Redis must leave the subscription alone for a run
@@ -25,9 +25,9 @@ const cutoffGap = time.Minute
 // of its cause, and once when it is over; the cut-offs in between are
 // counted, not logged.
 type cutoffs struct {
-	last     *store.ClosedError // counted already (a sharded watcher reports one several times)
-	first    time.Time          // the run's first cut-off
-	at       time.Time          // its latest
+	last     *redisfleet.ClosedError // counted already (a sharded watcher reports one several times)
+	first    time.Time               // the run's first cut-off
+	at       time.Time               // its latest
 	n        int
 	channels map[string]int
 	logged   bool
@@ -38,7 +38,7 @@ type cutoffs struct {
 // logged on its own. The caller holds blindMu.
 func (w *Watcher) noteCutoff(err error, now time.Time) bool {
 	c := &w.cut
-	var ce *store.ClosedError
+	var ce *redisfleet.ClosedError
 	if errors.As(err, &ce) && ce != c.last {
 		c.last = ce
 		w.metrics.SubscriptionLost()
@@ -86,7 +86,7 @@ func (w *Watcher) checkCutoffs(now time.Time) {
 // received before its cut (next to nothing, then the cut: one message
 // larger than the output buffer limit), Redis's limit and its own count of
 // such cut-offs when it may be read, and the settings that stop it.
-func (w *Watcher) logCutoffs(last store.ClosedError, n int, channels map[string]int) {
+func (w *Watcher) logCutoffs(last redisfleet.ClosedError, n int, channels map[string]int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	attrs := []any{"redis", w.redis.String(), "channel", last.Channel, "channels", channelCounts(channels), "cutoffs", n,

@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/beatwrap/beatwrap/internal/store"
+	"github.com/beatwrap/beatwrap/internal/store/redisfleet"
 	"github.com/beatwrap/beatwrap/internal/testutil"
 )
 
@@ -31,7 +32,7 @@ func TestRepeatedCutoffsSayChannelAndSize(t *testing.T) {
 	if err := rc.ConfigSet(ctx, "client-output-buffer-limit", "pubsub 256kb 0 0").Err(); err != nil {
 		t.Fatalf("set client-output-buffer-limit: %v", err)
 	}
-	st, err := store.NewWatcher(r.URL(), store.Options{Namespace: ns})
+	st, err := redisfleet.NewWatcher(r.URL(), store.Options{Namespace: ns})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/beatwrap/beatwrap/internal/store"
+	"github.com/beatwrap/beatwrap/internal/store/redisfleet"
 	"github.com/beatwrap/beatwrap/internal/wire"
 )
 
@@ -19,7 +19,7 @@ func (w *Watcher) reconcileFinals(ctx context.Context) {
 	wait := 200 * time.Millisecond
 	for attempt := 0; attempt < 5 && ctx.Err() == nil; attempt++ {
 		applied := 0
-		err := w.redis.EachAgents(ctx, func(hashes []store.AgentHash) {
+		err := w.redis.EachAgents(ctx, func(hashes []redisfleet.AgentHash) {
 			for _, h := range hashes {
 				st := wire.Status(h.Fields["status"])
 				if !st.Final() {

@@ -14,7 +14,7 @@ import (
 
 	"github.com/beatwrap/beatwrap/internal/monitor"
 	share "github.com/beatwrap/beatwrap/internal/shard"
-	"github.com/beatwrap/beatwrap/internal/store"
+	"github.com/beatwrap/beatwrap/internal/store/redisfleet"
 	"github.com/beatwrap/beatwrap/internal/wire"
 )
 
@@ -40,7 +40,7 @@ type shards struct {
 	seedIDs map[string]struct{} // agents seen on the heartbeats channel
 
 	rosterMu sync.Mutex
-	roster   map[string]map[string]*store.RosterEntry // shard -> agent -> entry (nil: remove), not yet written
+	roster   map[string]map[string]*redisfleet.RosterEntry // shard -> agent -> entry (nil: remove), not yet written
 
 	assigned       atomic.Bool // the coordinator has reached the registry once
 	misrouted      atomic.Int64
@@ -56,7 +56,7 @@ type shardSub struct {
 
 func newShards(ctx context.Context, w *Watcher, n int, q *queue) *shards {
 	return &shards{w: w, n: n, ctx: ctx, q: q, subs: map[int]*shardSub{}, seedIDs: map[string]struct{}{},
-		roster: map[string]map[string]*store.RosterEntry{}}
+		roster: map[string]map[string]*redisfleet.RosterEntry{}}
 }
 
 // Take subscribes to each shard, and once they are all up reads their
@@ -211,7 +211,7 @@ func (s *shards) restore(held []int) {
 		other := map[string]int{} // --shards of agents that beat with another count
 		restored := 0
 		var recs []monitor.Record
-		err := s.w.redis.EachAgents(s.ctx, func(hashes []store.AgentHash) {
+		err := s.w.redis.EachAgents(s.ctx, func(hashes []redisfleet.AgentHash) {
 			recs = recs[:0]
 			s.mu.Lock()
 			for _, h := range hashes {
@@ -281,7 +281,7 @@ func (s *shards) restore(held []int) {
 // channelOfHash is the shard channel an agent publishes to, from what its
 // hash says: its own --shards (written by beatwrap), or none (a client of
 // the reference design, or beatwrap with one shard): the heartbeats channel.
-func channelOfHash(h store.AgentHash, n int) (ch, theirs int) {
+func channelOfHash(h redisfleet.AgentHash, n int) (ch, theirs int) {
 	m, _ := strconv.Atoi(h.Fields["shards"])
 	if m <= 1 {
 		return share.Seed, m
@@ -324,14 +324,14 @@ func shardName(s int) string {
 // noteTransition keeps the roster of the agent's shard: an agent judged
 // alive is on it, one failed or stopped is not.
 func (s *shards) noteTransition(tr monitor.Transition, a monitor.Agent) {
-	var e *store.RosterEntry
+	var e *redisfleet.RosterEntry
 	switch tr.To {
 	case monitor.Failed, monitor.Stopped, monitor.Forgotten:
 	default:
 		if tr.From != "" && tr.From != monitor.Failed && tr.From != monitor.Stopped {
 			return // already on it
 		}
-		e = &store.RosterEntry{IntervalMs: a.IntervalMs, MissedBeats: a.MissedBeatsLimit}
+		e = &redisfleet.RosterEntry{IntervalMs: a.IntervalMs, MissedBeats: a.MissedBeatsLimit}
 	}
 	s.mu.Lock()
 	_, seed := s.seedIDs[tr.AgentID]
@@ -343,7 +343,7 @@ func (s *shards) noteTransition(tr monitor.Transition, a monitor.Agent) {
 	s.rosterMu.Lock()
 	m := s.roster[shardName(sh)]
 	if m == nil {
-		m = map[string]*store.RosterEntry{}
+		m = map[string]*redisfleet.RosterEntry{}
 		s.roster[shardName(sh)] = m
 	}
 	m[tr.AgentID] = e
@@ -362,7 +362,7 @@ func (s *shards) writeRosters(ctx context.Context) {
 		}
 		s.rosterMu.Lock()
 		changes := s.roster
-		s.roster = map[string]map[string]*store.RosterEntry{}
+		s.roster = map[string]map[string]*redisfleet.RosterEntry{}
 		s.rosterMu.Unlock()
 		if len(changes) == 0 {
 			continue
@@ -376,7 +376,7 @@ func (s *shards) writeRosters(ctx context.Context) {
 			for sh, agents := range changes {
 				m := s.roster[sh]
 				if m == nil {
-					m = map[string]*store.RosterEntry{}
+					m = map[string]*redisfleet.RosterEntry{}
 					s.roster[sh] = m
 				}
 				for id, e := range agents {
@@ -455,7 +455,7 @@ func (w *Watcher) consumeSharded(ctx context.Context) error {
 }
 
 // registry is the store's replica registry as the coordinator needs it.
-type registry struct{ st *store.Watcher }
+type registry struct{ st *redisfleet.Watcher }
 
 func (r registry) Heartbeat(ctx context.Context, self share.Replica, ttl time.Duration) ([]share.Replica, error) {
 	es, err := r.st.Heartbeat(ctx, self.ID, self.API, ttl)

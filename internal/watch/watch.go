@@ -20,7 +20,7 @@ import (
 	"github.com/beatwrap/beatwrap/internal/recovery"
 	"github.com/beatwrap/beatwrap/internal/run"
 	share "github.com/beatwrap/beatwrap/internal/shard"
-	"github.com/beatwrap/beatwrap/internal/store"
+	"github.com/beatwrap/beatwrap/internal/store/redisfleet"
 	"github.com/beatwrap/beatwrap/internal/wire"
 )
 
@@ -29,7 +29,7 @@ import (
 type Config struct {
 	// Redis is the Redis watched; nil: single-node mode, state in memory,
 	// beats over HTTP. Its owner closes it after Run.
-	Redis  *store.Watcher
+	Redis  *redisfleet.Watcher
 	Listen string
 
 	CheckInterval   time.Duration
@@ -79,7 +79,7 @@ type Watcher struct {
 	metrics *dashboard.Metrics
 	events  *dashboard.Events
 	history *dashboard.History
-	redis   *store.Watcher
+	redis   *redisfleet.Watcher
 	now     func() time.Time
 
 	malformedLogged atomic.Int64
@@ -284,7 +284,7 @@ func (w *Watcher) restore(ctx context.Context) {
 		// keeps an agent it knows).
 		n, bad := 0, 0
 		var recs []monitor.Record
-		err := w.redis.EachAgents(ctx, func(hashes []store.AgentHash) {
+		err := w.redis.EachAgents(ctx, func(hashes []redisfleet.AgentHash) {
 			recs = recs[:0]
 			for _, h := range hashes {
 				if h.Err != nil {
@@ -332,7 +332,7 @@ func (w *Watcher) setBlind(blind bool, err error) {
 	now := w.now()
 	changed := w.mon.SetBlind(blind, now)
 	quiet := w.noteCutoff(err, now)
-	if errors.Is(err, store.ErrSubscriptionClosed) && !w.limitHinted.Swap(true) {
+	if errors.Is(err, redisfleet.ErrSubscriptionClosed) && !w.limitHinted.Swap(true) {
 		go w.hintOutputLimit()
 	}
 	if blind {
@@ -560,4 +560,4 @@ func shardOf(payload []byte, n int) int {
 }
 
 // recordOf is what a restarted watcher keeps of an agent hash.
-func recordOf(h store.AgentHash) monitor.Record { return monitor.RecordOf(h.ID, h.Hash) }
+func recordOf(h redisfleet.AgentHash) monitor.Record { return monitor.RecordOf(h.ID, h.Hash) }

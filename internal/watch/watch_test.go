@@ -19,6 +19,7 @@ import (
 
 	"github.com/beatwrap/beatwrap/internal/monitor"
 	"github.com/beatwrap/beatwrap/internal/store"
+	"github.com/beatwrap/beatwrap/internal/store/redisfleet"
 	"github.com/beatwrap/beatwrap/internal/testutil"
 	"github.com/beatwrap/beatwrap/internal/wire"
 )
@@ -144,7 +145,7 @@ func TestSetBlindLogsEachOutageOnce(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var buf bytes.Buffer
-			st, err := store.NewWatcher("redis://127.0.0.1:1", store.Options{})
+			st, err := redisfleet.NewWatcher("redis://127.0.0.1:1", store.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -202,7 +203,7 @@ func TestStartRestoresAfterSubscribing(t *testing.T) {
 		t.Fatal(err)
 	}
 	var buf testutil.Buffer
-	st, err := store.NewWatcher(url, store.Options{Namespace: ns})
+	st, err := redisfleet.NewWatcher(url, store.Options{Namespace: ns})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,7 +273,7 @@ func TestCutOffSaysOnceHowToFix(t *testing.T) {
 	}
 	rc := redis.NewClient(opt)
 	defer rc.Close()
-	st, err := store.NewWatcher(url, store.Options{Namespace: ns})
+	st, err := redisfleet.NewWatcher(url, store.Options{Namespace: ns})
 	if err != nil {
 		t.Fatal(err)
 	}

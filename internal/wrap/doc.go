@@ -5,7 +5,7 @@
 //
 //	signals ─▶ supervise (child) ─▶ exit code
 //	socket  ─▶ progress.Tracker ─┐
-//	probe (every interval) ──────┴─▶ beat ─▶ store.Sender ─▶ Redis | beatwatch
+//	probe (every interval) ──────┴─▶ beat ─▶ publish.Sender ─▶ Redis | beatwatch
 //	                                  └──▶ health (socket query, /livez, /metrics)
 //
 // Nothing here waits on the network: a beat is offered to the Sender and the

@@ -17,6 +17,8 @@ import (
 	"github.com/beatwrap/beatwrap/internal/progress"
 	"github.com/beatwrap/beatwrap/internal/run"
 	"github.com/beatwrap/beatwrap/internal/store"
+	"github.com/beatwrap/beatwrap/internal/store/checkpoint"
+	"github.com/beatwrap/beatwrap/internal/store/publish"
 	"github.com/beatwrap/beatwrap/internal/supervise"
 	"github.com/beatwrap/beatwrap/internal/wire"
 )
@@ -48,11 +50,11 @@ type Config struct {
 	ClaimPath string
 
 	// Publisher delivers beats; nil runs standalone.
-	Publisher store.Publisher
+	Publisher publish.Publisher
 	// Checkpoints stores the agent's checkpoints, fenced by epoch (Redis or
 	// the single-node watcher); nil keeps them in memory only, for the
 	// child's restarts in place.
-	Checkpoints store.CheckpointStore
+	Checkpoints checkpoint.Store
 
 	// HealthListen, when set, opens the listener for /livez and /metrics
 	// (--health-listen). Run calls it once the agent id is claimed (with
@@ -152,7 +154,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 
 	if cfg.Checkpoints != nil {
-		w.ckptWriter = store.NewCheckpointWriter(cfg.Checkpoints, cfg.ID, checkpointGap(cfg.Interval), min(cfg.Interval, 5*time.Second), log)
+		w.ckptWriter = checkpoint.NewWriter(cfg.Checkpoints, cfg.ID, checkpointGap(cfg.Interval), min(cfg.Interval, 5*time.Second), log)
 		// The agent resumes from what the last incarnation left, so it
 		// is read before the first start; but not for long: an
 		// unreachable store must not keep the agent from starting.
@@ -191,7 +193,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	w.sup = sup
 
 	if cfg.Publisher != nil {
-		w.sender = store.NewSender(cfg.Publisher, min(cfg.Interval, 5*time.Second), log)
+		w.sender = publish.NewSender(cfg.Publisher, min(cfg.Interval, 5*time.Second), log)
 		defer cfg.Publisher.Close()
 	}
 	log.Info("beatwrap starting", "id", cfg.ID, "type", cfg.Type, "socket", socket,
@@ -303,9 +305,9 @@ type wrapper struct {
 	tracker *progress.Tracker
 	sampler *probe.Sampler
 	sup     *supervise.Supervisor
-	sender  *store.Sender
+	sender  *publish.Sender
 	// ckptWriter stores checkpoints; nil when there is no store.
-	ckptWriter *store.CheckpointWriter
+	ckptWriter *checkpoint.Writer
 	claim      *claim.Claim     // nil when none could be taken
 	now        func() time.Time // Config.Now; nil: time.Now
 
@@ -565,7 +567,7 @@ func (w *wrapper) final(exit supervise.Exit, res Result) {
 	// Bounded: a stop must not hang on an unreachable Redis. Docker's stop
 	// timeout is 10s and the grace period has used part of it.
 	err := w.sender.Flush(b, w.clock(), 2*time.Second)
-	if pe := (*store.PartialError)(nil); errors.As(err, &pe) {
+	if pe := (*publish.PartialError)(nil); errors.As(err, &pe) {
 		// Not "not delivered": what Redis ran (the PUBLISH, the hash) did
 		// reach it, and the watcher may act on it.
 		w.log.Warn("final beat written only in part", "destination", w.destination(), "ran", pe.Ran, "refused", pe.Refused, "error", err)

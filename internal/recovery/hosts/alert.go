@@ -2,7 +2,7 @@ package hosts
 
 import (
 	"github.com/beatwrap/beatwrap/internal/alert"
-	"github.com/beatwrap/beatwrap/internal/store"
+	"github.com/beatwrap/beatwrap/internal/store/redisfleet"
 )
 
 // Alert is the alert of an incident of a whole host, or its resolve: kind
@@ -10,7 +10,7 @@ import (
 // paused on it). Its AgentID is alert.FleetAgent, and its failure is named
 // after the engine, the same on every replica, so that one incident is one
 // alert whichever replica sends it.
-func Alert(kind string, where store.Location, resolve bool, summary string, extra map[string]any) alert.Alert {
+func Alert(kind string, where redisfleet.Location, resolve bool, summary string, extra map[string]any) alert.Alert {
 	details := map[string]any{"host": where.Host, "engine": where.Engine, "dockerHost": where.DockerHost}
 	for k, v := range extra {
 		details[k] = v
@@ -23,7 +23,7 @@ func Alert(kind string, where store.Location, resolve bool, summary string, extr
 
 // Name names a host for humans: its name and the engine's short ID, since
 // two engines on one machine share the name.
-func Name(w store.Location) string {
+func Name(w redisfleet.Location) string {
 	id := w.Engine
 	if len(id) > 14 {
 		id = id[:14]

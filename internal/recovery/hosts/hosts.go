@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/beatwrap/beatwrap/internal/docker"
-	"github.com/beatwrap/beatwrap/internal/store"
+	"github.com/beatwrap/beatwrap/internal/store/redisfleet"
 )
 
 // Engine is one Docker Engine as Hosts uses it: docker.Engine, or a fake in
@@ -35,13 +35,13 @@ type Engine interface {
 
 // Coordinator is what replicas share in Redis to split engines among
 // them: a lease per engine, where each agent's container was last seen,
-// and once-only incidents. store.Watcher provides it.
+// and once-only incidents. redisfleet.Watcher provides it.
 type Coordinator interface {
 	LeaseEngine(ctx context.Context, engine, holder string, ttl time.Duration) (bool, error)
 	ReleaseEngineLease(ctx context.Context, engine, holder string) error
 	EngineLeaseHolder(ctx context.Context, engine string) (string, error)
-	SetLocation(ctx context.Context, agent string, loc store.Location, ttl time.Duration) error
-	AgentLocation(ctx context.Context, agent string) (store.Location, bool, error)
+	SetLocation(ctx context.Context, agent string, loc redisfleet.Location, ttl time.Duration) error
+	AgentLocation(ctx context.Context, agent string) (redisfleet.Location, bool, error)
 	OpenIncident(ctx context.Context, name, holder string, ttl time.Duration) (bool, error)
 	CloseIncident(ctx context.Context, name string) (bool, error)
 	IncidentOpen(ctx context.Context, name string) (bool, error)
@@ -98,7 +98,7 @@ type Hosts[E Engine] struct {
 	// remoteOpened: incidents this replica opened for engines it does not
 	// reach; it resolves them when they are closed (a replica leads the
 	// engine again).
-	remoteOpened map[string]store.Location
+	remoteOpened map[string]redisfleet.Location
 }
 
 type host[E Engine] struct {
@@ -146,7 +146,7 @@ func New[E Engine](cfg Config[E]) *Hosts[E] {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	h := &Hosts[E]{cfg: cfg, log: cfg.Logger, report: func(Event) {}, remote: map[string]bool{}, remoteOpened: map[string]store.Location{}}
+	h := &Hosts[E]{cfg: cfg, log: cfg.Logger, report: func(Event) {}, remote: map[string]bool{}, remoteOpened: map[string]redisfleet.Location{}}
 	for _, e := range cfg.Engines {
 		h.engines = append(h.engines, &host[E]{eng: e, agents: map[string]string{}, located: map[string]string{}})
 	}
@@ -368,7 +368,7 @@ func (h *Hosts[E]) locate(ctx context.Context, e *host[E]) {
 	}
 	e.mu.Lock()
 	all := h.cfg.Now().Sub(e.locatedAt) >= relocateEvery
-	loc := store.Location{Engine: e.id, Host: e.name, DockerHost: e.eng.Address()}
+	loc := redisfleet.Location{Engine: e.id, Host: e.name, DockerHost: e.eng.Address()}
 	todo := map[string]string{}
 	for a, cid := range e.agents {
 		if all || e.located[a] != cid {
@@ -430,7 +430,7 @@ type Placement[E Engine] struct {
 	// Engine is the engine to act through, for RouteHere.
 	Engine E
 	// Where is what is known of where the container is.
-	Where store.Location
+	Where redisfleet.Location
 }
 
 // Locate finds which engine holds an agent's container and says who
@@ -493,7 +493,7 @@ func (h *Hosts[E]) Locate(ctx context.Context, agent, containerID string) Placem
 
 func (h *Hosts[E]) placeOn(ctx context.Context, e *host[E], cid string) Placement[E] {
 	e.mu.Lock()
-	p := Placement[E]{Where: store.Location{Engine: e.id, Host: e.name, DockerHost: e.eng.Address(), Container: cid}}
+	p := Placement[E]{Where: redisfleet.Location{Engine: e.id, Host: e.name, DockerHost: e.eng.Address(), Container: cid}}
 	up, leading, id := e.up, e.leading, e.id
 	e.mu.Unlock()
 	switch {
@@ -512,7 +512,7 @@ func (h *Hosts[E]) placeOn(ctx context.Context, e *host[E], cid string) Placemen
 	return p
 }
 
-func (h *Hosts[E]) placeRemote(ctx context.Context, loc store.Location) Placement[E] {
+func (h *Hosts[E]) placeRemote(ctx context.Context, loc redisfleet.Location) Placement[E] {
 	p := Placement[E]{Where: loc, Route: RouteOrphan}
 	c := h.cfg.Coordinator
 	if holder, err := c.EngineLeaseHolder(ctx, loc.Engine); err != nil || holder != "" {
@@ -594,7 +594,7 @@ func (h *Hosts[E]) lookRemote(ctx context.Context) {
 // OpenIncident opens the incident of an engine that no live replica
 // reaches, and reports whether this call opened it (then this replica
 // alerts it, and resolves it once a replica leads the engine again).
-func (h *Hosts[E]) OpenIncident(ctx context.Context, where store.Location) bool {
+func (h *Hosts[E]) OpenIncident(ctx context.Context, where redisfleet.Location) bool {
 	c := h.cfg.Coordinator
 	if c == nil {
 		return false

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/beatwrap/beatwrap/internal/docker"
-	"github.com/beatwrap/beatwrap/internal/store"
+	"github.com/beatwrap/beatwrap/internal/store/redisfleet"
 )
 
 // These tests drive Hosts with fake engines and an in-memory stand-in for
@@ -73,12 +73,12 @@ func (e *fakeHostEngine) Find(_ context.Context, agent, _ string) (docker.Contai
 type shared struct {
 	mu        sync.Mutex
 	leases    map[string]string
-	locations map[string]store.Location
+	locations map[string]redisfleet.Location
 	incidents map[string]string
 }
 
 func newShared() *shared {
-	return &shared{leases: map[string]string{}, locations: map[string]store.Location{}, incidents: map[string]string{}}
+	return &shared{leases: map[string]string{}, locations: map[string]redisfleet.Location{}, incidents: map[string]string{}}
 }
 
 func (s *shared) LeaseEngine(_ context.Context, engine, holder string, _ time.Duration) (bool, error) {
@@ -103,13 +103,13 @@ func (s *shared) EngineLeaseHolder(_ context.Context, engine string) (string, er
 	defer s.mu.Unlock()
 	return s.leases[engine], nil
 }
-func (s *shared) SetLocation(_ context.Context, agent string, loc store.Location, _ time.Duration) error {
+func (s *shared) SetLocation(_ context.Context, agent string, loc redisfleet.Location, _ time.Duration) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.locations[agent] = loc
 	return nil
 }
-func (s *shared) AgentLocation(_ context.Context, agent string) (store.Location, bool, error) {
+func (s *shared) AgentLocation(_ context.Context, agent string) (redisfleet.Location, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	l, ok := s.locations[agent]

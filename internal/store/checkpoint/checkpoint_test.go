@@ -1,4 +1,4 @@
-package store
+package checkpoint
 
 import (
 	"context"
@@ -11,32 +11,33 @@ import (
 	"testing"
 	"time"
 
+	"github.com/beatwrap/beatwrap/internal/store"
 	"github.com/beatwrap/beatwrap/internal/testutil"
 )
 
 // countingStore counts the writes that reach a real store.
 type countingStore struct {
-	CheckpointStore
+	Store
 	saves atomic.Int64
 }
 
-func (c *countingStore) SaveCheckpoint(ctx context.Context, id string, epoch int64, cp Checkpoint) error {
+func (c *countingStore) SaveCheckpoint(ctx context.Context, id string, epoch int64, cp store.Checkpoint) error {
 	c.saves.Add(1)
-	return c.CheckpointStore.SaveCheckpoint(ctx, id, epoch, cp)
+	return c.Store.SaveCheckpoint(ctx, id, epoch, cp)
 }
 
 func newCheckpointRedis(t *testing.T, url string) (*Redis, string) {
 	t.Helper()
 	ns := testutil.Namespace(t)
-	r, err := NewRedis(url, Options{Namespace: ns, DialTimeout: 200 * time.Millisecond, IOTimeout: 200 * time.Millisecond, CheckpointTTL: time.Hour})
+	db, err := store.Open(url, store.Options{Namespace: ns, DialTimeout: 200 * time.Millisecond, IOTimeout: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { r.Close() })
-	return r, ns
+	t.Cleanup(func() { db.Close() })
+	return NewRedis(db, time.Hour), ns
 }
 
-func runWriter(t *testing.T, w *CheckpointWriter) {
+func runWriter(t *testing.T, w *Writer) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -46,12 +47,12 @@ func runWriter(t *testing.T, w *CheckpointWriter) {
 		select {
 		case <-done:
 		case <-time.After(5 * time.Second):
-			t.Error("CheckpointWriter.Run did not return after cancel")
+			t.Error("Writer.Run did not return after cancel")
 		}
 	})
 }
 
-func stored(t *testing.T, r *Redis, id string) Checkpoint {
+func stored(t *testing.T, r *Redis, id string) store.Checkpoint {
 	t.Helper()
 	_, cp, err := r.BeginEpoch(context.Background(), id) // a new epoch: the caller is done writing
 	if err != nil {
@@ -68,19 +69,19 @@ func TestCheckpointEpochFencing(t *testing.T) {
 		t.Fatalf("first BeginEpoch = %d, %+v, %v; want epoch 1 and no checkpoint", old, cp, err)
 	}
 	at := time.UnixMilli(1764000000000)
-	if err := r.SaveCheckpoint(ctx, "a1", old, Checkpoint{Value: []byte(`{"n":1}`), At: at}); err != nil {
+	if err := r.SaveCheckpoint(ctx, "a1", old, store.Checkpoint{Value: []byte(`{"n":1}`), At: at}); err != nil {
 		t.Fatal(err)
 	}
 	newer, cp, err := r.BeginEpoch(ctx, "a1")
 	if err != nil || newer != 2 || string(cp.Value) != `{"n":1}` || !cp.At.Equal(at) {
 		t.Fatalf("second BeginEpoch = %d, %s at %v, %v", newer, cp.Value, cp.At, err)
 	}
-	err = r.SaveCheckpoint(ctx, "a1", old, Checkpoint{Value: []byte(`{"n":99}`), At: at})
+	err = r.SaveCheckpoint(ctx, "a1", old, store.Checkpoint{Value: []byte(`{"n":99}`), At: at})
 	var sup *SupersededError
 	if !errors.As(err, &sup) || !errors.Is(err, ErrSuperseded) || sup.Newer != 2 || sup.Epoch != 1 {
 		t.Fatalf("write from the older epoch: %v, want superseded by 2", err)
 	}
-	if err := r.SaveCheckpoint(ctx, "a1", newer, Checkpoint{}); err != nil {
+	if err := r.SaveCheckpoint(ctx, "a1", newer, store.Checkpoint{}); err != nil {
 		t.Fatal(err)
 	}
 	if e, cp, _ := r.BeginEpoch(ctx, "a1"); e != 3 || !cp.None() {
@@ -91,19 +92,19 @@ func TestCheckpointEpochFencing(t *testing.T) {
 // Many checkpoints in a burst cost one write per gap, the newest written; a
 // checkpoint offered while Redis is down is kept and written when it is back,
 // the newest winning; the outage is logged once.
-func TestCheckpointWriterCoalescesAndSurvivesOutage(t *testing.T) {
+func TestWriterCoalescesAndSurvivesOutage(t *testing.T) {
 	srv := testutil.StartRedis(t)
 	r, _ := newCheckpointRedis(t, srv.URL())
-	cs := &countingStore{CheckpointStore: r}
+	cs := &countingStore{Store: r}
 	var logs testutil.Buffer
-	w := NewCheckpointWriter(cs, "a1", 200*time.Millisecond, time.Second, slog.New(slog.NewTextHandler(&logs, nil)))
+	w := NewWriter(cs, "a1", 200*time.Millisecond, time.Second, slog.New(slog.NewTextHandler(&logs, nil)))
 	if _, err := w.Begin(context.Background(), time.Second, nil); err != nil {
 		t.Fatal(err)
 	}
 	runWriter(t, w)
 
 	for i := 1; i <= 100; i++ {
-		w.Offer(Checkpoint{Value: []byte(fmt.Sprintf(`{"n":%d}`, i)), At: time.Now()})
+		w.Offer(store.Checkpoint{Value: []byte(fmt.Sprintf(`{"n":%d}`, i)), At: time.Now()})
 		time.Sleep(2 * time.Millisecond)
 	}
 	testutil.Eventually(t, 5*time.Second, "the burst written", w.Saved)
@@ -114,7 +115,7 @@ func TestCheckpointWriterCoalescesAndSurvivesOutage(t *testing.T) {
 
 	srv.Stop()
 	for i := 101; i <= 110; i++ {
-		w.Offer(Checkpoint{Value: []byte(fmt.Sprintf(`{"n":%d}`, i)), At: time.Now()})
+		w.Offer(store.Checkpoint{Value: []byte(fmt.Sprintf(`{"n":%d}`, i)), At: time.Now()})
 	}
 	time.Sleep(500 * time.Millisecond) // several failed attempts
 	if w.Saved() {
@@ -136,15 +137,15 @@ func TestCheckpointWriterCoalescesAndSurvivesOutage(t *testing.T) {
 // Redis down at start: Begin fails at once, Run takes the epoch when Redis
 // is back and hands the stored checkpoint over, and a writer superseded
 // meanwhile stops writing and says so once.
-func TestCheckpointWriterLateBeginAndSuperseded(t *testing.T) {
+func TestWriterLateBeginAndSuperseded(t *testing.T) {
 	srv := testutil.StartRedis(t)
 	r, _ := newCheckpointRedis(t, srv.URL())
 	ctx := context.Background()
 	srv.Stop()
 	var logs testutil.Buffer
-	w := NewCheckpointWriter(r, "a1", 10*time.Millisecond, time.Second, slog.New(slog.NewTextHandler(&logs, nil)))
-	found := make(chan Checkpoint, 1)
-	if _, err := w.Begin(ctx, 300*time.Millisecond, func(cp Checkpoint) { found <- cp }); err == nil {
+	w := NewWriter(r, "a1", 10*time.Millisecond, time.Second, slog.New(slog.NewTextHandler(&logs, nil)))
+	found := make(chan store.Checkpoint, 1)
+	if _, err := w.Begin(ctx, 300*time.Millisecond, func(cp store.Checkpoint) { found <- cp }); err == nil {
 		t.Fatal("Begin succeeded with Redis stopped")
 	}
 	// Redis is back, without its data (no persistence here): an earlier
@@ -154,7 +155,7 @@ func TestCheckpointWriterLateBeginAndSuperseded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := r.SaveCheckpoint(ctx, "a1", e, Checkpoint{Value: json.RawMessage(`"before"`), At: time.Now()}); err != nil {
+	if err := r.SaveCheckpoint(ctx, "a1", e, store.Checkpoint{Value: json.RawMessage(`"before"`), At: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	runWriter(t, w)
@@ -173,9 +174,9 @@ func TestCheckpointWriterLateBeginAndSuperseded(t *testing.T) {
 	if _, _, err := r.BeginEpoch(ctx, "a1"); err != nil {
 		t.Fatal(err)
 	}
-	w.Offer(Checkpoint{Value: json.RawMessage(`"stale"`), At: time.Now()})
+	w.Offer(store.Checkpoint{Value: json.RawMessage(`"stale"`), At: time.Now()})
 	testutil.Eventually(t, 5*time.Second, "the writer to learn it is superseded", func() bool { return w.Superseded() != nil })
-	w.Offer(Checkpoint{Value: json.RawMessage(`"stale again"`), At: time.Now()})
+	w.Offer(store.Checkpoint{Value: json.RawMessage(`"stale again"`), At: time.Now()})
 	if err := w.Flush(time.Second); err != nil {
 		t.Errorf("Flush of a superseded writer: %v, want nothing written and no error", err)
 	}

@@ -1,4 +1,4 @@
-package store
+package checkpoint
 
 import (
 	"context"
@@ -6,9 +6,11 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/beatwrap/beatwrap/internal/store"
 )
 
-// CheckpointWriter stores one agent's checkpoints in the background, so that
+// Writer stores one agent's checkpoints in the background, so that
 // the agent never waits on the network for one.
 //
 // A checkpoint is written at once when the last write was at least the gap
@@ -17,8 +19,8 @@ import (
 // While the store is down the newest checkpoint waits in memory and is
 // written when the store is back. Flush writes what is left when beatwrap
 // stops.
-type CheckpointWriter struct {
-	store   CheckpointStore
+type Writer struct {
+	store   Store
 	id      string
 	gap     time.Duration
 	timeout time.Duration
@@ -26,30 +28,30 @@ type CheckpointWriter struct {
 
 	mu         sync.Mutex
 	epoch      int64 // 0 until BeginEpoch succeeded
-	stored     Checkpoint
+	stored     store.Checkpoint
 	begun      bool
-	pending    *Checkpoint
+	pending    *store.Checkpoint
 	saved      bool // the newest checkpoint offered is stored
 	superseded *SupersededError
 	lastWrite  time.Time
-	onBegin    func(Checkpoint) // told of the stored checkpoint a late begin found
+	onBegin    func(store.Checkpoint) // told of the stored checkpoint a late begin found
 	wake       chan struct{}
 }
 
-// NewCheckpointWriter writes the checkpoints of agent id to store, at most
+// NewWriter writes the checkpoints of agent id to s, at most
 // once per gap. timeout bounds each call to the store.
-func NewCheckpointWriter(store CheckpointStore, id string, gap, timeout time.Duration, log *slog.Logger) *CheckpointWriter {
+func NewWriter(s Store, id string, gap, timeout time.Duration, log *slog.Logger) *Writer {
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
-	return &CheckpointWriter{store: store, id: id, gap: gap, timeout: timeout, log: log, wake: make(chan struct{}, 1)}
+	return &Writer{store: s, id: id, gap: gap, timeout: timeout, log: log, wake: make(chan struct{}, 1)}
 }
 
 // Begin takes this incarnation's epoch and returns the stored checkpoint,
 // waiting at most timeout. When the store cannot be reached it returns the
 // error, and Run takes the epoch once it can; found is then told of the
 // checkpoint that was stored, unless one was offered since.
-func (w *CheckpointWriter) Begin(ctx context.Context, timeout time.Duration, found func(Checkpoint)) (Checkpoint, error) {
+func (w *Writer) Begin(ctx context.Context, timeout time.Duration, found func(store.Checkpoint)) (store.Checkpoint, error) {
 	w.mu.Lock()
 	w.onBegin = found
 	w.mu.Unlock()
@@ -58,10 +60,10 @@ func (w *CheckpointWriter) Begin(ctx context.Context, timeout time.Duration, fou
 	return w.begin(ctx)
 }
 
-func (w *CheckpointWriter) begin(ctx context.Context) (Checkpoint, error) {
+func (w *Writer) begin(ctx context.Context) (store.Checkpoint, error) {
 	epoch, cp, err := w.store.BeginEpoch(ctx, w.id)
 	if err != nil {
-		return Checkpoint{}, err
+		return store.Checkpoint{}, err
 	}
 	w.mu.Lock()
 	w.epoch, w.stored, w.begun = epoch, cp, true
@@ -71,14 +73,14 @@ func (w *CheckpointWriter) begin(ctx context.Context) (Checkpoint, error) {
 }
 
 // Epoch is this incarnation's epoch, 0 until it is taken.
-func (w *CheckpointWriter) Epoch() int64 {
+func (w *Writer) Epoch() int64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.epoch
 }
 
 // Offer hands over the agent's newest checkpoint; it never blocks.
-func (w *CheckpointWriter) Offer(cp Checkpoint) {
+func (w *Writer) Offer(cp store.Checkpoint) {
 	w.mu.Lock()
 	w.pending = &cp
 	w.saved = false
@@ -90,7 +92,7 @@ func (w *CheckpointWriter) Offer(cp Checkpoint) {
 }
 
 // Saved reports whether the newest checkpoint offered is stored.
-func (w *CheckpointWriter) Saved() bool {
+func (w *Writer) Saved() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.saved
@@ -98,7 +100,7 @@ func (w *CheckpointWriter) Saved() bool {
 
 // Superseded returns the refusal when a newer incarnation has taken over,
 // else nil.
-func (w *CheckpointWriter) Superseded() *SupersededError {
+func (w *Writer) Superseded() *SupersededError {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.superseded
@@ -106,7 +108,7 @@ func (w *CheckpointWriter) Superseded() *SupersededError {
 
 // Run writes offered checkpoints until ctx is done. It takes the epoch
 // first if Begin could not.
-func (w *CheckpointWriter) Run(ctx context.Context) error {
+func (w *Writer) Run(ctx context.Context) error {
 	var down time.Time // zero while the store is up
 	const minWait = 250 * time.Millisecond
 	wait := minWait
@@ -182,7 +184,7 @@ func (w *CheckpointWriter) Run(ctx context.Context) error {
 	}
 }
 
-func (w *CheckpointWriter) lateBegin(ctx context.Context) error {
+func (w *Writer) lateBegin(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, w.timeout)
 	defer cancel()
 	cp, err := w.begin(ctx)
@@ -200,7 +202,7 @@ func (w *CheckpointWriter) lateBegin(ctx context.Context) error {
 
 // writePending writes the newest checkpoint offered; on failure it is put
 // back unless a newer one came meanwhile.
-func (w *CheckpointWriter) writePending(ctx context.Context) error {
+func (w *Writer) writePending(ctx context.Context) error {
 	w.mu.Lock()
 	cp := w.pending
 	w.pending = nil
@@ -237,7 +239,7 @@ func (w *CheckpointWriter) writePending(ctx context.Context) error {
 
 // Flush writes the checkpoint still pending, waiting at most timeout. It is
 // called once, after Run has stopped, when beatwrap stops.
-func (w *CheckpointWriter) Flush(timeout time.Duration) error {
+func (w *Writer) Flush(timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	w.mu.Lock()

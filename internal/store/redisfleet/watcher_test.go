@@ -1,4 +1,4 @@
-package store
+package redisfleet
 
 import (
 	"context"
@@ -10,9 +10,42 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/beatwrap/beatwrap/internal/store"
+	"github.com/beatwrap/beatwrap/internal/store/publish"
 	"github.com/beatwrap/beatwrap/internal/testutil"
 	"github.com/beatwrap/beatwrap/internal/wire"
 )
+
+func testBeat(id string, seq uint64, status wire.Status) wire.Beat {
+	p := 40.0
+	return wire.Beat{
+		AgentID: id, AgentType: "summariser", Timestamp: time.Now().UnixMilli(), Sequence: seq,
+		Status: status, Metrics: wire.Metrics{CPUPercent: 12.5, MemoryMB: 310},
+		CurrentTask: "summarise ticket 4312", TaskProgress: &p,
+		IntervalMs: 1000, MissedBeats: 3, Host: "node-7", PID: 4711,
+	}
+}
+
+// newPublisher is what beatwrap publishes beats with, on its own client to
+// the Redis at url.
+func newPublisher(url string, o store.Options, shards int) (*publish.Redis, error) {
+	db, err := store.Open(url, o)
+	if err != nil {
+		return nil, err
+	}
+	return publish.NewRedis(db, publish.RedisConfig{Shards: shards}), nil
+}
+
+func rawClient(t *testing.T, url string) *redis.Client {
+	t.Helper()
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := redis.NewClient(opt)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
 
 // subscription runs Watcher.Subscribe in the background and records what it
 // delivers and reports.
@@ -86,7 +119,7 @@ func (s *subscription) message(want string, within time.Duration) {
 }
 
 func TestSubscribeReportsAFirstFailure(t *testing.T) {
-	w, err := NewWatcher(fmt.Sprintf("redis://127.0.0.1:%d", testutil.FreePort(t)), Options{})
+	w, err := NewWatcher(fmt.Sprintf("redis://127.0.0.1:%d", testutil.FreePort(t)), store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +138,7 @@ func TestSubscribeReportsAFirstFailure(t *testing.T) {
 
 func TestSubscribeSurvivesARedisRestart(t *testing.T) {
 	srv := testutil.StartRedis(t)
-	w, err := NewWatcher(srv.URL(), Options{Namespace: "ns"})
+	w, err := NewWatcher(srv.URL(), store.Options{Namespace: "ns"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +192,7 @@ func TestSubscribeResubscribesWhenCutOff(t *testing.T) {
 	if err := raw.ConfigSet(ctx, "client-output-buffer-limit", "pubsub 256kb 0 0").Err(); err != nil {
 		t.Fatalf("set client-output-buffer-limit: %v", err)
 	}
-	w, err := NewWatcher(srv.URL(), Options{})
+	w, err := NewWatcher(srv.URL(), store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +231,7 @@ func TestAgentsReadsEveryHashOfItsNamespace(t *testing.T) {
 	url := testutil.RedisURL(t)
 	ns := testutil.Namespace(t)
 	ctx := context.Background()
-	pub, err := NewRedis(url, Options{Namespace: ns})
+	pub, err := newPublisher(url, store.Options{Namespace: ns}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +249,7 @@ func TestAgentsReadsEveryHashOfItsNamespace(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	w, err := NewWatcher(url, Options{Namespace: ns})
+	w, err := NewWatcher(url, store.Options{Namespace: ns})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,7 +290,7 @@ func TestAgentsSkipsWhatIsNoAgentHash(t *testing.T) {
 	if _, err := p.Exec(ctx); err != nil {
 		t.Fatal(err)
 	}
-	w, err := NewWatcher(url, Options{Namespace: ns})
+	w, err := NewWatcher(url, store.Options{Namespace: ns})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,7 +322,7 @@ func TestAgentsSkipsWhatIsNoAgentHash(t *testing.T) {
 
 func TestReplicaRegistry(t *testing.T) {
 	url := testutil.RedisURL(t)
-	w, err := NewWatcher(url, Options{Namespace: testutil.Namespace(t)})
+	w, err := NewWatcher(url, store.Options{Namespace: testutil.Namespace(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -326,7 +359,7 @@ func TestAgentsReadsBackWhatBeatsWrite(t *testing.T) {
 	url := testutil.RedisURL(t)
 	ns := testutil.Namespace(t)
 	ctx := context.Background()
-	pub, err := NewRedis(url, Options{Namespace: ns})
+	pub, err := newPublisher(url, store.Options{Namespace: ns}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -346,7 +379,7 @@ func TestAgentsReadsBackWhatBeatsWrite(t *testing.T) {
 	if err := pub.Final(ctx, b, stopped); err != nil {
 		t.Fatal(err)
 	}
-	w, err := NewWatcher(url, Options{Namespace: ns})
+	w, err := NewWatcher(url, store.Options{Namespace: ns})
 	if err != nil {
 		t.Fatal(err)
 	}

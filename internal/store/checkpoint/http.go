@@ -1,4 +1,4 @@
-package store
+package checkpoint
 
 import (
 	"bytes"
@@ -10,14 +10,28 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+
+	"github.com/beatwrap/beatwrap/internal/store"
 )
 
-// SetCheckpointTTL sets how long the watcher keeps a checkpoint after its
-// last write (--checkpoint-ttl); 0 is the watcher's default.
-func (h *HTTP) SetCheckpointTTL(ttl time.Duration) { h.ckptTTL = ttl }
+// HTTP keeps checkpoints in a single-node beatwatch, which fences them by
+// epoch as Redis does.
+type HTTP struct {
+	watcher *store.HTTP
+	ttl     time.Duration
+}
+
+// NewHTTP keeps checkpoints in the beatwatch w, for ttl after their last
+// write (--checkpoint-ttl; 0 is the watcher's default).
+func NewHTTP(w *store.HTTP, ttl time.Duration) *HTTP {
+	return &HTTP{watcher: w, ttl: ttl}
+}
+
+// String names the watcher.
+func (h *HTTP) String() string { return h.watcher.URL("") }
 
 func (h *HTTP) agentURL(id, what string) string {
-	return h.base + "/v1/agents/" + url.PathEscape(id) + "/" + what
+	return h.watcher.URL("/v1/agents/" + url.PathEscape(id) + "/" + what)
 }
 
 // do sends one request to the watcher and decodes a JSON answer into out.
@@ -35,10 +49,7 @@ func (h *HTTP) do(ctx context.Context, method, u string, body []byte, out any, o
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if h.token != "" {
-		req.Header.Set("Authorization", "Bearer "+h.token)
-	}
-	resp, err := h.client.Do(req)
+	resp, err := h.watcher.Do(req)
 	if err != nil {
 		return 0, fmt.Errorf("%s %s: %w", method, u, err)
 	}
@@ -62,37 +73,37 @@ func (h *HTTP) do(ctx context.Context, method, u string, body []byte, out any, o
 // BeginEpoch takes a new epoch from the watcher, then reads the checkpoint:
 // a write from an older epoch that lands between the two is refused, so the
 // checkpoint read is the last one any incarnation could store.
-func (h *HTTP) BeginEpoch(ctx context.Context, id string) (int64, Checkpoint, error) {
+func (h *HTTP) BeginEpoch(ctx context.Context, id string) (int64, store.Checkpoint, error) {
 	var e struct {
 		Epoch int64 `json:"epoch"`
 	}
 	if _, err := h.do(ctx, http.MethodPost, h.agentURL(id, "epoch"), nil, &e); err != nil {
-		return 0, Checkpoint{}, fmt.Errorf("take checkpoint epoch: %w", err)
+		return 0, store.Checkpoint{}, fmt.Errorf("take checkpoint epoch: %w", err)
 	}
-	var rec checkpointRecord
+	var rec store.CheckpointRecord
 	code, err := h.do(ctx, http.MethodGet, h.agentURL(id, "checkpoint"), nil, &rec, http.StatusNotFound)
 	if code == http.StatusNotFound {
-		rec = checkpointRecord{}
+		rec = store.CheckpointRecord{}
 	}
 	if err != nil {
-		return 0, Checkpoint{}, fmt.Errorf("read checkpoint: %w", err)
+		return 0, store.Checkpoint{}, fmt.Errorf("read checkpoint: %w", err)
 	}
 	if code == http.StatusNotFound {
-		return e.Epoch, Checkpoint{}, nil
+		return e.Epoch, store.Checkpoint{}, nil
 	}
-	return e.Epoch, rec.checkpoint(), nil
+	return e.Epoch, rec.Checkpoint(), nil
 }
 
 // SaveCheckpoint PUTs cp to the watcher with epoch; 409 means superseded.
-func (h *HTTP) SaveCheckpoint(ctx context.Context, id string, epoch int64, cp Checkpoint) error {
+func (h *HTTP) SaveCheckpoint(ctx context.Context, id string, epoch int64, cp store.Checkpoint) error {
 	value := []byte("null")
 	at := time.Now()
 	if !cp.None() {
 		value, at = cp.Value, cp.At
 	}
 	q := url.Values{"epoch": {strconv.FormatInt(epoch, 10)}, "at": {strconv.FormatInt(at.UnixMilli(), 10)}}
-	if h.ckptTTL > 0 {
-		q.Set("ttl", h.ckptTTL.String())
+	if h.ttl > 0 {
+		q.Set("ttl", h.ttl.String())
 	}
 	var refused struct {
 		Epoch int64 `json:"epoch"`

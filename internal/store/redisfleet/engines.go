@@ -1,4 +1,4 @@
-package store
+package redisfleet
 
 import (
 	"context"
@@ -10,24 +10,9 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// What replicas that reach several Docker Engines share: a lease per
-// engine (keyed by the engine's own ID, since two engines on one machine
-// report the same host name), where each agent's container was last seen,
-// and once-only marks for incidents such as an engine going down. Every
-// call touches one key, so all of it works on a Cluster too.
-
-// EngineLease is the key held by the replica that recovers the agents of
-// one Docker Engine.
-func (k Keys) EngineLease(engine string) string {
-	return k.prefix("beatwatch:lease:engine:" + engine)
-}
-
-// Location is the key saying which engine holds an agent's container.
-func (k Keys) Location(agent string) string { return k.prefix("beatwatch:location:" + agent) }
-
-// Incident is the key that makes an incident (named by the caller) alerted
-// once, whichever replica sees it.
-func (k Keys) Incident(name string) string { return k.prefix("beatwatch:incident:" + name) }
+// What replicas that reach several Docker Engines share (see
+// store.Keys.EngineLease): a lease per engine, where each agent's container
+// was last seen, and once-only marks for incidents.
 
 // LeaseEngine takes or keeps the lease of one engine for holder, like
 // Lease does for the fleet.

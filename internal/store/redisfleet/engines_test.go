@@ -1,17 +1,18 @@
-package store
+package redisfleet
 
 import (
 	"context"
 	"testing"
 	"time"
 
+	"github.com/beatwrap/beatwrap/internal/store"
 	"github.com/beatwrap/beatwrap/internal/testutil"
 )
 
 // TestEngineLeasesLocationsIncidents: what replicas share to split Docker
 // Engines among them, on a real Redis.
 func TestEngineLeasesLocationsIncidents(t *testing.T) {
-	w, err := NewWatcher(testutil.RedisURL(t), Options{Namespace: testutil.Namespace(t)})
+	w, err := NewWatcher(testutil.RedisURL(t), store.Options{Namespace: testutil.Namespace(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

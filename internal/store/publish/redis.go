@@ -1,37 +1,26 @@
-package store
+package publish
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/beatwrap/beatwrap/internal/store"
 	"github.com/beatwrap/beatwrap/internal/wire"
 )
-
-// quietLogger drops go-redis's own log lines: connection trouble is reported
-// once per outage by Sender and the watcher, not once per attempt.
-type quietLogger struct{}
-
-func (quietLogger) Printf(context.Context, string, ...any) {}
-
-func init() { redis.SetLogger(quietLogger{}) }
 
 // Redis publishes beats in the reference design's layout, on a single
 // server, a Sentinel-watched master or a Cluster.
 type Redis struct {
-	client  redis.UniversalClient
-	keys    Keys
-	addr    string
+	db      *store.Redis
+	keys    store.Keys
 	shards  int
 	cluster bool
-	ckptTTL time.Duration
 	log     *slog.Logger
 
 	unheard int  // beats in a row that no subscriber received
@@ -42,28 +31,29 @@ type Redis struct {
 // is said: a watcher restarting misses a few.
 const unheardLimit = 5
 
-// NewRedis returns a Publisher for the Redis at rawURL (any form of
-// ParseRedisURL) that publishes on the channel of the agent's shard out of
-// o.Shards (0 or 1: the reference design's single heartbeats channel). It
-// does not connect: the first beat does, so an unreachable Redis never delays
-// the agent's start.
-func NewRedis(rawURL string, o Options) (*Redis, error) {
-	t, err := ParseRedisURL(rawURL, o)
-	if err != nil {
-		return nil, err
-	}
-	return &Redis{
-		client: t.newClient(), keys: Keys{Namespace: o.Namespace}, addr: t.String(),
-		shards: max(o.Shards, 1), cluster: t.Topology == Cluster, log: o.Log,
-		ckptTTL: cmp.Or(o.CheckpointTTL, DefaultCheckpointTTL),
-	}, nil
+// RedisConfig says how beats are published in Redis.
+type RedisConfig struct {
+	// Shards is the number of beat channels (--shards); 0 or 1 is the
+	// reference design's single heartbeats channel.
+	Shards int
+	// Log, when set, is told once when beats reach no subscriber for a
+	// while (no beatwatch runs, or it reads other channels: another
+	// --shards), and once when they reach one again.
+	Log *slog.Logger
+}
+
+// NewRedis returns a Publisher for db that publishes on the channel of the
+// agent's shard out of cfg.Shards. It does not connect: the first beat does,
+// so an unreachable Redis never delays the agent's start. Close closes db.
+func NewRedis(db *store.Redis, cfg RedisConfig) *Redis {
+	return &Redis{db: db, keys: db.Keys, shards: max(cfg.Shards, 1), cluster: db.Cluster(), log: cfg.Log}
 }
 
 // String names the Redis, without credentials.
-func (r *Redis) String() string { return r.addr }
+func (r *Redis) String() string { return r.db.String() }
 
 // Close releases the connection pool.
-func (r *Redis) Close() error { return r.client.Close() }
+func (r *Redis) Close() error { return r.db.Close() }
 
 // ttl is how long an agent hash outlives its last beat.
 func ttl(b wire.Beat) time.Duration {
@@ -111,7 +101,7 @@ func (r *Redis) Register(ctx context.Context, b wire.Beat) error {
 	}
 	if err != nil {
 		r.failed()
-		return fmt.Errorf("register %s in %s: %w", b.AgentID, r.addr, err)
+		return fmt.Errorf("register %s in %s: %w", b.AgentID, r.db.String(), err)
 	}
 	return nil
 }
@@ -163,7 +153,7 @@ func (r *Redis) send(ctx context.Context, b wire.Beat, extra []any) error {
 	}
 	if err != nil {
 		r.failed()
-		return fmt.Errorf("beat %s to %s: %w", b.AgentID, r.addr, err)
+		return fmt.Errorf("beat %s to %s: %w", b.AgentID, r.db.String(), err)
 	}
 	return nil
 }
@@ -171,9 +161,9 @@ func (r *Redis) send(ctx context.Context, b wire.Beat, extra []any) error {
 // nodeFor is the client a transaction on key is sent to: the Redis, or on a
 // Cluster the master of key's slot (a MULTI must reach one node).
 func (r *Redis) nodeFor(ctx context.Context, key string) (redis.Cmdable, error) {
-	cc, ok := r.client.(*redis.ClusterClient)
+	cc, ok := r.db.Client.(*redis.ClusterClient)
 	if !ok {
-		return r.client, nil
+		return r.db.Client, nil
 	}
 	node, err := cc.MasterForKey(ctx, key)
 	if err != nil {
@@ -182,15 +172,8 @@ func (r *Redis) nodeFor(ctx context.Context, key string) (redis.Cmdable, error) 
 	return node, nil
 }
 
-// failed is called after a call failed. On a Cluster the failure may be a
-// master that died: the slot map is read again (in the background), so the
-// next beat goes to the replica that took over. go-redis only does it by
-// itself on retries, which the Sender makes instead.
-func (r *Redis) failed() {
-	if cc, ok := r.client.(*redis.ClusterClient); ok {
-		cc.ReloadState(context.Background())
-	}
-}
+// failed is called after a call failed (see store.Redis.Failed).
+func (r *Redis) failed() { r.db.Failed() }
 
 // sendSharded delivers a beat on a Cluster with shards: SPUBLISH on the
 // shard's channel, which lives on the node of the channel's hash slot, and the
@@ -206,7 +189,7 @@ func (r *Redis) sendSharded(ctx context.Context, b wire.Beat, channel string, ms
 	pubErr := make(chan error, 1)
 	var receivers int64
 	go func() {
-		n, err := r.client.SPublish(ctx, channel, msg).Result()
+		n, err := r.db.Client.SPublish(ctx, channel, msg).Result()
 		receivers = n
 		pubErr <- err
 	}()
@@ -236,7 +219,7 @@ func (r *Redis) sendSharded(ctx context.Context, b wire.Beat, channel string, ms
 		err = fmt.Errorf("spublish on %s: %w", channel, perr)
 	}
 	r.failed()
-	return fmt.Errorf("beat %s to %s: %w", id, r.addr, err)
+	return fmt.Errorf("beat %s to %s: %w", id, r.db.String(), err)
 }
 
 // heard notes how many subscribers received a beat on channel. Beats that
@@ -274,13 +257,4 @@ func hashUpdate(key string, b wire.Beat, fields []any) []txCmd {
 		cmds = append(cmds, txCmd{"hdel", key, "stallReason"})
 	}
 	return append(cmds, txCmd{"pexpire", key, ttl(b).Milliseconds()})
-}
-
-// redact hides a password in a URL before it is shown.
-func redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
-		return raw
-	}
-	return u.Redacted()
 }

@@ -1,4 +1,4 @@
-package store
+package redisfleet
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/beatwrap/beatwrap/internal/store"
 	"github.com/beatwrap/beatwrap/internal/testutil"
 	"github.com/beatwrap/beatwrap/internal/wire"
 )
@@ -77,12 +78,12 @@ func TestCluster(t *testing.T) {
 	ctx := context.Background()
 	const shards = 4
 	ns := testutil.Namespace(t)
-	pub, err := NewRedis(c.URL(), Options{Namespace: ns, Shards: shards})
+	pub, err := newPublisher(c.URL(), store.Options{Namespace: ns}, shards)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer pub.Close()
-	w, err := NewWatcher(c.URL(), Options{Namespace: ns})
+	w, err := NewWatcher(c.URL(), store.Options{Namespace: ns})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +141,7 @@ func TestCluster(t *testing.T) {
 		}
 	})
 	t.Run("one shard is reference design's channel", func(t *testing.T) {
-		one, err := NewRedis(c.URL(), Options{Namespace: ns})
+		one, err := newPublisher(c.URL(), store.Options{Namespace: ns}, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -203,12 +204,12 @@ func TestSentinel(t *testing.T) {
 	s := testutil.StartSentinels(t)
 	ctx := context.Background()
 	ns := testutil.Namespace(t)
-	pub, err := NewRedis(s.URL(), Options{Namespace: ns, Shards: 2})
+	pub, err := newPublisher(s.URL(), store.Options{Namespace: ns}, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer pub.Close()
-	w, err := NewWatcher(s.URL(), Options{Namespace: ns})
+	w, err := NewWatcher(s.URL(), store.Options{Namespace: ns})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package store
+package redisfleet
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/beatwrap/beatwrap/internal/store"
 	"github.com/beatwrap/beatwrap/internal/wire"
 )
 
@@ -23,8 +24,9 @@ import (
 // several replicas recover each failure once. It works on a single server,
 // a Sentinel-watched master and a Cluster alike.
 type Watcher struct {
+	db      *store.Redis
 	client  redis.UniversalClient
-	keys    Keys
+	keys    store.Keys
 	addr    string
 	cluster bool
 
@@ -119,38 +121,33 @@ func (e *ClosedError) Error() string {
 func (e *ClosedError) Unwrap() []error { return []error{ErrSubscriptionClosed, e.Err} }
 
 // NewWatcher returns a Watcher for the Redis at rawURL (any form of
-// ParseRedisURL). It does not connect.
-func NewWatcher(rawURL string, o Options) (*Watcher, error) {
+// store.ParseRedisURL). It does not connect.
+func NewWatcher(rawURL string, o store.Options) (*Watcher, error) {
 	if o.PoolSize <= 0 {
 		o.PoolSize = 8
 	}
-	t, err := ParseRedisURL(rawURL, o)
+	db, err := store.Open(rawURL, o)
 	if err != nil {
 		return nil, err
 	}
-	return &Watcher{client: t.newClient(), keys: Keys{Namespace: o.Namespace}, addr: t.String(), cluster: t.Topology == Cluster}, nil
+	return &Watcher{db: db, client: db.Client, keys: db.Keys, addr: db.String(), cluster: db.Cluster()}, nil
 }
 
 // String names the Redis, without credentials.
 func (w *Watcher) String() string { return w.addr }
 
 // Keys returns the key layout in use.
-func (w *Watcher) Keys() Keys { return w.keys }
+func (w *Watcher) Keys() store.Keys { return w.keys }
 
 // Cluster reports whether the Redis is a Cluster (shard channels use
 // sharded pub/sub there).
 func (w *Watcher) Cluster() bool { return w.cluster }
 
 // Close releases connections.
-func (w *Watcher) Close() error { return w.client.Close() }
+func (w *Watcher) Close() error { return w.db.Close() }
 
-// failed is called after a call failed: on a Cluster the slot map is read
-// again, in case a master died and a replica took its slots.
-func (w *Watcher) failed() {
-	if cc, ok := w.client.(*redis.ClusterClient); ok {
-		cc.ReloadState(context.Background())
-	}
-}
+// failed is called after a call failed (see store.Redis.Failed).
+func (w *Watcher) failed() { w.db.Failed() }
 
 // Ping checks that Redis answers.
 func (w *Watcher) Ping(ctx context.Context) error {
@@ -334,8 +331,8 @@ func sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
-// AgentHash is one agent:<id> hash, decoded: the fields Register, Beat and
-// Final write (see hashFields), read back by wire.ParseHash.
+// AgentHash is one agent:<id> hash, decoded: the fields beatwrap writes
+// (publish.Redis), read back by wire.ParseHash.
 type AgentHash struct {
 	ID     string
 	Fields map[string]string
@@ -412,7 +409,7 @@ func (w *Watcher) agentsOn(ctx context.Context, c redis.Cmdable, each func([]Age
 					// A checkpoint (agent:<id>:checkpoint) is a string of
 					// ours; anything else is not an agent hash, and must
 					// not stop the rebuild.
-					if !strings.HasSuffix(keys[i], checkpointSuffix) {
+					if !w.keys.IsCheckpoint(keys[i]) {
 						w.skip(keys[i])
 					}
 					continue
@@ -437,10 +434,6 @@ func (w *Watcher) agentsOn(ctx context.Context, c redis.Cmdable, each func([]Age
 		}
 	}
 }
-
-// checkpointSuffix ends the key of an agent's checkpoint, a string under
-// the same agent: prefix as the hashes.
-const checkpointSuffix = ":checkpoint"
 
 // isCommandError says whether err is an error Redis answered to one command
 // (as WRONGTYPE), not a failure of the connection.

@@ -1,4 +1,4 @@
-package store
+package redisfleet
 
 import (
 	"context"

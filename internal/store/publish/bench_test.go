@@ -1,4 +1,4 @@
-package store
+package publish
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/beatwrap/beatwrap/internal/store"
+	"github.com/beatwrap/beatwrap/internal/store/redisfleet"
 	"github.com/beatwrap/beatwrap/internal/testutil"
 	"github.com/beatwrap/beatwrap/internal/wire"
 )
@@ -22,7 +24,7 @@ import (
 // redis-benchmark would time) and, on a 3-master Cluster, sharded beats
 // (SPUBLISH beside the hash's MULTI). Run it with
 //
-//	go test -run '^$' -bench NodeBeats -benchtime 200000x ./internal/store/
+//	go test -run '^$' -bench NodeBeats -benchtime 200000x ./internal/store/publish/
 //
 // Senders, the subscriber and every server share this machine's cores, so
 // beats/s is a floor; the number that carries to a real deployment is
@@ -48,12 +50,12 @@ func BenchmarkNodeBeats(b *testing.B) {
 
 func benchNode(b *testing.B, url string, shards int, publishOnly bool) {
 	ns := testutil.Namespace(b)
-	pub, err := NewRedis(url, Options{Namespace: ns, Shards: shards, PoolSize: 64})
+	pub, err := newRedis(url, store.Options{Namespace: ns, PoolSize: 64}, shards)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer pub.Close()
-	w, err := NewWatcher(url, Options{Namespace: ns})
+	w, err := redisfleet.NewWatcher(url, store.Options{Namespace: ns})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -80,7 +82,7 @@ func benchNode(b *testing.B, url string, shards int, publishOnly bool) {
 	}
 	beat := testBeat("agent-000000", 1, wire.StatusHealthy)
 	msg, _ := wire.MarshalBeat(beat)
-	cpu0 := serverCPU(b, w)
+	cpu0 := serverCPU(b, pub.db)
 	var next atomic.Int64
 	b.SetParallelism(32) // 64 senders on 2 cores
 	b.ResetTimer()
@@ -93,7 +95,7 @@ func benchNode(b *testing.B, url string, shards int, publishOnly bool) {
 			bt.Sequence = uint64(n)
 			var err error
 			if publishOnly {
-				err = pub.client.Publish(ctx, pub.keys.Channel(), msg).Err()
+				err = pub.db.Client.Publish(ctx, pub.keys.Channel(), msg).Err()
 			} else {
 				err = pub.Beat(ctx, bt)
 			}
@@ -113,11 +115,11 @@ func benchNode(b *testing.B, url string, shards int, publishOnly bool) {
 		b.Fatalf("subscriber received %d of %d beats", got, b.N)
 	}
 	b.ReportMetric(float64(b.N)/took.Seconds(), "beats/s")
-	b.ReportMetric(float64((serverCPU(b, w)-cpu0).Microseconds())/float64(b.N), "server-µs/beat")
+	b.ReportMetric(float64((serverCPU(b, pub.db)-cpu0).Microseconds())/float64(b.N), "server-µs/beat")
 }
 
-// serverCPU is the CPU time every master of w's Redis has used so far.
-func serverCPU(b *testing.B, w *Watcher) time.Duration {
+// serverCPU is the CPU time every master of db has used so far.
+func serverCPU(b *testing.B, db *store.Redis) time.Duration {
 	b.Helper()
 	ctx := context.Background()
 	var total atomic.Int64
@@ -136,7 +138,7 @@ func serverCPU(b *testing.B, w *Watcher) time.Duration {
 		return nil
 	}
 	var err error
-	switch c := w.client.(type) {
+	switch c := db.Client.(type) {
 	case *redis.ClusterClient:
 		err = c.ForEachMaster(ctx, read)
 	case *redis.Client:

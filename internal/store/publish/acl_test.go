@@ -1,4 +1,4 @@
-package store
+package publish
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/beatwrap/beatwrap/internal/store"
 	"github.com/beatwrap/beatwrap/internal/testutil"
 	"github.com/beatwrap/beatwrap/internal/wire"
 )
@@ -70,7 +71,7 @@ func TestFinalBeatUnderACLSaysWhatRan(t *testing.T) {
 			if _, err := sub.Receive(ctx); err != nil {
 				t.Fatalf("subscribe: %v", err)
 			}
-			pub, err := NewRedis(u, Options{Namespace: ns})
+			pub, err := newRedis(u, store.Options{Namespace: ns}, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
