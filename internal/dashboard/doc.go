@@ -26,6 +26,6 @@
 //
 // Events is a monitor subscriber that never blocks: each stream has a
 // bounded buffer, and a stream that falls behind is told to reload and
-// closed. History keeps timelines and CPU/memory samples for a bounded set
-// of agents (MaxTracked), so its memory does not grow with the fleet.
+// closed. The timelines and samples of the agent page are kept by package
+// history, under this one, for a bounded set of agents.
 package dashboard

@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"net/http"
 
+	"github.com/beatwrap/beatwrap/internal/dashboard/history"
 	"github.com/beatwrap/beatwrap/internal/wire"
 )
 
@@ -37,9 +38,9 @@ func (s *server) agentPage(w http.ResponseWriter, r *http.Request) {
 	serveAsset("agent.html")(w, r)
 }
 
-// history serves GET /v1/agents/{id}/history: the agent's timeline and
+// agentHistory serves GET /v1/agents/{id}/history: the agent's timeline and
 // samples.
-func (s *server) history(w http.ResponseWriter, r *http.Request) {
+func (s *server) agentHistory(w http.ResponseWriter, r *http.Request) {
 	a, ok := s.cfg.Fleet.Get(r.PathValue("id"))
 	if !ok {
 		writeError(w, http.StatusNotFound, "agent not found")
@@ -47,7 +48,7 @@ func (s *server) history(w http.ResponseWriter, r *http.Request) {
 	}
 	h := s.cfg.History
 	if h == nil {
-		h = NewHistory()
+		h = history.New()
 	}
 	writeJSON(w, http.StatusOK, h.Of(a, s.cfg.Now()))
 }

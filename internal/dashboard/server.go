@@ -18,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/beatwrap/beatwrap/internal/dashboard/history"
 	"github.com/beatwrap/beatwrap/internal/monitor"
 	"github.com/beatwrap/beatwrap/internal/wire"
 )
@@ -54,7 +55,7 @@ type Config struct {
 	Events *Events
 	// History keeps agents' timelines and samples for their pages; nil:
 	// only the recovery steps the monitor keeps.
-	History *History
+	History *history.History
 	Token   string // non-empty: bearer token required on all but /healthz
 	// Healthy reports the watcher's own health for /healthz; nil means always.
 	Healthy func() error
@@ -121,7 +122,7 @@ func NewHandler(cfg Config) http.Handler {
 	if cfg.Events != nil {
 		mux.Handle("GET /v1/events", s.auth(cfg.Events))
 	}
-	mux.Handle("GET /v1/agents/{id}/history", s.auth(http.HandlerFunc(s.history)))
+	mux.Handle("GET /v1/agents/{id}/history", s.auth(http.HandlerFunc(s.agentHistory)))
 	mux.HandleFunc("GET /{$}", serveAsset("index.html"))
 	mux.HandleFunc("GET /agents/{id}", s.agentPage)
 	for _, f := range []string{"app.css", "fleet.js", "agent.js", "common.js"} {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/beatwrap/beatwrap/internal/dashboard"
+	"github.com/beatwrap/beatwrap/internal/dashboard/history"
 	"github.com/beatwrap/beatwrap/internal/monitor"
 	"github.com/beatwrap/beatwrap/internal/recovery"
 	"github.com/beatwrap/beatwrap/internal/run"
@@ -78,7 +79,7 @@ type Watcher struct {
 	mon     *monitor.Monitor
 	metrics *dashboard.Metrics
 	events  *dashboard.Events
-	history *dashboard.History
+	history *history.History
 	redis   *redisfleet.Watcher
 	now     func() time.Time
 
@@ -121,7 +122,7 @@ func New(cfg Config) *Watcher {
 		cfg.Now = time.Now
 	}
 	w := &Watcher{cfg: cfg, log: cfg.Log, now: cfg.Now, redis: cfg.Redis, tlog: newTransitionLog(cfg.Log, cfg.Now),
-		events: dashboard.NewEvents(0), history: dashboard.NewHistory()}
+		events: dashboard.NewEvents(0), history: history.New()}
 	subs := []monitor.Subscriber{logAndCount{w}, w.history, w.events}
 	if cfg.Recovery != nil {
 		subs = append(subs, cfg.Recovery)

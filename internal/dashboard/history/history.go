@@ -1,4 +1,4 @@
-package dashboard
+package history
 
 import (
 	"slices"
@@ -73,8 +73,8 @@ type Sample struct {
 	MemoryMB   float32 `json:"memoryMB"`
 }
 
-// AgentHistory is the body of GET /v1/agents/{id}/history.
-type AgentHistory struct {
+// Agent is one agent's history, the body of GET /v1/agents/{id}/history.
+type Agent struct {
 	AgentID string `json:"agentId"`
 	// Tracked is false when the watcher keeps no history for this agent
 	// (more than MaxTracked agents).
@@ -84,8 +84,8 @@ type AgentHistory struct {
 	StepMs   int64    `json:"stepMs"`
 }
 
-// NewHistory returns an empty history.
-func NewHistory() *History {
+// New returns an empty history.
+func New() *History {
 	return &History{agents: map[string]*trail{}}
 }
 
@@ -169,8 +169,8 @@ func (t *trail) add(e Entry) {
 // Of returns id's history as of now, with the recovery steps of a (from the
 // monitor, which keeps them for every agent) merged into the timeline,
 // newest first.
-func (h *History) Of(a monitor.Agent, now time.Time) AgentHistory {
-	out := AgentHistory{AgentID: a.AgentID, Timeline: []Entry{}, Samples: []Sample{}, StepMs: SampleStep.Milliseconds()}
+func (h *History) Of(a monitor.Agent, now time.Time) Agent {
+	out := Agent{AgentID: a.AgentID, Timeline: []Entry{}, Samples: []Sample{}, StepMs: SampleStep.Milliseconds()}
 	for _, s := range a.Recoveries {
 		out.Timeline = append(out.Timeline, Entry{At: s.At, Kind: "recovery", Step: s.Step, Result: s.Result, Error: s.Error})
 	}
