@@ -109,7 +109,7 @@ func (o *serveOptions) run(ctx context.Context, stderr io.Writer) error {
 	var st *redisfleet.Watcher
 	if o.redisURL != "" {
 		if st, err = redisfleet.NewWatcher(o.redisURL, o.redisOptions()); err != nil {
-			return cli.Usagef("--redis: %v", err)
+			return cli.RedisError(err)
 		}
 		defer st.Close()
 	}
@@ -168,7 +168,7 @@ func (o *serveOptions) validate() error {
 	if o.redisURL != "" {
 		t, err := store.ParseRedisURL(o.redisURL, o.redisOptions())
 		if err != nil {
-			return cli.Usagef("--redis: %v", err)
+			return cli.RedisError(err)
 		}
 		o.skipVerify, o.redisName = t.SkipVerify, t.String()
 	}

@@ -169,7 +169,7 @@ func askPage(ctx context.Context, base, token string, q monitor.Query, cursor st
 func fromRedis(ctx context.Context, url string, opt store.Options, q monitor.Query, all bool) (dashboard.Summary, error) {
 	w, err := redisfleet.NewWatcher(url, opt)
 	if err != nil {
-		return dashboard.Summary{}, cli.Usagef("--redis: %v", err)
+		return dashboard.Summary{}, cli.RedisError(err)
 	}
 	defer w.Close()
 	// Agents failed or stopped long ago are shown, not forgotten.

@@ -381,6 +381,9 @@ func TestBadFlagsExit2NamingTheFlag(t *testing.T) {
 		{[]string{"--token-file", "/dev/null", "--watcher", "http://127.0.0.1:1", "--", "true"}, nil, `--token-file "/dev/null" is empty`},
 		{[]string{"--token", "t", "--token-file", "/dev/null", "--", "true"}, nil, "--token and --token-file are exclusive"},
 		{[]string{"--redis-password-file", "/nonexistent/pw", "--", "true"}, nil, `--redis-password-file "/nonexistent/pw"`},
+		{[]string{"--redis", "rediss://127.0.0.1:1", "--redis-ca", "/nonexistent/ca.pem", "--", "true"}, nil, `--redis-ca "/nonexistent/ca.pem": open /nonexistent/ca.pem`},
+		{[]string{"--redis", "redis://u:secret@127.0.0.1:1", "--redis-ca", "/dev/null", "--", "true"}, nil, `--redis-ca "/dev/null": tls files need a rediss:// URL, got redis://127.0.0.1:1`},
+		{[]string{"--redis", "rediss://127.0.0.1:1", "--redis-cert", "/x/cert.pem", "--", "true"}, nil, `--redis-cert and --redis-key go together, got only --redis-cert "/x/cert.pem"`},
 		{[]string{}, nil, "COMMAND"},
 	}
 	for _, tt := range tests {

@@ -263,7 +263,7 @@ func (o *options) config(argv []string, stderr io.Writer) (wrap.Config, error) {
 		db, err := store.Open(redisURL, store.Options{Namespace: o.namespace, Password: password,
 			TLS: store.TLSFiles{CA: o.secrets.RedisCA, Cert: o.secrets.RedisCert, Key: o.secrets.RedisKey}})
 		if err != nil {
-			return wrap.Config{}, cli.Usagef("--redis: %v", err)
+			return wrap.Config{}, cli.RedisError(err)
 		}
 		if db.Target().SkipVerify {
 			log.Warn("INSECURE: skip_verify=true in the Redis URL turns off the server certificate check; anyone on the path can read and forge beats. Use --redis-ca instead", "redis", db.String())

@@ -204,7 +204,8 @@ func (t *Target) applyTLS(files TLSFiles) error {
 	}
 	if cfg == nil {
 		if files.any() {
-			return fmt.Errorf("--redis-ca, --redis-cert and --redis-key need a rediss:// URL")
+			file, path := files.given()
+			return &TLSError{File: file, Path: path, Err: fmt.Errorf("%w, got %s", ErrNotRediss, t)}
 		}
 		return nil
 	}
