@@ -9,7 +9,7 @@
 //	                                                 └──── events (started, step, done) ◀───────┘
 //
 // Beats are read from the subscription as fast as Redis hands them over and
-// decoded on every core (see queue): up to 64 MiB of beats wait in the
+// decoded on every core (package ingest): up to 64 MiB of beats wait in the
 // watcher rather than in Redis's output buffer, past whose limit Redis cuts
 // a subscriber off. When Redis closes the subscription anyway, the watcher
 // counts it (beatwatch_redis_subscription_lost_total), subscribes again, and
@@ -17,7 +17,7 @@
 // PUBLISH every second), it logs the run once, with the channel, the size
 // of what reached it and what cut it off (see cutoffs). State changes are logged one line each
 // while they are few, then one summary line per sweep and kind of change
-// (see transitionLog); the metrics count every one. The GC's headroom is
+// (package translog); the metrics count every one. The GC's headroom is
 // kept to a fifth of a large live heap unless GOGC is set (see tuneGC).
 //
 // New builds the monitor with its subscribers fixed; nothing is attached

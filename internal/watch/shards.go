@@ -15,6 +15,7 @@ import (
 	"github.com/beatwrap/beatwrap/internal/monitor"
 	share "github.com/beatwrap/beatwrap/internal/shard"
 	"github.com/beatwrap/beatwrap/internal/store/redisfleet"
+	"github.com/beatwrap/beatwrap/internal/watch/ingest"
 	"github.com/beatwrap/beatwrap/internal/wire"
 )
 
@@ -33,7 +34,7 @@ type shards struct {
 	w   *Watcher
 	n   int
 	ctx context.Context
-	q   *queue
+	q   *ingest.Queue
 
 	mu      sync.Mutex
 	subs    map[int]*shardSub
@@ -54,7 +55,7 @@ type shardSub struct {
 	err    error // why it is down
 }
 
-func newShards(ctx context.Context, w *Watcher, n int, q *queue) *shards {
+func newShards(ctx context.Context, w *Watcher, n int, q *ingest.Queue) *shards {
 	return &shards{w: w, n: n, ctx: ctx, q: q, subs: map[int]*shardSub{}, seedIDs: map[string]struct{}{},
 		roster: map[string]map[string]*redisfleet.RosterEntry{}}
 }
@@ -174,7 +175,7 @@ func (s *shards) judge() {
 // given different --shards.
 func (s *shards) handler(sh int) func([]byte) {
 	return func(payload []byte) {
-		id := agentIDOf(payload)
+		id := ingest.AgentIDOf(payload)
 		if sh == share.Seed {
 			if id != nil {
 				s.mu.Lock()
@@ -194,7 +195,7 @@ func (s *shards) handler(sh int) func([]byte) {
 				}
 			}
 		}
-		s.q.add(payload)
+		s.q.Add(payload)
 	}
 }
 
@@ -405,30 +406,12 @@ func shardNames(s []int) string {
 	return b.String()
 }
 
-// agentIDOf finds the agent id in a beat without decoding it: the raw bytes
-// of the first "agentId" value, or nil.
-func agentIDOf(payload []byte) []byte {
-	if len(payload) > wire.MaxBeatSize {
-		return nil
-	}
-	i := bytes.Index(payload, agentIDKey)
-	if i < 0 {
-		return nil
-	}
-	id := payload[i+len(agentIDKey):]
-	j := bytes.IndexByte(id, '"')
-	if j < 0 {
-		return nil
-	}
-	return id[:j]
-}
-
 // consumeSharded runs the replica's share of a sharded fleet until ctx is
 // done: the coordinator that registers it and assigns it shards, and the
 // subscriptions to them.
 func (w *Watcher) consumeSharded(ctx context.Context) error {
 	w.setBlind(true, nil)
-	q := newQueue(runtime.GOMAXPROCS(0), w.Ingest, w.now)
+	q := ingest.New(runtime.GOMAXPROCS(0), w.Ingest, w.now)
 	s := newShards(ctx, w, w.cfg.Shards, q)
 	w.sharded.Store(s)
 	c := share.New(share.Config{
@@ -450,7 +433,7 @@ func (w *Watcher) consumeSharded(ctx context.Context) error {
 	defer func() { stopRosters(); <-rostersDone }()
 	err := c.Run(ctx)
 	s.stop()
-	q.close()
+	q.Close()
 	return err
 }
 

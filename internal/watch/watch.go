@@ -1,7 +1,6 @@
 package watch
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -22,6 +21,9 @@ import (
 	"github.com/beatwrap/beatwrap/internal/run"
 	share "github.com/beatwrap/beatwrap/internal/shard"
 	"github.com/beatwrap/beatwrap/internal/store/redisfleet"
+	"github.com/beatwrap/beatwrap/internal/watch/ingest"
+	"github.com/beatwrap/beatwrap/internal/watch/peers"
+	"github.com/beatwrap/beatwrap/internal/watch/translog"
 	"github.com/beatwrap/beatwrap/internal/wire"
 )
 
@@ -87,7 +89,7 @@ type Watcher struct {
 	capMu           sync.Mutex
 	capRefused      uint64 // refusals at the cap seen by checkCap
 	capStreak       bool   // refusals at the cap were logged, and room since was not
-	tlog            *transitionLog
+	tlog            *translog.Log
 	limitHinted     atomic.Bool // the output buffer limit fix was logged
 
 	// With --shards > 1: the shards this replica holds, and the coordinator
@@ -121,7 +123,7 @@ func New(cfg Config) *Watcher {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	w := &Watcher{cfg: cfg, log: cfg.Log, now: cfg.Now, redis: cfg.Redis, tlog: newTransitionLog(cfg.Log, cfg.Now),
+	w := &Watcher{cfg: cfg, log: cfg.Log, now: cfg.Now, redis: cfg.Redis, tlog: translog.New(cfg.Log, cfg.Now),
 		events: dashboard.NewEvents(0), history: history.New()}
 	subs := []monitor.Subscriber{logAndCount{w}, w.history, w.events}
 	if cfg.Recovery != nil {
@@ -153,9 +155,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 	var api dashboard.Fleet = w.mon
 	var replicas func() any
 	if w.sharding() {
-		api = &peerFleet{local: w.mon, peers: w.peers, token: w.cfg.Token,
-			hc:  &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 4}},
-			log: w.peerFailed}
+		api = &peers.Fleet{Local: w.mon, Peers: w.peers, Token: w.cfg.Token,
+			HC:  &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 4}},
+			Log: w.peerFailed}
 		replicas = w.replicas
 	}
 	srv := &http.Server{
@@ -258,14 +260,14 @@ func (w *Watcher) consume(ctx context.Context) error {
 		}
 		w.restore(ctx)
 	}()
-	q := newQueue(runtime.GOMAXPROCS(0), w.Ingest, w.now)
-	err := w.redis.Subscribe(ctx, q.add, func(up bool, err error) {
+	q := ingest.New(runtime.GOMAXPROCS(0), w.Ingest, w.now)
+	err := w.redis.Subscribe(ctx, q.Add, func(up bool, err error) {
 		w.setBlind(!up, err)
 		if up {
 			once.Do(func() { close(subscribed) })
 		}
 	})
-	q.close()
+	q.Close()
 	<-restored
 	return err
 }
@@ -436,7 +438,7 @@ func (w *Watcher) sweepLoop(ctx context.Context) {
 		case <-t.C:
 			// The monitor tells its subscribers of every change.
 			w.mon.Sweep(w.now())
-			w.tlog.flush()
+			w.tlog.Flush()
 			w.checkCap()
 			if w.redis != nil {
 				w.checkCutoffs(w.now())
@@ -495,7 +497,7 @@ func (w *Watcher) changed(tr monitor.Transition, a monitor.Agent) {
 	if from == "" {
 		from = "new"
 	}
-	w.tlog.record(level, tr, from)
+	w.tlog.Record(level, tr, from)
 	if s := w.sharded.Load(); s != nil {
 		s.noteTransition(tr, a)
 	}
@@ -532,32 +534,6 @@ func (f fleet) Report(ev recovery.Event) {
 	case recovery.AlertDelivered:
 		f.metrics.Alert(ev.Delivery.Event, ev.Delivery.Result)
 	}
-}
-
-var agentIDKey = []byte(`"agentId":"`)
-
-// shardOf picks the worker for a beat by its agent id, found without
-// decoding: the raw bytes of the first "agentId" value. A beat whose id is
-// not written that way (spaces around the colon, escapes) goes by whatever
-// is there, or to worker 0; each sender writes its beats alike, so its beats
-// still share a worker.
-func shardOf(payload []byte, n int) int {
-	if len(payload) > wire.MaxBeatSize {
-		return 0 // dropped unread
-	}
-	i := bytes.Index(payload, agentIDKey)
-	if i < 0 {
-		return 0
-	}
-	id := payload[i+len(agentIDKey):]
-	if j := bytes.IndexByte(id, '"'); j >= 0 {
-		id = id[:j]
-	}
-	h := uint32(2166136261) // FNV-1a
-	for _, c := range id {
-		h = (h ^ uint32(c)) * 16777619
-	}
-	return int(h % uint32(n))
 }
 
 // recordOf is what a restarted watcher keeps of an agent hash.

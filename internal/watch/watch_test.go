@@ -5,13 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,86 +21,6 @@ import (
 	"github.com/beatwrap/beatwrap/internal/testutil"
 	"github.com/beatwrap/beatwrap/internal/wire"
 )
-
-func TestShardOf(t *testing.T) {
-	tests := []struct {
-		name    string
-		a, b    string
-		same    bool
-		shardA0 bool // a goes to shard 0
-	}{
-		{"same agent, other fields", `{"agentId":"a-1","sequence":1}`, `{"sequence":2,"agentId":"a-1","status":"busy"}`, true, false},
-		{"no agentId", `{"agentType":"x"}`, `not json`, true, true},
-		{"oversize", `{"agentId":"a-1","pad":"` + strings.Repeat("x", wire.MaxBeatSize) + `"}`, `{}`, true, true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			a, b := shardOf([]byte(tt.a), 8), shardOf([]byte(tt.b), 8)
-			if got := a == b; got != tt.same {
-				t.Errorf("same shard = %v (%d, %d), want %v", got, a, b, tt.same)
-			}
-			if tt.shardA0 && a != 0 {
-				t.Errorf("shard = %d, want 0", a)
-			}
-		})
-	}
-	t.Run("spread", func(t *testing.T) {
-		const n, shards = 10000, 4
-		var count [shards]int
-		for i := range n {
-			count[shardOf([]byte(fmt.Sprintf(`{"agentId":"agent-%06d"}`, i)), shards)]++
-		}
-		for s, c := range count {
-			if c < n/shards*8/10 {
-				t.Errorf("shard %d got %d of %d agents, want about %d", s, c, n, n/shards)
-			}
-		}
-	})
-}
-
-func TestQueueKeepsEachAgentsOrder(t *testing.T) {
-	const agents, beats = 50, 200
-	var mu sync.Mutex
-	seen := map[string][]uint64{}
-	recv := map[string]time.Time{}
-	var errs []string
-	q := newQueue(4, func(p []byte, at time.Time) error {
-		var b wire.Beat
-		if err := json.Unmarshal(p, &b); err != nil {
-			return err
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		if at.Before(recv[b.AgentID]) {
-			errs = append(errs, fmt.Sprintf("%s: receive time went back", b.AgentID))
-		}
-		recv[b.AgentID] = at
-		seen[b.AgentID] = append(seen[b.AgentID], b.Sequence)
-		return nil
-	}, time.Now)
-	for seq := 1; seq <= beats; seq++ {
-		for a := range agents {
-			q.add([]byte(fmt.Sprintf(`{"agentId":"a-%d","sequence":%d}`, a, seq)))
-		}
-	}
-	q.close() // waits for every beat added
-	if len(errs) > 0 {
-		t.Fatal(errs)
-	}
-	if len(seen) != agents {
-		t.Fatalf("%d agents ingested, want %d", len(seen), agents)
-	}
-	for id, seqs := range seen {
-		if len(seqs) != beats {
-			t.Fatalf("%s: %d beats ingested, want %d", id, len(seqs), beats)
-		}
-		for i, s := range seqs {
-			if s != uint64(i+1) {
-				t.Fatalf("%s: beat %d has sequence %d: out of order", id, i, s)
-			}
-		}
-	}
-}
 
 // logLines returns the messages of the JSON log lines in buf.
 func logLines(t *testing.T, buf *bytes.Buffer) []string {

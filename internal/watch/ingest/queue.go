@@ -1,21 +1,24 @@
-package watch
+package ingest
 
 import (
+	"bytes"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/beatwrap/beatwrap/internal/wire"
 )
 
-// queue takes beats from the subscription as fast as Redis hands them over
+// Queue takes beats from the subscription as fast as Redis hands them over
 // and decodes them on every core: the reader only stamps a beat with its
 // arrival time and appends it to its agent's worker (by agent id, so each
 // agent's beats are observed in the order they came), and each worker takes
 // everything waiting in one go. A GC pause, a burst or a slow sweep is
-// absorbed here, in at most queueBytes, instead of in Redis's output buffer
+// absorbed here, in at most MaxBytes, instead of in Redis's output buffer
 // for the watcher, past whose limit Redis cuts the subscription off. Only
-// when the workers fall behind by more than queueBytes does add wait, and
+// when the workers fall behind by more than MaxBytes does add wait, and
 // the backlog moves to Redis.
-type queue struct {
+type Queue struct {
 	shards []*shard
 	ingest func([]byte, time.Time) error
 	now    func() time.Time
@@ -25,9 +28,9 @@ type queue struct {
 	done sync.WaitGroup
 }
 
-// queueBytes bounds the beats waiting to be decoded: about 130,000 beats of
+// MaxBytes bounds the beats waiting to be decoded: about 130,000 beats of
 // 500 bytes, over a second of a million agents at 10s.
-const queueBytes = 64 << 20
+const MaxBytes = 64 << 20
 
 // jobCost is what a waiting beat holds besides its payload.
 const jobCost = 64
@@ -44,9 +47,11 @@ type job struct {
 	recv    time.Time // when the beat was read, not when it was decoded
 }
 
-func newQueue(workers int, ingest func([]byte, time.Time) error, now func() time.Time) *queue {
+// New starts a queue that ingests on workers goroutines (at least 1, at
+// most 16), stamping each beat with now() as it is added.
+func New(workers int, ingest func([]byte, time.Time) error, now func() time.Time) *Queue {
 	workers = min(max(workers, 1), 16)
-	q := &queue{shards: make([]*shard, workers), ingest: ingest, now: now, room: make(chan struct{}, 1)}
+	q := &Queue{shards: make([]*shard, workers), ingest: ingest, now: now, room: make(chan struct{}, 1)}
 	for i := range q.shards {
 		s := &shard{wake: make(chan struct{}, 1)}
 		q.shards[i] = s
@@ -61,7 +66,7 @@ func newQueue(workers int, ingest func([]byte, time.Time) error, now func() time
 
 // work ingests what its shard is given until the queue is closed and the
 // shard is empty.
-func (q *queue) work(s *shard) {
+func (q *Queue) work(s *shard) {
 	var spare []job
 	for {
 		<-s.wake
@@ -95,10 +100,10 @@ func (q *queue) work(s *shard) {
 	}
 }
 
-// add hands one payload to its agent's worker. It is called from one
+// Add hands one payload to its agent's worker. It is called from one
 // goroutine only (the subscription), and waits only while more than
-// queueBytes are waiting.
-func (q *queue) add(payload []byte) {
+// MaxBytes are waiting.
+func (q *Queue) Add(payload []byte) {
 	j := job{payload: payload, recv: q.now()}
 	s := q.shards[0]
 	if len(q.shards) > 1 {
@@ -111,8 +116,8 @@ func (q *queue) add(payload []byte) {
 	case s.wake <- struct{}{}:
 	default:
 	}
-	if q.used.Add(int64(len(payload))+jobCost) > queueBytes {
-		for q.used.Load() > queueBytes {
+	if q.used.Add(int64(len(payload))+jobCost) > MaxBytes {
+		for q.used.Load() > MaxBytes {
 			// A worker signals room after every batch; the timer only
 			// guards against a signal taken by an earlier wait.
 			select {
@@ -123,8 +128,8 @@ func (q *queue) add(payload []byte) {
 	}
 }
 
-// close stops the workers once they have ingested what was added.
-func (q *queue) close() {
+// Close stops the workers once they have ingested what was added.
+func (q *Queue) Close() {
 	for _, s := range q.shards {
 		s.mu.Lock()
 		s.closed = true
@@ -135,4 +140,40 @@ func (q *queue) close() {
 		}
 	}
 	q.done.Wait()
+}
+
+var agentIDKey = []byte(`"agentId":"`)
+
+// AgentIDOf finds the agent id in a beat without decoding it: the raw bytes
+// of the first "agentId" value, or nil (an oversize beat, no such key, or a
+// value whose end is not found).
+func AgentIDOf(payload []byte) []byte {
+	if len(payload) > wire.MaxBeatSize {
+		return nil
+	}
+	i := bytes.Index(payload, agentIDKey)
+	if i < 0 {
+		return nil
+	}
+	id := payload[i+len(agentIDKey):]
+	j := bytes.IndexByte(id, '"')
+	if j < 0 {
+		return nil
+	}
+	return id[:j]
+}
+
+// shardOf picks the worker for a beat by its agent id, found without
+// decoding (AgentIDOf). A beat whose id is not written that way (spaces
+// around the colon, escapes) goes to worker 0; each sender writes its beats
+// alike, so its beats still share a worker.
+func shardOf(payload []byte, n int) int {
+	h := uint32(2166136261) // FNV-1a
+	for _, c := range AgentIDOf(payload) {
+		h = (h ^ uint32(c)) * 16777619
+	}
+	if h == 2166136261 {
+		return 0
+	}
+	return int(h % uint32(n))
 }

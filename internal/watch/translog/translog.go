@@ -1,4 +1,4 @@
-package watch
+package translog
 
 import (
 	"context"
@@ -24,8 +24,8 @@ const (
 	examples = 3    // agents named in a summary line
 )
 
-// transitionLog writes the lines of agent state changes, rate-bounded.
-type transitionLog struct {
+// Log writes the lines of agent state changes, rate-bounded.
+type Log struct {
 	log *slog.Logger
 	now func() time.Time
 
@@ -41,13 +41,13 @@ type summary struct {
 	examples []string
 }
 
-func newTransitionLog(log *slog.Logger, now func() time.Time) *transitionLog {
-	return &transitionLog{log: log, now: now, tokens: logBurst, pending: map[[2]string]*summary{}}
+func New(log *slog.Logger, now func() time.Time) *Log {
+	return &Log{log: log, now: now, tokens: logBurst, pending: map[[2]string]*summary{}}
 }
 
 // record logs one transition, or keeps it for the next summary once the
 // rate is spent.
-func (l *transitionLog) record(level slog.Level, tr monitor.Transition, from string) {
+func (l *Log) Record(level slog.Level, tr monitor.Transition, from string) {
 	ctx := context.Background()
 	if !l.log.Enabled(ctx, level) {
 		return
@@ -82,7 +82,7 @@ func (l *transitionLog) record(level slog.Level, tr monitor.Transition, from str
 
 // flush writes one summary line per kind of change kept since the last
 // flush (the sweep calls it after each sweep).
-func (l *transitionLog) flush() {
+func (l *Log) Flush() {
 	l.mu.Lock()
 	if len(l.pending) == 0 {
 		l.mu.Unlock()

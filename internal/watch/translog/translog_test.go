@@ -1,4 +1,4 @@
-package watch
+package translog
 
 import (
 	"bytes"
@@ -33,11 +33,11 @@ func TestTransitionLogSummarises(t *testing.T) {
 			var buf bytes.Buffer
 			log := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: tt.level}))
 			now := time.Unix(1764000000, 0)
-			l := newTransitionLog(log, func() time.Time { return now })
+			l := New(log, func() time.Time { return now })
 			for i := range tt.n {
-				l.record(slog.LevelWarn, monitor.Transition{AgentID: fmt.Sprintf("a-%d", i), From: monitor.Healthy, To: monitor.Missing, Reason: "no beat"}, "healthy")
+				l.Record(slog.LevelWarn, monitor.Transition{AgentID: fmt.Sprintf("a-%d", i), From: monitor.Healthy, To: monitor.Missing, Reason: "no beat"}, "healthy")
 			}
-			l.flush()
+			l.Flush()
 			var perAgent, debug int
 			var summaries []string
 			for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
@@ -72,17 +72,17 @@ func TestTransitionLogRefills(t *testing.T) {
 	var lines atomic.Int64
 	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) { lines.Add(1) }), nil))
 	now := time.Unix(1764000000, 0)
-	l := newTransitionLog(log, func() time.Time { return now })
+	l := New(log, func() time.Time { return now })
 	tr := monitor.Transition{AgentID: "a", From: monitor.Healthy, To: monitor.Missing}
 	for range logBurst + 5 {
-		l.record(slog.LevelInfo, tr, "healthy")
+		l.Record(slog.LevelInfo, tr, "healthy")
 	}
 	if got := lines.Load(); got != logBurst {
 		t.Fatalf("%d lines, want the burst, %d", got, logBurst)
 	}
 	now = now.Add(time.Second)
 	for range 2 * int(logRate) {
-		l.record(slog.LevelInfo, tr, "healthy")
+		l.Record(slog.LevelInfo, tr, "healthy")
 	}
 	if got := lines.Load(); got != logBurst+int64(logRate) {
 		t.Errorf("%d lines after a second, want %d", got, logBurst+int64(logRate))
@@ -92,56 +92,3 @@ func TestTransitionLogRefills(t *testing.T) {
 type writerFunc func([]byte)
 
 func (f writerFunc) Write(p []byte) (int, error) { f(p); return len(p), nil }
-
-func TestGCPercent(t *testing.T) {
-	for _, tt := range []struct {
-		live uint64
-		want int
-	}{
-		{0, 100}, {10 << 20, 100}, {64 << 20, 100}, {128 << 20, 50}, {256 << 20, 25}, {320 << 20, 20}, {1 << 30, 20},
-	} {
-		if got := gcPercent(tt.live); got != tt.want {
-			t.Errorf("gcPercent(%d MiB) = %d, want %d", tt.live>>20, got, tt.want)
-		}
-	}
-}
-
-// TestQueueBoundsBytes: add waits while more than queueBytes wait to be
-// decoded, and goes on once the workers take them.
-func TestQueueBoundsBytes(t *testing.T) {
-	release := make(chan struct{})
-	var ingested atomic.Int64
-	q := newQueue(1, func(p []byte, _ time.Time) error {
-		<-release
-		ingested.Add(1)
-		return nil
-	}, time.Now)
-	big := make([]byte, 1<<20)
-	added := make(chan int, 1)
-	go func() {
-		n := 0
-		for range queueBytes>>20 + 8 {
-			q.add(big)
-			n++
-		}
-		added <- n
-	}()
-	select {
-	case n := <-added:
-		t.Fatalf("add took %d MiB with no worker running, want it to wait past %d MiB", n, queueBytes>>20)
-	case <-time.After(300 * time.Millisecond):
-	}
-	if used := q.used.Load(); used > queueBytes+(1<<20)+jobCost {
-		t.Errorf("%d bytes waiting, want at most %d", used, queueBytes+(1<<20))
-	}
-	close(release)
-	select {
-	case <-added:
-	case <-time.After(10 * time.Second):
-		t.Fatal("add still waits after the worker ran")
-	}
-	q.close()
-	if got := ingested.Load(); got != queueBytes>>20+8 {
-		t.Errorf("%d beats ingested, want %d", got, queueBytes>>20+8)
-	}
-}

@@ -1,4 +1,4 @@
-package watch
+package peers
 
 import (
 	"context"
@@ -17,20 +17,20 @@ import (
 	share "github.com/beatwrap/beatwrap/internal/shard"
 )
 
-// peerFleet answers for the whole fleet of a sharded deployment: this
+// Fleet answers for the whole fleet of a sharded deployment: this
 // replica's own agents and, asked over HTTP at each request, those of every
 // other live replica (GET /health/agents?scope=local). A replica that does
 // not answer within the timeout is left out of that answer, and logged.
-type peerFleet struct {
-	local *monitor.Monitor
-	peers func() []share.Replica // the live replicas but this one
-	token string
-	hc    *http.Client
-	log   func(peer string, err error)
+type Fleet struct {
+	Local *monitor.Monitor
+	Peers func() []share.Replica // the live replicas but this one
+	Token string
+	HC    *http.Client
+	Log   func(peer string, err error) // a replica that did not answer
 }
 
-func (f *peerFleet) fetch(path string, each func(peer share.Replica, body *json.Decoder) error) {
-	peers := f.peers()
+func (f *Fleet) fetch(path string, each func(peer share.Replica, body *json.Decoder) error) {
+	peers := f.Peers()
 	var wg sync.WaitGroup
 	for _, p := range peers {
 		wg.Add(1)
@@ -40,7 +40,7 @@ func (f *peerFleet) fetch(path string, each func(peer share.Replica, body *json.
 			defer cancel()
 			err := f.get(ctx, p.API+path, func(d *json.Decoder) error { return each(p, d) })
 			if err != nil && !isNotFound(err) {
-				f.log(p.ID, err)
+				f.Log(p.ID, err)
 			}
 		}()
 	}
@@ -53,15 +53,15 @@ func (notFound) Error() string { return "not found" }
 
 func isNotFound(err error) bool { _, ok := err.(notFound); return ok }
 
-func (f *peerFleet) get(ctx context.Context, u string, decode func(*json.Decoder) error) error {
+func (f *Fleet) get(ctx context.Context, u string, decode func(*json.Decoder) error) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return err
 	}
-	if f.token != "" {
-		req.Header.Set("Authorization", "Bearer "+f.token)
+	if f.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+f.Token)
 	}
-	resp, err := f.hc.Do(req)
+	resp, err := f.HC.Do(req)
 	if err != nil {
 		return err
 	}
@@ -79,8 +79,8 @@ func (f *peerFleet) get(ctx context.Context, u string, decode func(*json.Decoder
 // replica's, asked with the same query and merged in the same order (worst
 // state first, then id), with the counts summed. Each replica gives at most
 // limit agents after the cursor, so the merged first limit are the fleet's.
-func (f *peerFleet) Page(q monitor.Query) monitor.Page {
-	local := f.local.Page(q)
+func (f *Fleet) Page(q monitor.Query) monitor.Page {
+	local := f.Local.Page(q)
 	out := monitor.Page{Counts: map[monitor.State]int{}, Total: local.Total, Agents: local.Agents}
 	for st, n := range local.Counts {
 		out.Counts[st] = n
@@ -145,8 +145,8 @@ func peerQuery(q monitor.Query) url.Values {
 }
 
 // Get finds one agent, here or at the replica that judges it.
-func (f *peerFleet) Get(id string) (monitor.Agent, bool) {
-	if a, ok := f.local.Get(id); ok {
+func (f *Fleet) Get(id string) (monitor.Agent, bool) {
+	if a, ok := f.Local.Get(id); ok {
 		return a, true
 	}
 	var mu sync.Mutex
@@ -169,6 +169,6 @@ func (f *peerFleet) Get(id string) (monitor.Agent, bool) {
 }
 
 // Counts is agents per state across the fleet.
-func (f *peerFleet) Counts() map[monitor.State]int {
+func (f *Fleet) Counts() map[monitor.State]int {
 	return f.Page(monitor.Query{}).Counts
 }
