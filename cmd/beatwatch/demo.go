@@ -165,7 +165,7 @@ func runDemo(ctx context.Context, listen, beatwrap string, out io.Writer) error 
 	select {
 	case addr = <-ready:
 	case err := <-werr:
-		return fmt.Errorf("demo watcher: %w", err)
+		return fmt.Errorf("demo watcher: %w", listenError(err))
 	}
 	url := "http://" + addr
 	agents.url = url

@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -125,12 +128,25 @@ func (o *serveOptions) run(ctx context.Context, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return watch.New(watch.Config{
+	return listenError(watch.New(watch.Config{
 		Redis: st, Listen: o.listen,
 		CheckInterval: o.checkInterval, DefaultInterval: o.defaultInterval, MissedBeats: o.missedBeats,
 		Token: o.token, Recovery: orch, Log: log, Shards: o.shards, Replica: o.replica(),
 		MaxAgents: o.maxAgents, Forget: o.forgetAfter,
-	}).Run(ctx)
+	}).Run(ctx))
+}
+
+// listenError names --listen when the watcher could not listen on its
+// address, and how to choose another when the port is taken.
+func listenError(err error) error {
+	var le *watch.ListenError
+	if !errors.As(err, &le) {
+		return err
+	}
+	if errors.Is(le.Err, syscall.EADDRINUSE) {
+		return fmt.Errorf("listen on %s: the port is in use (another beatwatch?): choose another with --listen or BEATWATCH_LISTEN, e.g. --listen 127.0.0.1:0 for any free port: %w", le.Addr, le.Err)
+	}
+	return fmt.Errorf("listen on %s (--listen, BEATWATCH_LISTEN): %w", le.Addr, le.Err)
 }
 
 // DefaultMaxAgents is the default of --max-agents: the million agents one

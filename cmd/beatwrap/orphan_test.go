@@ -200,7 +200,7 @@ func TestOrphanKeep(t *testing.T) {
 		t.Fatalf("second beatwrap with the same id: exit code = %d, want 1; stderr:\n%s", code, second.stderr)
 	}
 	msg := second.stderr.String()
-	for _, want := range []string{`agent id "kept" already runs on this host`, fmt.Sprintf("agent pid %d", tree[0].pid), "--replace"} {
+	for _, want := range []string{fmt.Sprintf(`agent id "kept" already runs on this host: agent pid %d outlived its beatwrap (--orphan keep); stop it, or pass --replace to take over`, tree[0].pid)} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("refusal does not say %q:\n%s", want, msg)
 		}
@@ -253,7 +253,7 @@ func TestSameIDRefusedThenReplaced(t *testing.T) {
 		t.Fatalf("second beatwrap with the same id: exit code = %d, want 1; stderr:\n%s", code, second.stderr)
 	}
 	msg := second.stderr.String()
-	for _, want := range []string{`agent id "twin" already runs on this host`, fmt.Sprintf("beatwrap pid %d", first.Cmd.Process.Pid), "--replace"} {
+	for _, want := range []string{`agent id "twin" already runs on this host`, fmt.Sprintf("beatwrap pid %d", first.Cmd.Process.Pid), "; stop that one, or pass --replace to take over"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("refusal does not say %q:\n%s", want, msg)
 		}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/beatwrap/beatwrap/internal/claim"
 	"github.com/beatwrap/beatwrap/internal/cli"
 	"github.com/beatwrap/beatwrap/internal/probe"
 	"github.com/beatwrap/beatwrap/internal/progress"
@@ -115,7 +116,7 @@ Every flag can also be set by the variable named after it.`,
 			}
 			res, err := wrap.Run(ctx, cfg)
 			if err != nil {
-				return err
+				return runError(err)
 			}
 			return &cli.ExitError{Code: res.ExitCode}
 		},
@@ -289,6 +290,21 @@ func (o *options) config(argv []string, stderr io.Writer) (wrap.Config, error) {
 		Orphan: o.orphan, Replace: o.replace,
 		Publisher: pub, Checkpoints: ckpts, HealthListen: healthListen, ProcRoot: "/proc", Log: log,
 	}, nil
+}
+
+// runError names the flag that answers what the runtime refused: an
+// earlier incarnation of the agent that still runs here is taken over with
+// --replace, and one its beatwrap left behind says which --orphan let it.
+func runError(err error) error {
+	var held *claim.HeldError
+	if !errors.As(err, &held) {
+		return err
+	}
+	if held.Beatwrap != 0 {
+		return fmt.Errorf("%w; stop that one, or pass --replace to take over", err)
+	}
+	return fmt.Errorf("agent id %q %w: agent pid %d outlived its beatwrap (--orphan %s); stop it, or pass --replace to take over",
+		held.ID, claim.ErrTaken, held.Agent, held.Orphan)
 }
 
 // deriveID names an agent after its host and command, the same on every

@@ -22,6 +22,36 @@ import (
 // agent still runs on this host and was not (or could not be) replaced.
 var ErrTaken = errors.New("already runs on this host")
 
+// HeldError is Take's refusal when an earlier incarnation of the agent
+// still runs on this host and Options.Replace was not set: replacing it
+// would take the claim. It wraps ErrTaken.
+type HeldError struct {
+	// ID is the agent id.
+	ID string
+	// Beatwrap is the pid of the beatwrap that holds the claim; 0 when
+	// that beatwrap is gone and left its agent running.
+	Beatwrap int
+	// Agent is the pid of the agent, the leader of its process group; 0
+	// when the holder has not started one.
+	Agent int
+	// Orphan is what the gone beatwrap was set to do with its agent when
+	// it died (Options.Orphan), when Beatwrap is 0.
+	Orphan string
+}
+
+func (e *HeldError) Error() string {
+	if e.Beatwrap == 0 {
+		return fmt.Sprintf("agent id %q %v: agent pid %d outlived its beatwrap (orphan mode %s)", e.ID, ErrTaken, e.Agent, e.Orphan)
+	}
+	agent := ""
+	if e.Agent != 0 {
+		agent = fmt.Sprintf(" (agent pid %d)", e.Agent)
+	}
+	return fmt.Sprintf("agent id %q %v: beatwrap pid %d runs it%s", e.ID, ErrTaken, e.Beatwrap, agent)
+}
+
+func (e *HeldError) Unwrap() error { return ErrTaken }
+
 // Waits while taking a claim over. A beatwrap asked to stop has its grace
 // period, then the time to send its final beat (bounded at 2s) and exit:
 // stopMargin more. A group left by a beatwrap that ran with --orphan kill is
@@ -85,8 +115,8 @@ type process struct {
 }
 
 // Take claims the agent id for this process. When an earlier incarnation of
-// the agent runs, it fails with an error wrapping ErrTaken, or with Replace
-// stops it first. Any other error means the claim could not be checked (a
+// the agent runs, it fails with a *HeldError, or with Replace stops it
+// first (and fails with an error wrapping ErrTaken if it will not stop). Any other error means the claim could not be checked (a
 // folder that cannot be written, say); the caller decides whether to run
 // without one.
 func Take(ctx context.Context, o Options) (*Claim, error) {
@@ -156,13 +186,12 @@ func (c *Claim) lock(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	agent := ""
-	if rec.Agent != nil {
-		agent = fmt.Sprintf(" (agent pid %d)", rec.Agent.PID)
-	}
 	if !o.Replace {
-		return fmt.Errorf("agent id %q %w: beatwrap pid %d runs it%s; stop that one, or pass --replace to take over",
-			o.ID, ErrTaken, rec.Beatwrap.PID, agent)
+		held := &HeldError{ID: o.ID, Beatwrap: rec.Beatwrap.PID}
+		if rec.Agent != nil {
+			held.Agent = rec.Agent.PID
+		}
+		return held
 	}
 	grace := time.Duration(rec.GraceMs) * time.Millisecond
 	c.log.Warn("another beatwrap runs this agent: stopping it to take over", "pid", rec.Beatwrap.PID, "signal", "SIGTERM")
@@ -234,8 +263,7 @@ func (c *Claim) clearLeftAgent(ctx context.Context, o Options) error {
 	}
 	pgid := rec.Agent.PID
 	if !o.Replace {
-		return fmt.Errorf("agent id %q %w: agent pid %d outlived its beatwrap (--orphan %s); stop it, or pass --replace to take over",
-			o.ID, ErrTaken, pgid, rec.Orphan)
+		return &HeldError{ID: o.ID, Agent: pgid, Orphan: rec.Orphan}
 	}
 	grace := time.Duration(rec.GraceMs) * time.Millisecond
 	c.log.Warn("the agent's last beatwrap is gone and left it running: stopping it to take over", "pid", pgid, "signal", "SIGTERM")

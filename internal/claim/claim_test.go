@@ -73,7 +73,12 @@ func TestSecondClaimRefusedUntilReleased(t *testing.T) {
 	if !errors.Is(err, ErrTaken) {
 		t.Fatalf("second Take() error = %v, want ErrTaken", err)
 	}
-	want := fmt.Sprintf(`agent id "agent-1" already runs on this host: beatwrap pid %d runs it; stop that one, or pass --replace to take over`, os.Getpid())
+	var held *HeldError
+	if !errors.As(err, &held) || *held != (HeldError{ID: "agent-1", Beatwrap: os.Getpid()}) {
+		t.Errorf("second Take() error = %#v, want a HeldError naming beatwrap pid %d", err, os.Getpid())
+	}
+	// The command line says which flag would take over; the library does not.
+	want := fmt.Sprintf(`agent id "agent-1" already runs on this host: beatwrap pid %d runs it`, os.Getpid())
 	if err.Error() != want {
 		t.Errorf("error = %q\nwant    %q", err, want)
 	}
@@ -136,8 +141,10 @@ func TestLeftAgent(t *testing.T) {
 			die(old)
 
 			_, err := Take(context.Background(), o)
-			if !errors.Is(err, ErrTaken) || !strings.Contains(err.Error(), fmt.Sprintf("agent pid %d outlived its beatwrap (--orphan keep)", pid)) {
-				t.Fatalf("Take() error = %v, want ErrTaken naming agent pid %d", err, pid)
+			var held *HeldError
+			if !errors.Is(err, ErrTaken) || !errors.As(err, &held) || *held != (HeldError{ID: "agent-1", Agent: pid, Orphan: supervise.OrphanKeep}) ||
+				err.Error() != fmt.Sprintf(`agent id "agent-1" already runs on this host: agent pid %d outlived its beatwrap (orphan mode keep)`, pid) {
+				t.Fatalf("Take() error = %v, want a HeldError naming agent pid %d", err, pid)
 			}
 
 			o.Replace = true

@@ -136,14 +136,28 @@ func New(cfg Config) *Watcher {
 	return w
 }
 
+// ListenError is Run's error when the API's address (Config.Listen) cannot
+// be listened on; Err is net.Listen's (syscall.EADDRINUSE when the port is
+// taken).
+type ListenError struct {
+	Addr string
+	Err  error
+}
+
+func (e *ListenError) Error() string {
+	if errors.Is(e.Err, syscall.EADDRINUSE) {
+		return fmt.Sprintf("listen on %s: the port is in use (another beatwatch?): %v", e.Addr, e.Err)
+	}
+	return fmt.Sprintf("listen on %s: %v", e.Addr, e.Err)
+}
+
+func (e *ListenError) Unwrap() error { return e.Err }
+
 // Run serves until ctx is done or a part fails.
 func (w *Watcher) Run(ctx context.Context) error {
 	ln, err := net.Listen("tcp", w.cfg.Listen)
-	if errors.Is(err, syscall.EADDRINUSE) {
-		return fmt.Errorf("listen on %s: the port is in use (another beatwatch?): choose another with --listen or BEATWATCH_LISTEN, e.g. --listen 127.0.0.1:0 for any free port: %w", w.cfg.Listen, err)
-	}
 	if err != nil {
-		return fmt.Errorf("listen on %s (--listen, BEATWATCH_LISTEN): %w", w.cfg.Listen, err)
+		return &ListenError{Addr: w.cfg.Listen, Err: err}
 	}
 	var intake dashboard.Intake
 	var ckpts dashboard.Checkpoints

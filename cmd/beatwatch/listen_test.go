@@ -1,0 +1,45 @@
+package main
+
+import (
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestListenFailureNamesTheFlag: an address beatwatch cannot listen on
+// exits 1 with a one-line message naming --listen and the address; a port
+// in use also says how to pick another.
+func TestListenFailureNamesTheFlag(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	addr := taken.Addr().String()
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"serve", "--recover", "none", "--listen", addr},
+			"beatwatch: listen on " + addr + ": the port is in use (another beatwatch?): choose another with --listen or BEATWATCH_LISTEN, e.g. --listen 127.0.0.1:0 for any free port: "},
+		{[]string{"serve", "--recover", "none", "--listen", "192.0.2.1:0"},
+			"beatwatch: listen on 192.0.2.1:0 (--listen, BEATWATCH_LISTEN): "},
+		{[]string{"demo", "--beatwrap", "/bin/true", "--listen", addr},
+			"beatwatch: demo watcher: listen on " + addr + ": the port is in use (another beatwatch?): choose another with --listen"},
+	} {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			p := startProc(t, "cmd/beatwatch", nil, tt.args...)
+			if code := p.wait(20 * time.Second); code != 1 {
+				t.Fatalf("exit code = %d, want 1; stderr:\n%s", code, p.stderr)
+			}
+			msg := strings.TrimSpace(p.stderr.String())
+			if i := strings.LastIndex(msg, "\n"); i >= 0 {
+				msg = msg[i+1:] // the log lines before it
+			}
+			if !strings.HasPrefix(msg, tt.want) {
+				t.Errorf("last line %q, want it to start %q", msg, tt.want)
+			}
+		})
+	}
+}
