@@ -193,7 +193,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	w.sup = sup
 
 	if cfg.Publisher != nil {
-		w.sender = publish.NewSender(cfg.Publisher, min(cfg.Interval, 5*time.Second), log)
+		w.sender = publish.NewSender(cfg.Publisher, publish.SenderConfig{Timeout: min(cfg.Interval, 5*time.Second), Log: log, Now: cfg.Now})
 		defer cfg.Publisher.Close()
 	}
 	log.Info("beatwrap starting", "id", cfg.ID, "type", cfg.Type, "socket", socket,

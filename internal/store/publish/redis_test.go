@@ -146,7 +146,7 @@ func TestSenderSurvivesOutage(t *testing.T) {
 	}
 	defer pub.Close()
 	var logs strings.Builder
-	s := NewSender(pub, time.Second, slog.New(slog.NewTextHandler(&logs, nil)))
+	s := NewSender(pub, SenderConfig{Timeout: time.Second, Log: slog.New(slog.NewTextHandler(&logs, nil))})
 	s.backoff = Backoff{Min: 20 * time.Millisecond, Max: 100 * time.Millisecond}
 	s.delivered = make(chan wire.Beat, 100)
 	runSender(t, s)
@@ -205,7 +205,7 @@ func TestSenderLogsRejectionsOnce(t *testing.T) {
 	}
 	defer pub.Close()
 	logs := &testutil.Buffer{}
-	s := NewSender(pub, time.Second, slog.New(slog.NewTextHandler(logs, nil)))
+	s := NewSender(pub, SenderConfig{Timeout: time.Second, Log: slog.New(slog.NewTextHandler(logs, nil))})
 	s.delivered = make(chan wire.Beat, 100)
 	runSender(t, s)
 
@@ -249,6 +249,43 @@ func TestSenderLogsRejectionsOnce(t *testing.T) {
 	}
 	if !strings.Contains(got, "401") {
 		t.Errorf("the warning does not say why the beats were rejected:\n%s", got)
+	}
+}
+
+// TestSenderTimesOutagesByItsClock: the outage the Sender logs when beats
+// get through again is measured by the clock it is given (beatwrap's), not
+// by the wall clock.
+func TestSenderTimesOutagesByItsClock(t *testing.T) {
+	var fail atomic.Int64
+	fail.Store(3) // the first three attempts: the watcher is down
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		if fail.Add(-1) >= 0 {
+			http.Error(w, "restarting", http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer srv.Close()
+	pub, err := newHTTP(srv.URL, "", time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	// Each reading is 45 minutes after the one before.
+	base := time.UnixMilli(1764000000000)
+	var readings atomic.Int64
+	now := func() time.Time { return base.Add(time.Duration(readings.Add(1)) * 45 * time.Minute) }
+	logs := &testutil.Buffer{}
+	s := NewSender(pub, SenderConfig{Timeout: time.Second, Log: slog.New(slog.NewTextHandler(logs, nil)), Now: now})
+	s.backoff = Backoff{Min: 10 * time.Millisecond, Max: 50 * time.Millisecond}
+	s.delivered = make(chan wire.Beat, 100)
+	runSender(t, s)
+
+	s.Offer(testBeat("a1", 1, wire.StatusHealthy))
+	waitDelivered(t, s.delivered, 1)
+	if got := logs.String(); !strings.Contains(got, "beats delivered again") || !strings.Contains(got, "outage=45m0s") {
+		t.Errorf("the outage is not timed by the Sender's clock (two readings, 45m apart):\n%s", got)
 	}
 }
 
@@ -335,7 +372,7 @@ func TestFlushRetriesUntilRedisIsBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pub.Close()
-	s := NewSender(pub, time.Second, slog.New(slog.DiscardHandler))
+	s := NewSender(pub, SenderConfig{Timeout: time.Second, Log: slog.New(slog.DiscardHandler)})
 	r.Stop()
 	done := make(chan error, 1)
 	go func() { done <- s.Flush(testBeat("fin", 9, wire.StatusStopped), time.Now(), 10*time.Second) }()

@@ -21,6 +21,7 @@ import (
 type Sender struct {
 	pub     Publisher
 	log     *slog.Logger
+	now     func() time.Time
 	timeout time.Duration
 	backoff Backoff
 
@@ -36,19 +37,34 @@ type Backoff struct {
 	Min, Max time.Duration
 }
 
-// NewSender wraps pub. timeout bounds each attempt; it is normally the beat
-// interval, capped so that a stuck backend is noticed. It also caps the wait
-// between attempts during an outage: retrying less often than the agent
-// beats would keep it silent after the backend is back, long enough for a
-// watcher with a short timeout to call it failed.
-func NewSender(pub Publisher, timeout time.Duration, log *slog.Logger) *Sender {
+// SenderConfig is how a Sender delivers.
+type SenderConfig struct {
+	// Timeout bounds each attempt; it is normally the beat interval,
+	// capped at 5s so that a stuck backend is noticed. It also caps the
+	// wait between attempts during an outage: retrying less often than the
+	// agent beats would keep it silent after the backend is back, long
+	// enough for a watcher with a short timeout to call it failed.
+	Timeout time.Duration
+	// Log is told when an outage or a run of rejections starts and ends.
+	Log *slog.Logger
+	// Now is the clock outages are timed by; nil is time.Now.
+	Now func() time.Time
+}
+
+// NewSender wraps pub.
+func NewSender(pub Publisher, cfg SenderConfig) *Sender {
+	timeout := cfg.Timeout
 	if timeout <= 0 || timeout > 5*time.Second {
 		timeout = 5 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	const minWait = 250 * time.Millisecond
 	return &Sender{
 		pub:     pub,
-		log:     log,
+		log:     cfg.Log,
+		now:     cfg.Now,
 		timeout: timeout,
 		backoff: Backoff{Min: min(minWait, timeout), Max: max(timeout, minWait)},
 		wake:    make(chan struct{}, 1),
@@ -115,7 +131,7 @@ func (s *Sender) Run(ctx context.Context) error {
 					rejected = false
 				}
 				if !down.IsZero() {
-					s.log.Info("beats delivered again", "destination", s.pub.String(), "outage", time.Since(down).Round(time.Millisecond).String())
+					s.log.Info("beats delivered again", "destination", s.pub.String(), "outage", s.now().Sub(down).Round(time.Millisecond).String())
 					down = time.Time{}
 				}
 				wait = s.backoff.Min
@@ -140,7 +156,7 @@ func (s *Sender) Run(ctx context.Context) error {
 				continue
 			}
 			if down.IsZero() {
-				down = time.Now()
+				down = s.now()
 				s.log.Warn("cannot deliver beats; the agent keeps running, retrying with backoff", "destination", s.pub.String(), "error", err)
 			}
 			s.putBack(b)
