@@ -141,3 +141,29 @@ func (p *hashParser) float(field string, r FloatRange) (float64, bool) {
 	}
 	return f, true
 }
+
+// HashFields are the fields of an agent's hash that each beat writes (HSET
+// field value …): the reference design's and ours, as ParseHash reads them
+// back. Register adds registeredAt (and, with --shards, shards); a final beat
+// adds stoppedAt and exitCode.
+func HashFields(b Beat) []any {
+	f := []any{
+		"type", b.AgentType,
+		"host", b.Host,
+		"pid", strconv.Itoa(b.PID),
+		"status", string(b.Status),
+		"lastHeartbeat", strconv.FormatInt(b.Timestamp, 10),
+		"sequence", strconv.FormatUint(b.Sequence, 10),
+		"cpuPercent", strconv.FormatFloat(b.Metrics.CPUPercent, 'f', -1, 64),
+		"memoryMB", strconv.FormatFloat(b.Metrics.MemoryMB, 'f', -1, 64),
+		"intervalMs", strconv.FormatInt(b.IntervalMs, 10),
+		"missedBeats", strconv.Itoa(b.MissedBeats),
+		"containerId", b.ContainerID,
+		"restarts", strconv.Itoa(b.Restarts),
+		"currentTask", b.CurrentTask,
+	}
+	if b.TaskProgress != nil {
+		f = append(f, "taskProgress", strconv.FormatFloat(*b.TaskProgress, 'f', -1, 64))
+	}
+	return f
+}

@@ -3,6 +3,7 @@ package wire
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -278,4 +279,40 @@ func writeHash(h Hash) map[string]string {
 		m["exitCode"] = strconv.Itoa(*h.ExitCode)
 	}
 	return m
+}
+
+// TestHashFieldsReadBack: what a beat writes to its hash is what a
+// restarted watcher reads back, field by field.
+func TestHashFieldsReadBack(t *testing.T) {
+	progress := 42.5
+	b := Beat{
+		AgentID: "a-1", AgentType: "coder", Host: "node-1", PID: 4711, Status: StatusBusy,
+		Timestamp: 1764000000123, Sequence: 99, IntervalMs: 2000, MissedBeats: 4,
+		ContainerID: strings.Repeat("ab", 32), Restarts: 3, CurrentTask: "fix bug 7", TaskProgress: &progress,
+		Metrics: Metrics{CPUPercent: 12.25, MemoryMB: 310.5},
+	}
+	kv := HashFields(b)
+	if len(kv)%2 != 0 {
+		t.Fatalf("HashFields gave %d items, want field/value pairs", len(kv))
+	}
+	fields := map[string]string{}
+	for i := 0; i < len(kv); i += 2 {
+		fields[kv[i].(string)] = kv[i+1].(string)
+	}
+	got, err := ParseHash(fields)
+	if err != nil {
+		t.Fatalf("ParseHash(HashFields(b)): %v", err)
+	}
+	want := Hash{
+		Type: "coder", Host: "node-1", PID: 4711, Status: StatusBusy, LastHeartbeat: 1764000000123,
+		Sequence: 99, CPUPercent: 12.25, MemoryMB: 310.5, IntervalMs: 2000, MissedBeats: 4,
+		ContainerID: strings.Repeat("ab", 32), Restarts: 3, CurrentTask: "fix bug 7", TaskProgress: &progress,
+	}
+	if got.TaskProgress == nil || *got.TaskProgress != progress {
+		t.Fatalf("taskProgress read back as %v, want %v", got.TaskProgress, progress)
+	}
+	got.TaskProgress = want.TaskProgress
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("read back %+v,\nwant      %+v", got, want)
+	}
 }

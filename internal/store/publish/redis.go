@@ -64,34 +64,11 @@ func ttl(b wire.Beat) time.Duration {
 	return 4 * iv
 }
 
-// hashFields are the hash fields a beat writes: the reference design's and ours.
-func hashFields(b wire.Beat) []any {
-	f := []any{
-		"type", b.AgentType,
-		"host", b.Host,
-		"pid", strconv.Itoa(b.PID),
-		"status", string(b.Status),
-		"lastHeartbeat", strconv.FormatInt(b.Timestamp, 10),
-		"sequence", strconv.FormatUint(b.Sequence, 10),
-		"cpuPercent", strconv.FormatFloat(b.Metrics.CPUPercent, 'f', -1, 64),
-		"memoryMB", strconv.FormatFloat(b.Metrics.MemoryMB, 'f', -1, 64),
-		"intervalMs", strconv.FormatInt(b.IntervalMs, 10),
-		"missedBeats", strconv.Itoa(b.MissedBeats),
-		"containerId", b.ContainerID,
-		"restarts", strconv.Itoa(b.Restarts),
-		"currentTask", b.CurrentTask,
-	}
-	if b.TaskProgress != nil {
-		f = append(f, "taskProgress", strconv.FormatFloat(*b.TaskProgress, 'f', -1, 64))
-	}
-	return f
-}
-
 // Register writes the agent hash with status starting and a fresh
 // registeredAt, and clears what a previous run left (stoppedAt, exitCode).
 func (r *Redis) Register(ctx context.Context, b wire.Beat) error {
 	key := r.keys.Agent(b.AgentID)
-	fields := append(hashFields(b), "registeredAt", strconv.FormatInt(b.Timestamp, 10), "shards", strconv.Itoa(r.shards))
+	fields := append(wire.HashFields(b), "registeredAt", strconv.FormatInt(b.Timestamp, 10), "shards", strconv.Itoa(r.shards))
 	c, err := r.nodeFor(ctx, key)
 	if err == nil {
 		_, err = tx(ctx, c, "registration of "+b.AgentID,
@@ -126,7 +103,7 @@ func (r *Redis) send(ctx context.Context, b wire.Beat, extra []any) error {
 		return err
 	}
 	key := r.keys.Agent(b.AgentID)
-	fields := hashFields(b)
+	fields := wire.HashFields(b)
 	if b.StallReason != "" {
 		fields = append(fields, "stallReason", b.StallReason)
 	}

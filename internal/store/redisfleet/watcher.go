@@ -339,7 +339,7 @@ func sleep(ctx context.Context, d time.Duration) {
 }
 
 // AgentHash is one agent:<id> hash, decoded: the fields beatwrap writes
-// (publish.Redis), read back by wire.ParseHash.
+// (wire.HashFields, through publish.Redis), read back by wire.ParseHash.
 type AgentHash struct {
 	ID     string
 	Fields map[string]string
