@@ -127,3 +127,55 @@ func TestSecretsHiddenFromTheAgent(t *testing.T) {
 		})
 	}
 }
+
+// TestWatcherPasswordNotLogged runs the real beatwrap with a --watcher URL
+// that carries a password, against a watcher that takes the beats, one that
+// refuses them, one that is not there and a URL that does not parse: no line
+// beatwrap writes holds the password, and the lines that name the watcher
+// show it masked.
+func TestWatcherPasswordNotLogged(t *testing.T) {
+	const password = "pw-watcher-5b2e"
+	serve := func(code int) string {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(code)
+			fmt.Fprintln(w, `{"error":"not today"}`)
+		}))
+		t.Cleanup(srv.Close)
+		return strings.Replace(srv.URL, "http://", "http://user:"+password+"@", 1)
+	}
+	tests := []struct {
+		name     string
+		watcher  string
+		wantCode int
+		wantLog  string // a line that names the watcher, masked
+	}{
+		{"accepting", serve(http.StatusAccepted), 0, "user:xxxxx@"},
+		{"refusing", serve(http.StatusBadRequest), 0, "user:xxxxx@"},
+		{"unreachable", "http://user:" + password + "@127.0.0.1:1", 0, "user:xxxxx@"},
+		{"bad port", "http://user:" + password + "@127.0.0.1:port", 2, "--watcher"},
+		{"bad userinfo", "http://user:" + password + " x@127.0.0.1:1", 2, "--watcher"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := startBeatwrap(t, []string{"BEATWRAP_TOKEN", "BEATWRAP_WATCHER", "BEATWRAP_REDIS", "REDIS_URL"},
+				"--watcher", tt.watcher, "--interval", "100ms", "--log-format", "json", "--log-level", "debug",
+				"--socket", filepath.Join(shortDir(t), "s.sock"), "--", "sh", "-c", "echo work; sleep 0.5; exit 3")
+			code := r.wait(10 * time.Second)
+			if tt.wantCode == 2 && code != 2 {
+				t.Fatalf("exit code = %d, want 2; stderr:\n%s", code, r.stderr)
+			}
+			if tt.wantCode == 0 && code != 3 {
+				t.Fatalf("exit code = %d, want the child's 3; stderr:\n%s", code, r.stderr)
+			}
+			out := r.stdout.String() + r.stderr.String()
+			if !strings.Contains(out, tt.wantLog) {
+				t.Errorf("no line shows %q: the test does not see the lines it means to check:\n%s", tt.wantLog, out)
+			}
+			for _, line := range strings.Split(out, "\n") {
+				if strings.Contains(line, password) {
+					t.Errorf("a line shows the watcher's password: %s", line)
+				}
+			}
+		})
+	}
+}

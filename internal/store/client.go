@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"net/url"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -57,13 +56,4 @@ func (r *Redis) Failed() {
 	if cc, ok := r.Client.(*redis.ClusterClient); ok {
 		cc.ReloadState(context.Background())
 	}
-}
-
-// redact hides a password in a URL before it is shown.
-func redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
-		return raw
-	}
-	return u.Redacted()
 }

@@ -13,6 +13,7 @@ import (
 // and the checkpoints sent to it.
 type HTTP struct {
 	base   string // the watcher's URL, without a trailing slash
+	shown  string // base as logs show it: a password in it masked
 	token  string
 	client *http.Client
 }
@@ -25,14 +26,14 @@ func NewHTTP(base, token string, timeout time.Duration) (*HTTP, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		// "127.0.0.1:7070" parses as a scheme, or not at all: the usual slip.
 		if !strings.Contains(base, "://") {
-			return nil, fmt.Errorf("watcher url needs its scheme: http://%s, got %q", base, base)
+			return nil, fmt.Errorf("watcher url needs its scheme: http://%s, got %q", redact(base), redact(base))
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("parse watcher url: %w", err)
+		return nil, fmt.Errorf("parse watcher url: %w", redactErr(err, base))
 	}
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("watcher url must be http://host:port or https://host:port, got %q", base)
+		return nil, fmt.Errorf("watcher url must be http://host:port or https://host:port, got %q", redact(base))
 	}
 	if timeout <= 0 {
 		timeout = 2 * time.Second
@@ -40,6 +41,7 @@ func NewHTTP(base, token string, timeout time.Duration) (*HTTP, error) {
 	u.Path = strings.TrimSuffix(u.Path, "/")
 	return &HTTP{
 		base:  u.String(),
+		shown: u.Redacted(),
 		token: token,
 		client: &http.Client{
 			Timeout:   timeout,
@@ -49,7 +51,18 @@ func NewHTTP(base, token string, timeout time.Duration) (*HTTP, error) {
 }
 
 // URL is the address of path (which starts with a slash) on the watcher.
+// It may hold a password: name it in logs and errors with Shown.
 func (h *HTTP) URL(path string) string { return h.base + path }
+
+// Shown is the address of path on the watcher as logs and errors show it,
+// a password in the URL masked.
+func (h *HTTP) Shown(path string) string { return h.shown + path }
+
+// String names the watcher for logs, a password in its URL masked.
+func (h *HTTP) String() string { return h.shown }
+
+// Redact masks the watcher's password wherever err's text shows it.
+func (h *HTTP) Redact(err error) error { return redactErr(err, h.base) }
 
 // Do sends req with the bearer token.
 func (h *HTTP) Do(req *http.Request) (*http.Response, error) {

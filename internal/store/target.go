@@ -122,7 +122,7 @@ func ParseRedisURL(raw string, o Options) (*Target, error) {
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("parse redis url %q: %w", redact(raw), err)
+		return nil, fmt.Errorf("parse redis url %q: %w", redact(raw), redactErr(err, raw))
 	}
 	if u.Host == "" {
 		return nil, fmt.Errorf("redis url %q has no host", redact(raw))
@@ -153,7 +153,7 @@ func ParseRedisURL(raw string, o Options) (*Target, error) {
 		}
 		fo, err := redis.ParseFailoverURL(raw)
 		if err != nil {
-			return nil, fmt.Errorf("redis url %q (Sentinel form): %w", redact(raw), err)
+			return nil, fmt.Errorf("redis url %q (Sentinel form): %w", redact(raw), redactErr(err, raw))
 		}
 		o.applyFailover(fo)
 		t.failover = fo
@@ -169,7 +169,7 @@ func ParseRedisURL(raw string, o Options) (*Target, error) {
 		u2.Path = ""
 		co, err := redis.ParseClusterURL(u2.String())
 		if err != nil {
-			return nil, fmt.Errorf("redis url %q (Cluster form): %w", redact(raw), err)
+			return nil, fmt.Errorf("redis url %q (Cluster form): %w", redact(raw), redactErr(err, raw))
 		}
 		o.applyCluster(co)
 		t.cluster = co
@@ -179,7 +179,7 @@ func ParseRedisURL(raw string, o Options) (*Target, error) {
 		}
 		opt, err := redis.ParseURL(raw)
 		if err != nil {
-			return nil, fmt.Errorf("parse redis url %q: %w", redact(raw), err)
+			return nil, fmt.Errorf("parse redis url %q: %w", redact(raw), redactErr(err, raw))
 		}
 		o.applySingle(opt)
 		t.single = opt

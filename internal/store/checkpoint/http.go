@@ -28,30 +28,32 @@ func NewHTTP(w *store.HTTP, ttl time.Duration) *HTTP {
 }
 
 // String names the watcher.
-func (h *HTTP) String() string { return h.watcher.URL("") }
+func (h *HTTP) String() string { return h.watcher.String() }
 
-func (h *HTTP) agentURL(id, what string) string {
-	return h.watcher.URL("/v1/agents/" + url.PathEscape(id) + "/" + what)
+// agentPath is the path of what (epoch, checkpoint) for agent id.
+func agentPath(id, what string) string {
+	return "/v1/agents/" + url.PathEscape(id) + "/" + what
 }
 
-// do sends one request to the watcher and decodes a JSON answer into out.
-// It returns the status code; a code that is not 2xx is an error unless it
-// is one of ok.
-func (h *HTTP) do(ctx context.Context, method, u string, body []byte, out any, ok ...int) (int, error) {
+// do sends one request for path to the watcher and decodes a JSON answer
+// into out. It returns the status code; a code that is not 2xx is an error
+// unless it is one of ok. Errors name the URL with its password masked.
+func (h *HTTP) do(ctx context.Context, method, path string, body []byte, out any, ok ...int) (int, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	u := h.watcher.Shown(path)
+	req, err := http.NewRequestWithContext(ctx, method, h.watcher.URL(path), rd)
 	if err != nil {
-		return 0, fmt.Errorf("%s %s: %w", method, u, err)
+		return 0, fmt.Errorf("%s %s: %w", method, u, h.watcher.Redact(err))
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := h.watcher.Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("%s %s: %w", method, u, err)
+		return 0, fmt.Errorf("%s %s: %w", method, u, h.watcher.Redact(err))
 	}
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
@@ -77,11 +79,11 @@ func (h *HTTP) BeginEpoch(ctx context.Context, id string) (int64, store.Checkpoi
 	var e struct {
 		Epoch int64 `json:"epoch"`
 	}
-	if _, err := h.do(ctx, http.MethodPost, h.agentURL(id, "epoch"), nil, &e); err != nil {
+	if _, err := h.do(ctx, http.MethodPost, agentPath(id, "epoch"), nil, &e); err != nil {
 		return 0, store.Checkpoint{}, fmt.Errorf("take checkpoint epoch: %w", err)
 	}
 	var rec store.CheckpointRecord
-	code, err := h.do(ctx, http.MethodGet, h.agentURL(id, "checkpoint"), nil, &rec, http.StatusNotFound)
+	code, err := h.do(ctx, http.MethodGet, agentPath(id, "checkpoint"), nil, &rec, http.StatusNotFound)
 	if code == http.StatusNotFound {
 		rec = store.CheckpointRecord{}
 	}
@@ -108,7 +110,7 @@ func (h *HTTP) SaveCheckpoint(ctx context.Context, id string, epoch int64, cp st
 	var refused struct {
 		Epoch int64 `json:"epoch"`
 	}
-	code, err := h.do(ctx, http.MethodPut, h.agentURL(id, "checkpoint")+"?"+q.Encode(), value, &refused, http.StatusConflict)
+	code, err := h.do(ctx, http.MethodPut, agentPath(id, "checkpoint")+"?"+q.Encode(), value, &refused, http.StatusConflict)
 	if err != nil {
 		return fmt.Errorf("store checkpoint: %w", err)
 	}

@@ -18,17 +18,18 @@ const BeatsPath = "/v1/beats"
 // HTTP posts beats to a single-node beatwatch.
 type HTTP struct {
 	watcher  *store.HTTP
-	endpoint string
+	endpoint string // where beats go; it may hold a password
+	shown    string // endpoint as logs and errors show it
 }
 
 // NewHTTP returns a Publisher that POSTs to the beatwatch w. Close drops
 // w's idle connections.
 func NewHTTP(w *store.HTTP) *HTTP {
-	return &HTTP{watcher: w, endpoint: w.URL(BeatsPath)}
+	return &HTTP{watcher: w, endpoint: w.URL(BeatsPath), shown: w.Shown(BeatsPath)}
 }
 
-// String names the watcher endpoint.
-func (h *HTTP) String() string { return h.endpoint }
+// String names the watcher endpoint, a password in its URL masked.
+func (h *HTTP) String() string { return h.shown }
 
 // Close drops idle connections.
 func (h *HTTP) Close() error { return h.watcher.Close() }
@@ -49,12 +50,12 @@ func (h *HTTP) post(ctx context.Context, b wire.Beat) error {
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.endpoint, bytes.NewReader(body))
 	if err != nil {
-		return fmt.Errorf("post beat to %s: %w", h.endpoint, err)
+		return fmt.Errorf("post beat to %s: %w", h.shown, h.watcher.Redact(err))
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := h.watcher.Do(req)
 	if err != nil {
-		return fmt.Errorf("post beat to %s: %w", h.endpoint, err)
+		return fmt.Errorf("post beat to %s: %w", h.shown, h.watcher.Redact(err))
 	}
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
@@ -62,8 +63,8 @@ func (h *HTTP) post(ctx context.Context, b wire.Beat) error {
 	case resp.StatusCode/100 == 2:
 		return nil
 	case resp.StatusCode/100 == 4:
-		return fmt.Errorf("%w by %s: %s: %s", ErrRejected, h.endpoint, resp.Status, bytes.TrimSpace(msg))
+		return fmt.Errorf("%w by %s: %s: %s", ErrRejected, h.shown, resp.Status, bytes.TrimSpace(msg))
 	default:
-		return fmt.Errorf("post beat to %s: %s: %s", h.endpoint, resp.Status, bytes.TrimSpace(msg))
+		return fmt.Errorf("post beat to %s: %s: %s", h.shown, resp.Status, bytes.TrimSpace(msg))
 	}
 }
