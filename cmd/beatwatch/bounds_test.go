@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -82,5 +83,54 @@ func TestForgetAfter(t *testing.T) {
 	w.waitState("newcomer", monitor.Healthy, 10*time.Second)
 	if got := sum(w.metrics(), "beatwatch_transitions_total", `from="healthy"`, `to="forgotten"`); got != 1 {
 		t.Errorf(`beatwatch_transitions_total{from="healthy",to="forgotten"} = %v, want 1`, got)
+	}
+}
+
+// TestRefusedBeatIsAnswered: a beat of a new agent id past --max-agents is
+// answered 429 with an error that names the cap and the flag (a 202 would
+// tell the agent's beatwrap that its beats are taken), while a known
+// agent's beat is still accepted. A real beatwrap whose beats are refused
+// says so once, naming the reason, and its agent keeps running.
+func TestRefusedBeatIsAnswered(t *testing.T) {
+	w := startWatcher(t, "--max-agents", "1")
+	if code := w.postBeat("first", 1, 3600000); code != http.StatusAccepted {
+		t.Fatalf("POST the first agent's beat: %d, want 202", code)
+	}
+	body := `{"agentId":"second","agentType":"t","sequence":1,"status":"healthy","intervalMs":1000}`
+	code, got := request(t, http.MethodPost, w.base+"/v1/beats", "", []byte(body))
+	var answer struct {
+		OK    bool   `json:"ok"`
+		Error string `json:"error"`
+	}
+	if err := json.Unmarshal(got, &answer); err != nil {
+		t.Fatalf("answer to a refused beat is no JSON: %v: %s", err, got)
+	}
+	want := "agent cap reached: this watcher keeps at most 1 agents (--max-agents); new agent ids are refused"
+	if code != http.StatusTooManyRequests || answer.Error != want {
+		t.Errorf("a beat past --max-agents 1 answered %d %s, want 429 with error %q", code, got, want)
+	}
+	if code := w.postBeat("first", 2, 3600000); code != http.StatusAccepted {
+		t.Errorf("a known agent's beat at the cap answered %d, want 202", code)
+	}
+
+	a := startAgent(t, "--watcher", w.base, "--id", "second", "--interval", "100ms")
+	line := a.waitLog("beats rejected; the agent keeps running, later beats are sent as usual", 20*time.Second)
+	if msg, _ := line["error"].(string); !strings.Contains(msg, want) || !strings.Contains(msg, "429") {
+		t.Errorf("beatwrap's log of the refusal does not name it: %v", line)
+	}
+	// Twenty more refused beats: still one line, and the agent runs on.
+	deadline := time.After(20 * time.Second)
+	for sum(w.metrics(), "beatwatch_agents_refused_total") < 20 {
+		select {
+		case <-deadline:
+			t.Fatalf("beatwrap's beats stopped coming: %v refused", sum(w.metrics(), "beatwatch_agents_refused_total"))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if n := len(a.logLines("beats rejected; the agent keeps running, later beats are sent as usual")); n != 1 {
+		t.Errorf("beatwrap logged %d refusals in one streak, want 1:\n%s", n, a.stderr)
+	}
+	if a.exited() {
+		t.Fatalf("beatwrap ended when its beats were refused:\n%s", a.stderr)
 	}
 }

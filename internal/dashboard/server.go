@@ -32,7 +32,9 @@ type Fleet interface {
 }
 
 // Intake takes a beat that arrived over HTTP (single-node mode). It returns
-// an error wrapping wire.ErrMalformed for a beat that cannot be accepted.
+// an error wrapping wire.ErrMalformed for a beat that cannot be accepted,
+// and one wrapping monitor.ErrFull for a beat of a new agent id refused at
+// the watcher's cap.
 type Intake interface {
 	Ingest(payload []byte, recv time.Time) error
 }
@@ -363,6 +365,13 @@ func (s *server) beat(w http.ResponseWriter, r *http.Request) {
 	if err := s.cfg.Intake.Ingest(body, s.cfg.Now()); err != nil {
 		if errors.Is(err, wire.ErrMalformed) {
 			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		// Too many agents, not a bad beat: the agent's beatwrap says so
+		// once and keeps sending, and its next beat is taken once there is
+		// room.
+		if errors.Is(err, monitor.ErrFull) {
+			writeError(w, http.StatusTooManyRequests, err.Error())
 			return
 		}
 		writeError(w, http.StatusInternalServerError, err.Error())

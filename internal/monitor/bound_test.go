@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -18,11 +19,17 @@ func (s told) Changed(tr Transition, _ Agent) { *s.trs = append(*s.trs, tr) }
 // id finds room.
 func TestMaxAgents(t *testing.T) {
 	m := New(Config{MaxAgents: 50, Forget: time.Hour})
-	beatOf := func(id string, seq uint64, at time.Duration) {
-		m.Observe(wire.Beat{AgentID: id, Sequence: seq, Status: wire.StatusHealthy, IntervalMs: 1000, MissedBeats: 3}, t0.Add(at))
+	beatOf := func(id string, seq uint64, at time.Duration) error {
+		_, _, err := m.Observe(wire.Beat{AgentID: id, Sequence: seq, Status: wire.StatusHealthy, IntervalMs: 1000, MissedBeats: 3}, t0.Add(at))
+		return err
 	}
 	for i := range 150 {
-		beatOf(fmt.Sprintf("id-%03d", i), 1, 0)
+		switch err := beatOf(fmt.Sprintf("id-%03d", i), 1, 0); {
+		case i >= 50 && !errors.Is(err, ErrFull):
+			t.Errorf("beat of new id %d past a cap of 50: error %v, want ErrFull", i, err)
+		case i < 50 && err != nil:
+			t.Errorf("beat of new id %d under a cap of 50: error %v", i, err)
+		}
 	}
 	if got := m.Len(); got != 50 {
 		t.Fatalf("150 ids under a cap of 50: %d agents known", got)
@@ -37,7 +44,9 @@ func TestMaxAgents(t *testing.T) {
 		t.Error("an id past the cap is known")
 	}
 	// A known agent keeps updating at the cap.
-	beatOf("id-007", 2, 500*time.Millisecond)
+	if err := beatOf("id-007", 2, 500*time.Millisecond); err != nil {
+		t.Errorf("a known agent's beat at the cap: error %v", err)
+	}
 	if a, _ := m.Get("id-007"); a.Sequence != 2 {
 		t.Errorf("a known agent's beat at the cap was not taken: sequence %d", a.Sequence)
 	}

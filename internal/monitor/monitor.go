@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"errors"
 	"slices"
 	"strings"
 	"sync"
@@ -97,16 +98,22 @@ func New(cfg Config) *Monitor {
 	}
 }
 
+// ErrFull is Observe's error for a beat of a new agent id that was refused
+// because the monitor holds Config.MaxAgents agents.
+var ErrFull = errors.New("agent cap reached")
+
 // Observe takes one beat, received by the watcher at recv, and returns the
 // state change it causes, if any, after telling the subscribers of it. A
 // duplicate or out-of-order beat changes nothing and is counted (see
-// Ignored).
-func (m *Monitor) Observe(b wire.Beat, recv time.Time) (Transition, bool) {
-	tr, v, ok := m.observe(b, recv)
+// Ignored). A beat of a new id past Config.MaxAgents changes nothing, is
+// counted (see Refused) and returns ErrFull: the caller learns of its own
+// beat's refusal, which Refused, read later, could not tell it.
+func (m *Monitor) Observe(b wire.Beat, recv time.Time) (Transition, bool, error) {
+	tr, v, ok, err := m.observe(b, recv)
 	if ok {
 		m.publish(tr, v)
 	}
-	return tr, ok
+	return tr, ok, err
 }
 
 // publish tells every subscriber of one change; the caller holds no lock.
@@ -125,9 +132,9 @@ func (m *Monitor) changed(a *agent) Agent {
 	return m.view(a)
 }
 
-func (m *Monitor) observe(b wire.Beat, recv time.Time) (Transition, Agent, bool) {
+func (m *Monitor) observe(b wire.Beat, recv time.Time) (Transition, Agent, bool, error) {
 	if b.AgentID == "" {
-		return Transition{}, Agent{}, false
+		return Transition{}, Agent{}, false, nil
 	}
 	t := recv.UnixNano()
 	m.mu.Lock()
@@ -138,7 +145,7 @@ func (m *Monitor) observe(b wire.Beat, recv time.Time) (Transition, Agent, bool)
 	first := a == nil
 	if first && m.full() {
 		m.refused++
-		return Transition{}, Agent{}, false
+		return Transition{}, Agent{}, false, ErrFull
 	}
 	if first {
 		a = m.alloc(b.AgentID)
@@ -146,7 +153,7 @@ func (m *Monitor) observe(b wire.Beat, recv time.Time) (Transition, Agent, bool)
 	} else if a.stale(&b) {
 		a.ignored++
 		m.ignored++
-		return Transition{}, Agent{}, false
+		return Transition{}, Agent{}, false, nil
 	}
 
 	gap := false
@@ -188,12 +195,12 @@ func (m *Monitor) observe(b wire.Beat, recv time.Time) (Transition, Agent, bool)
 
 	if from == to {
 		m.schedule(a, true)
-		return Transition{}, Agent{}, false
+		return Transition{}, Agent{}, false, nil
 	}
 	tr := m.setState(a, to, t, beatReason(from, to))
 	tr.At = recv
 	m.schedule(a, true)
-	return tr, m.changed(a), true
+	return tr, m.changed(a), true, nil
 }
 
 // countsAsGap reports whether the time since a's last beat is an interval:

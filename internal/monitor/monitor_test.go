@@ -70,7 +70,8 @@ func beat(at time.Duration, edits ...func(*wire.Beat)) op {
 		} else {
 			h.seq[b.AgentID] = b.Sequence
 		}
-		h.record(h.m.Observe(b, recv))
+		tr, ok, _ := h.m.Observe(b, recv)
+		h.record(tr, ok)
 	}
 }
 
@@ -661,7 +662,7 @@ func TestRestoreKeepsWhatIsKnown(t *testing.T) {
 	}
 	// The first beat after a restore is not a gap to learn from.
 	b := wire.Beat{AgentID: "a2", AgentType: "summariser", Status: wire.StatusHealthy, Sequence: 1}
-	if tr, ok := h.m.Observe(b, t0.Add(time.Hour+time.Second)); ok {
+	if tr, ok, _ := h.m.Observe(b, t0.Add(time.Hour+time.Second)); ok {
 		t.Errorf("first beat after restore: transition %s>%s, want none", tr.From, tr.To)
 	}
 	if a := h.m.agents["a2"]; a.nGaps != 0 {

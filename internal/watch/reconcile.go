@@ -38,7 +38,7 @@ func (w *Watcher) reconcileFinals(ctx context.Context) {
 					b.ExitCode = &code
 				}
 				// The monitor tells its subscribers of the change.
-				if _, ok := w.mon.Observe(b, w.now()); ok {
+				if _, ok, _ := w.mon.Observe(b, w.now()); ok {
 					applied++
 				}
 			}

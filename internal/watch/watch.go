@@ -408,9 +408,22 @@ func (w *Watcher) hintOutputLimit() {
 		"redis", w.redis.String(), "pubsub_limit", now, "recommended", "pubsub "+RecommendedPubsubLimit)
 }
 
+// CapError is Ingest's error for a beat of a new agent id refused because
+// the watcher keeps Config.MaxAgents (--max-agents) agents already. It
+// matches monitor.ErrFull.
+type CapError struct{ Max int }
+
+func (e *CapError) Error() string {
+	return fmt.Sprintf("agent cap reached: this watcher keeps at most %d agents (--max-agents); new agent ids are refused", e.Max)
+}
+
+func (e *CapError) Unwrap() error { return monitor.ErrFull }
+
 // Ingest takes one beat payload: it is counted, parsed and observed. A beat
 // that cannot be accepted is counted as malformed and logged (the first ten,
-// then every thousandth), and changes nothing.
+// then every thousandth), and changes nothing. A beat of a new agent id past
+// the cap changes nothing either, and returns a *CapError (the refusals are
+// counted and logged by the sweep, once per run of them).
 func (w *Watcher) Ingest(payload []byte, recv time.Time) error {
 	w.metrics.BeatReceived()
 	b, err := wire.ParseBeat(payload)
@@ -422,7 +435,9 @@ func (w *Watcher) Ingest(payload []byte, recv time.Time) error {
 		return err
 	}
 	// The monitor tells its subscribers of any change.
-	w.mon.Observe(b, recv)
+	if _, _, err := w.mon.Observe(b, recv); errors.Is(err, monitor.ErrFull) {
+		return &CapError{Max: w.cfg.MaxAgents}
+	}
 	w.history.Beat(&b, recv)
 	return nil
 }

@@ -3,6 +3,7 @@ package publish
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -63,8 +64,22 @@ func (h *HTTP) post(ctx context.Context, b wire.Beat) error {
 	case resp.StatusCode/100 == 2:
 		return nil
 	case resp.StatusCode/100 == 4:
-		return fmt.Errorf("%w by %s: %s: %s", ErrRejected, h.shown, resp.Status, bytes.TrimSpace(msg))
+		// A 4xx is the watcher's word on this beat (a wrong token, a beat
+		// past its --max-agents): the Sender logs it once per run of them.
+		return fmt.Errorf("%w by %s: %s: %s", ErrRejected, h.shown, resp.Status, reason(msg))
 	default:
-		return fmt.Errorf("post beat to %s: %s: %s", h.shown, resp.Status, bytes.TrimSpace(msg))
+		return fmt.Errorf("post beat to %s: %s: %s", h.shown, resp.Status, reason(msg))
 	}
+}
+
+// reason is the text of a watcher's answer: the error of its JSON
+// ({"error":"..."}), else the body as it came.
+func reason(body []byte) []byte {
+	var answer struct {
+		Error string `json:"error"`
+	}
+	if json.Unmarshal(body, &answer) == nil && answer.Error != "" {
+		return []byte(answer.Error)
+	}
+	return bytes.TrimSpace(body)
 }
