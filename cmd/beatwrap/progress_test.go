@@ -245,6 +245,9 @@ func TestBadLinesAnsweredConnectionKeepsWorking(t *testing.T) {
 		{"fractional activeTasks", `{"activeTasks":1.5}`, "activeTasks"},
 		{"idle a string", `{"idle":"yes"}`, "idle"},
 		{"quietFor not a duration", `{"quietFor":"soon"}`, "quietFor"},
+		{"quietFor a number", `{"quietFor":5}`, `quietFor must be a duration string such as "20m", got 5`},
+		{"empty line", "", "empty line"},
+		{"blank line", "  \t", "empty line"},
 		{"one bad field among good ones", `{"task":"evil","tokens":100,"progress":150}`, "progress"},
 		{"100 KiB line", `{"task":"` + strings.Repeat("x", 100<<10) + `"}`, "longer than"},
 	}

@@ -95,6 +95,7 @@ func FuzzServeLine(f *testing.F) {
 			case len(line) >= sockline.MaxLineSize: // with its newline, over the limit
 				wants = append(wants, want{err: "line is longer than 65536 bytes"})
 			case len(bytes.TrimSpace(line)) == 0:
+				wants = append(wants, want{err: "empty line"})
 			default:
 				_, q, err := sockline.ParseLine(line)
 				switch {
@@ -114,7 +115,7 @@ func FuzzServeLine(f *testing.F) {
 		}
 		replies = replies[:len(replies)-1]
 		if len(replies) != len(wants) {
-			t.Fatalf("%d replies for %d non-blank lines: %q", len(replies), len(wants), out.Bytes())
+			t.Fatalf("%d replies for %d lines: %q", len(replies), len(wants), out.Bytes())
 		}
 		oks := 0
 		for i, b := range replies {

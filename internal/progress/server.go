@@ -2,7 +2,6 @@ package progress
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -495,7 +494,7 @@ func (s *Server) removeFile() error {
 var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, sockline.MaxLineSize) }}
 
 // serveLines reads lines from r until it ends or write fails, and writes one
-// reply per non-blank line. A line longer than sockline.MaxLineSize (newline
+// reply per line. A line longer than sockline.MaxLineSize (newline
 // included) is answered as soon as that is known and the rest of it is
 // skipped; the lines after it are served as usual. It returns nil when r
 // ends.
@@ -539,11 +538,12 @@ func endOfLines(err error) error {
 }
 
 // handleLine parses one line, applies or answers it when it is valid and
-// returns the reply to send, newline included. A blank line gets no reply: it
-// is a stray newline ("\n\n", a keep-alive), not a report, and answering it
-// would give the client a reply it is not waiting for.
+// returns the reply to send, newline included; nil when there was no line
+// (the connection ended right after a newline). A blank line is answered
+// like any other, ok:false: the protocol answers each line, and a client
+// that waits for the reply to what it wrote must not wait for ever.
 func (h Handler) handleLine(line []byte) []byte {
-	if len(bytes.TrimSpace(line)) == 0 {
+	if len(line) == 0 {
 		return nil
 	}
 	r, q, err := sockline.ParseLine(line)

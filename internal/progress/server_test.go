@@ -131,6 +131,9 @@ func TestServerBadLinesKeepConnection(t *testing.T) {
 		{"fractional active tasks", `{"activeTasks":1.5}`, "activeTasks must be a whole number"},
 		{"idle not a bool", `{"idle":"yes"}`, "idle must be true or false"},
 		{"bad quietFor", `{"quietFor":"soon"}`, "quietFor must be a duration"},
+		{"quietFor a number", `{"quietFor":5}`, `quietFor must be a duration string such as "20m", got 5`},
+		{"empty line", "", "empty line"},
+		{"blank line", " \t\r", "empty line"},
 		{"task not a string", `{"task":42}`, "task must be a string"},
 		{"100 KiB line", `{"task":"` + strings.Repeat("a", 100<<10) + `"}`, "line is longer than 65536 bytes"},
 	}
@@ -184,16 +187,21 @@ func TestServerLineLengthLimit(t *testing.T) {
 	}
 }
 
-func TestServerBlankLinesGetNoReply(t *testing.T) {
-	srv, _ := startServer(t)
+// TestServerBlankLinesAnswered: every line gets its reply, a blank one
+// too (the contract: beatwrap answers each line), so a client that waits for
+// the reply to each line it writes never waits for one that does not come.
+func TestServerBlankLinesAnswered(t *testing.T) {
+	srv, tr := startServer(t)
 	c := dialRaw(t, srv.Path())
-	// Were blank lines answered, the first reply would be about one of them.
 	c.write(t, "\n  \n\r\n"+`{"progress":"x"}`+"\n\n"+`{}`+"\r\n")
-	if got := c.reply(t); got.OK || !strings.Contains(got.Error, "progress") {
-		t.Errorf("first reply %+v, want the error about progress", got)
+	for i, want := range []string{"empty line", "empty line", "empty line", "progress must be a number", "empty line", ""} {
+		got := c.reply(t)
+		if got.OK != (want == "") || !strings.Contains(got.Error, want) {
+			t.Errorf("reply %d %+v, want ok:%v error %q", i, got, want == "", want)
+		}
 	}
-	if got := c.reply(t); !got.OK {
-		t.Errorf("second reply %+v, want ok:true", got)
+	if got := tr.Snapshot().Reports; got != 1 {
+		t.Errorf("Reports = %d, want 1: a blank line is not a sign of progress", got)
 	}
 }
 

@@ -146,10 +146,10 @@ func TestTrackerStall(t *testing.T) {
 			},
 		},
 		{
-			name:    "quietFor in milliseconds",
+			name:    "quietFor holds to the millisecond",
 			timeout: time.Minute,
 			steps: []step{
-				{do: "report", line: `{"quietFor":300000}`},
+				{do: "report", line: `{"quietFor":"5m"}`},
 				{after: 5*time.Minute - time.Millisecond},
 				{after: time.Millisecond, stall: true},
 			},

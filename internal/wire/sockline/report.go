@@ -15,6 +15,9 @@ import (
 // MaxLineSize bounds one line on the progress socket, newline included.
 const MaxLineSize = 64 << 10
 
+// ErrEmptyLine is the error of a line with nothing but white space in it.
+var ErrEmptyLine = errors.New("empty line")
+
 // Report is one line an agent writes on the progress socket. Every field is
 // optional; a nil field leaves the last value as it was.
 type Report struct {
@@ -116,7 +119,10 @@ func decodeLine(line []byte) (*reportLine, error) {
 		return nil, fmt.Errorf("line is %d bytes, more than %d", len(line), MaxLineSize)
 	}
 	line = bytes.TrimSpace(line)
-	if len(line) == 0 || line[0] != '{' {
+	if len(line) == 0 {
+		return nil, ErrEmptyLine
+	}
+	if line[0] != '{' {
 		return nil, fmt.Errorf("line is not a JSON object")
 	}
 	var raw reportLine
@@ -241,24 +247,22 @@ func optBool(name string, raw json.RawMessage) (*bool, error) {
 	return &b, nil
 }
 
-// optDuration takes a Go duration string ("20m") or a number of milliseconds.
+// optDuration takes a Go duration string ("20m", "1m30s"), the one form
+// the protocol documents. A bare number is refused: it has no unit, and
+// taking it as milliseconds (or seconds) would be a guess that holds the
+// stall clock off a thousand times too long or too short.
 func optDuration(name string, raw json.RawMessage) (*time.Duration, error) {
 	if isNull(raw) {
 		return nil, nil
 	}
 	var s string
-	if err := json.Unmarshal(raw, &s); err == nil {
-		d, err := time.ParseDuration(s)
-		if err != nil || d < 0 {
-			return nil, fmt.Errorf("%s must be a duration such as \"20m\", got %q", name, s)
-		}
-		return &d, nil
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return nil, fmt.Errorf("%s must be a duration string such as \"20m\", got %s", name, clip(raw))
 	}
-	var ms float64
-	if err := json.Unmarshal(raw, &ms); err != nil || ms < 0 || ms > float64(math.MaxInt64/int64(time.Millisecond)) {
-		return nil, fmt.Errorf("%s must be a duration such as \"20m\", got %s", name, clip(raw))
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return nil, fmt.Errorf("%s must be a duration string such as \"20m\", got %q", name, s)
 	}
-	d := time.Duration(ms * float64(time.Millisecond))
 	return &d, nil
 }
 

@@ -20,7 +20,14 @@ func TestParseReport(t *testing.T) {
 				*r.Error == "e" && !*r.Idle && *r.QuietFor == 20*time.Minute
 		}},
 		{`{}`, "", func(r Report) bool { return r.Task == nil && r.Progress == nil }},
-		{`{"quietFor":1500}`, "", func(r Report) bool { return *r.QuietFor == 1500*time.Millisecond }},
+		{`{"quietFor":"1.5s"}`, "", func(r Report) bool { return *r.QuietFor == 1500*time.Millisecond }},
+		{`{"quietFor":null}`, "", func(r Report) bool { return r.QuietFor == nil }},
+		// The contract documents a duration string; a bare number has no
+		// unit, and reading it as milliseconds would be a guess.
+		{`{"quietFor":1500}`, `quietFor must be a duration string such as "20m", got 1500`, nil},
+		{`{"quietFor":"1500"}`, `quietFor must be a duration string such as "20m", got "1500"`, nil},
+		{`{"quietFor":true}`, `quietFor must be a duration string such as "20m", got true`, nil},
+		{`{"quietFor":"-1s"}`, "quietFor", nil},
 		{`{"progress":150}`, "progress", nil},
 		{`{"progress":"x"}`, "progress", nil},
 		{`{"tokens":-1}`, "tokens", nil},
