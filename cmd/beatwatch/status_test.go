@@ -11,6 +11,7 @@ import (
 	"github.com/beatwrap/beatwrap/internal/dashboard"
 	"github.com/beatwrap/beatwrap/internal/monitor"
 	"github.com/beatwrap/beatwrap/internal/testutil"
+	"github.com/beatwrap/beatwrap/internal/wire"
 )
 
 func TestStatus(t *testing.T) {
@@ -21,8 +22,13 @@ func TestStatus(t *testing.T) {
 	// nor lets st-2's hash (4 intervals after its stop) expire mid-test.
 	startAgent(t, "--redis", url, "--namespace", ns, "--id", "st-1", "--interval", "500ms")
 	stopper := startAgent(t, "--redis", url, "--namespace", ns, "--id", "st-2", "--interval", "2s")
-	w.waitState("st-1", monitor.Healthy, 10*time.Second)
-	w.waitState("st-2", monitor.Healthy, 10*time.Second)
+	// Healthy from the beat each registration publishes (status starting),
+	// then past its first sample.
+	for _, id := range []string{"st-1", "st-2"} {
+		w.waitAgent(id, 10*time.Second, "healthy, past its first sample", func(a monitor.Agent) bool {
+			return a.State == monitor.Healthy && a.Status == wire.StatusHealthy
+		})
+	}
 	stopper.signal(syscall.SIGTERM)
 	stopper.wait(10 * time.Second)
 	w.waitState("st-2", monitor.Stopped, 2*time.Second)

@@ -64,28 +64,21 @@ func ttl(b wire.Beat) time.Duration {
 	return 4 * iv
 }
 
-// Register writes the agent hash with status starting and a fresh
-// registeredAt, and clears what a previous run left (stoppedAt, exitCode).
+// Register publishes the agent's first beat (status starting) and writes
+// its hash with a fresh registeredAt, clearing what a previous run left
+// (stoppedAt, exitCode), in one round trip. The first beat is published,
+// not only written, so that a watcher knows the agent from its start: one
+// that dies before its second beat is then missing and failed, not unseen.
 func (r *Redis) Register(ctx context.Context, b wire.Beat) error {
 	key := r.keys.Agent(b.AgentID)
-	fields := append(wire.HashFields(b), "registeredAt", strconv.FormatInt(b.Timestamp, 10), "shards", strconv.Itoa(r.shards))
-	c, err := r.nodeFor(ctx, key)
-	if err == nil {
-		_, err = tx(ctx, c, "registration of "+b.AgentID,
-			txCmd{"hdel", key, "stoppedAt", "exitCode", "stallReason"},
-			append(txCmd{"hset", key}, fields...),
-			txCmd{"pexpire", key, ttl(b).Milliseconds()})
-	}
-	if err != nil {
-		r.failed()
-		return fmt.Errorf("register %s in %s: %w", b.AgentID, r.db.String(), err)
-	}
-	return nil
+	return r.send(ctx, "registration of "+b.AgentID, b,
+		[]any{"registeredAt", strconv.FormatInt(b.Timestamp, 10)},
+		[]txCmd{{"hdel", key, "stoppedAt", "exitCode"}})
 }
 
 // Beat publishes b and updates the hash and its TTL, in one round trip.
 func (r *Redis) Beat(ctx context.Context, b wire.Beat) error {
-	return r.send(ctx, b, nil)
+	return r.send(ctx, "beat of "+b.AgentID, b, nil, nil)
 }
 
 // Final publishes the final beat and records stoppedAt (and exitCode).
@@ -94,10 +87,12 @@ func (r *Redis) Final(ctx context.Context, b wire.Beat, stoppedAt time.Time) err
 	if b.ExitCode != nil {
 		extra = append(extra, "exitCode", strconv.Itoa(*b.ExitCode))
 	}
-	return r.send(ctx, b, extra)
+	return r.send(ctx, "beat of "+b.AgentID, b, extra, nil)
 }
 
-func (r *Redis) send(ctx context.Context, b wire.Beat, extra []any) error {
+// send publishes b and writes its hash: extra fields besides the beat's,
+// and pre, commands on the hash that go first in the same transaction.
+func (r *Redis) send(ctx context.Context, what string, b wire.Beat, extra []any, pre []txCmd) error {
 	msg, err := wire.MarshalBeat(b)
 	if err != nil {
 		return err
@@ -111,17 +106,17 @@ func (r *Redis) send(ctx context.Context, b wire.Beat, extra []any) error {
 	// this agent's beats go to channels it does not read.
 	fields = append(fields, "shards", strconv.Itoa(r.shards))
 	fields = append(fields, extra...)
+	hash := append(pre, hashUpdate(key, b, fields)...)
 	channel := r.keys.ShardChannel(wire.Shard(b.AgentID, r.shards), r.shards)
 	if r.cluster && r.shards > 1 {
-		return r.sendSharded(ctx, b, channel, msg, fields)
+		return r.sendSharded(ctx, what, b.AgentID, channel, msg, hash)
 	}
 	// One transaction: a PUBLISH names no key, so on a Cluster too it rides
 	// in the MULTI of the agent's hash (and reaches every node).
 	c, err := r.nodeFor(ctx, key)
 	var res []any
 	if err == nil {
-		res, err = tx(ctx, c, "beat of "+b.AgentID,
-			append([]txCmd{{"publish", channel, msg}}, hashUpdate(key, b, fields)...)...)
+		res, err = tx(ctx, c, what, append([]txCmd{{"publish", channel, msg}}, hash...)...)
 	}
 	if res != nil {
 		if n, ok := res[0].(int64); ok {
@@ -130,7 +125,7 @@ func (r *Redis) send(ctx context.Context, b wire.Beat, extra []any) error {
 	}
 	if err != nil {
 		r.failed()
-		return fmt.Errorf("beat %s to %s: %w", b.AgentID, r.db.String(), err)
+		return fmt.Errorf("%s to %s: %w", what, r.db.String(), err)
 	}
 	return nil
 }
@@ -161,8 +156,7 @@ func (r *Redis) failed() { r.db.Failed() }
 // whole on its own, and every beat rewrites the whole hash: a beat of which
 // only one half landed is repaired by the next, and the Sender retries the
 // newest beat when either half failed.
-func (r *Redis) sendSharded(ctx context.Context, b wire.Beat, channel string, msg []byte, fields []any) error {
-	id := b.AgentID
+func (r *Redis) sendSharded(ctx context.Context, what, id, channel string, msg []byte, hash []txCmd) error {
 	pubErr := make(chan error, 1)
 	var receivers int64
 	go func() {
@@ -173,7 +167,7 @@ func (r *Redis) sendSharded(ctx context.Context, b wire.Beat, channel string, ms
 	key := r.keys.Agent(id)
 	c, err := r.nodeFor(ctx, key)
 	if err == nil {
-		_, err = tx(ctx, c, "beat of "+id, hashUpdate(key, b, fields)...)
+		_, err = tx(ctx, c, what, hash...)
 	}
 	perr := <-pubErr
 	if perr == nil {
@@ -185,18 +179,18 @@ func (r *Redis) sendSharded(ctx context.Context, b wire.Beat, channel string, ms
 		return nil
 	case perr != nil && err == nil && isRedisError(perr):
 		// Redis refused the SPUBLISH (the ACL): the hash is written.
-		err = &PartialError{What: "beat of " + id, Ran: []string{"hset", "hsetnx", "hdel", "pexpire"},
+		err = &PartialError{What: what, Ran: []string{"hset", "hsetnx", "hdel", "pexpire"},
 			Refused: []string{refusal(txCmd{"spublish", channel}, perr)}}
 	case perr == nil && errors.As(err, &pe):
 		pe.Ran = append([]string{"spublish"}, pe.Ran...)
 	case perr == nil && errors.Is(err, ErrRejected):
 		// Redis refused the hash's writes: the beat was published.
-		err = &PartialError{What: "beat of " + id, Ran: []string{"spublish"}, Refused: []string{err.Error()}}
+		err = &PartialError{What: what, Ran: []string{"spublish"}, Refused: []string{err.Error()}}
 	case perr != nil && err == nil:
 		err = fmt.Errorf("spublish on %s: %w", channel, perr)
 	}
 	r.failed()
-	return fmt.Errorf("beat %s to %s: %w", id, r.db.String(), err)
+	return fmt.Errorf("%s to %s: %w", what, r.db.String(), err)
 }
 
 // heard notes how many subscribers received a beat on channel. Beats that
