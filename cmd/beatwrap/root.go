@@ -198,8 +198,14 @@ func (o *options) config(argv []string, stderr io.Writer) (wrap.Config, error) {
 	if math.IsNaN(o.degradedMemoryMB) || math.IsInf(o.degradedMemoryMB, 0) {
 		return wrap.Config{}, cli.Usagef("--degraded-memory-mb must be a number of MB, got %v", o.degradedMemoryMB)
 	}
-	if o.degradedMemoryMB < 0 || o.busyQueue < 0 || o.recoveringErrors < 0 {
-		return wrap.Config{}, cli.Usagef("--degraded-memory-mb, --busy-queue and --recovering-errors must not be negative")
+	if o.degradedMemoryMB < 0 {
+		return wrap.Config{}, cli.Usagef("--degraded-memory-mb must not be negative, got %v", o.degradedMemoryMB)
+	}
+	if o.busyQueue < 0 {
+		return wrap.Config{}, cli.Usagef("--busy-queue must not be negative, got %d", o.busyQueue)
+	}
+	if o.recoveringErrors < 0 {
+		return wrap.Config{}, cli.Usagef("--recovering-errors must not be negative, got %d", o.recoveringErrors)
 	}
 	if o.checkpointTTL < time.Second {
 		return wrap.Config{}, cli.Usagef("--checkpoint-ttl must be at least 1s, got %q", o.checkpointTTL)
