@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -38,7 +40,9 @@ then failed) and started again by the watcher (recovering, then healthy), one is
 stopped gracefully (stopped). The demo's watcher recovers by starting the
 agent's beatwrap again, where beatwatch serve restarts the agent's container
 through the Docker Engine. It prints where the dashboard is and every state
-change and recovery step as it happens. Ctrl-C stops it all.`,
+change and recovery step as it happens. Ctrl-C stops it all, and so do SIGTERM,
+SIGHUP and a closed output (beatwatch demo | head); killed outright, the demo
+takes its agents with it all the same.`,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -50,6 +54,17 @@ change and recovery step as it happens. Ctrl-C stops it all.`,
 			if err != nil {
 				return err
 			}
+			// A closed terminal stops the demo as Ctrl-C does: its agents
+			// are stopped, not left behind.
+			ctx, stop := signal.NotifyContext(ctx, syscall.SIGHUP)
+			defer stop()
+			// Go kills a program with SIGPIPE when a write to its stdout
+			// finds no reader (beatwatch demo | head -1) unless SIGPIPE is
+			// being notified: then the write fails with EPIPE, and the
+			// demo's output (demoOutput) stops the demo.
+			sigpipe := make(chan os.Signal, 1)
+			signal.Notify(sigpipe, syscall.SIGPIPE)
+			defer signal.Stop(sigpipe)
 			return runDemo(ctx, listen, bin, cmd.OutOrStdout())
 		},
 	}
@@ -137,9 +152,13 @@ func demoAgentByID(id string) (demoAgent, bool) {
 	return demoAgent{}, false
 }
 
-func runDemo(ctx context.Context, listen, beatwrap string, out io.Writer) error {
+func runDemo(ctx context.Context, listen, beatwrap string, stdout io.Writer) error {
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	out := &demoOutput{w: stdout, failed: stop}
 	log := slog.New(&transitionPrinter{out: out})
-	agents := &demoRunner{beatwrap: beatwrap, procs: map[string]*demoProc{}}
+	agents := newDemoRunner(beatwrap)
+	defer agents.close()
 	orch, err := recovery.New(recovery.Config{
 		Engine: agents,
 		// A fleet of five is too small for the brake to mean anything: a
@@ -183,6 +202,9 @@ what would be alerted prints as "needs a human".`)
 	go printRestarts(wctx, url, out)
 
 	for _, a := range demoAgents {
+		if ctx.Err() != nil {
+			break // stopped already (Ctrl-C, or nobody reads the banner)
+		}
 		p, err := agents.start(a, false)
 		if err != nil {
 			agents.stopAll()
@@ -206,6 +228,31 @@ what would be alerted prints as "needs a human".`)
 	return <-werr
 }
 
+// demoOutput is the demo's stdout, shared by its printers. The first write
+// that fails (EPIPE: the reader of a pipe is gone) stops the demo, as
+// Ctrl-C does, and the writes after it are dropped.
+type demoOutput struct {
+	w      io.Writer
+	failed func()
+
+	mu  sync.Mutex
+	err error
+}
+
+func (o *demoOutput) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.err != nil {
+		return 0, o.err
+	}
+	n, err := o.w.Write(p)
+	if err != nil {
+		o.err = fmt.Errorf("write demo output: %w", err)
+		o.failed()
+	}
+	return n, err
+}
+
 // demoRunner runs the example agents, each under its own beatwrap, and is
 // the engine the demo's watcher recovers them through: where beatwatch
 // serve restarts an agent's container through the Docker Engine, the demo
@@ -213,10 +260,50 @@ what would be alerted prints as "needs a human".`)
 // in no container it can find.
 type demoRunner struct {
 	beatwrap, url string
+	// forks takes the starts of beatwraps to the one goroutine, locked to
+	// its thread, that forks them all (see forkLoop); ended by close.
+	forks  chan func()
+	closed chan struct{}
 
 	mu       sync.Mutex
 	procs    map[string]*demoProc // agent id -> its latest beatwrap
 	stopping bool                 // Ctrl-C: nothing is started any more
+}
+
+func newDemoRunner(beatwrap string) *demoRunner {
+	r := &demoRunner{beatwrap: beatwrap, procs: map[string]*demoProc{},
+		forks: make(chan func()), closed: make(chan struct{})}
+	go r.forkLoop()
+	return r
+}
+
+// forkLoop starts every beatwrap of the demo, until close. Each one is
+// started with a parent-death signal, so that the agents end with the demo
+// whatever ends it, SIGKILL included. The kernel sends that signal when the
+// thread that forked the child ends, not the process: this goroutine holds
+// its thread for the demo's lifetime, so that no thread the Go runtime
+// might end (one that some other goroutine locked and left) is an agent's
+// parent. It never unlocks: when it returns, Go ends the thread, and any
+// beatwrap still running gets its signal then.
+func (r *demoRunner) forkLoop() {
+	runtime.LockOSThread()
+	for {
+		select {
+		case start := <-r.forks:
+			start()
+		case <-r.closed:
+			return
+		}
+	}
+}
+
+// close ends forkLoop; every start after it fails. The caller has stopped
+// the agents (stopAll), or never started them.
+func (r *demoRunner) close() {
+	r.mu.Lock()
+	r.stopping = true
+	r.mu.Unlock()
+	close(r.closed)
 }
 
 // demoProc is one beatwrap the demo started.
@@ -251,8 +338,19 @@ func (r *demoRunner) start(a demoAgent, replace bool) (*demoProc, error) {
 	args = append(args, "--", "/bin/sh", "-c", a.script)
 	cmd := exec.Command(r.beatwrap, args...)
 	cmd.Env = append(os.Environ(), "BW="+r.beatwrap)
-	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
-	if err := cmd.Start(); err != nil {
+	// No output (nil is /dev/null): a pipe would be held open by the
+	// agents' own children.
+	cmd.Stdout, cmd.Stderr = nil, nil
+	// SIGTERM, not SIGKILL: beatwrap stops its agent and sends the final
+	// beat as it does for Ctrl-C.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	started := make(chan error, 1)
+	select {
+	case r.forks <- func() { started <- cmd.Start() }:
+	case <-r.closed:
+		return nil, errors.New("the demo is stopping")
+	}
+	if err := <-started; err != nil {
 		return nil, err
 	}
 	p := &demoProc{cmd: cmd, done: make(chan struct{})}

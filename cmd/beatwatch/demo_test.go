@@ -3,7 +3,13 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -136,4 +142,99 @@ func TestDemo(t *testing.T) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}
 	}
+}
+
+// TestDemoLeavesNoAgents ends the real demo in ways other than Ctrl-C:
+// the reader of its stdout going away (`beatwatch demo | head -1`), a
+// SIGHUP (the terminal closed), a SIGKILL. Its five beatwraps end with it
+// each time, within a generous bound, and a demo that could still stop
+// (not SIGKILL) exits 0 rather than dying of the signal.
+func TestDemoLeavesNoAgents(t *testing.T) {
+	testutil.Binary(t, "cmd/beatwrap") // the demo finds it next to beatwatch
+	bin := testutil.Binary(t, "cmd/beatwatch")
+	for _, how := range []string{"stdout closed", "SIGHUP", "SIGKILL"} {
+		t.Run(how, func(t *testing.T) {
+			port := testutil.FreePort(t)
+			watcher := fmt.Sprintf("http://127.0.0.1:%d", port)
+			r, w, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(bin, "demo", "--listen", fmt.Sprintf("127.0.0.1:%d", port))
+			cmd.Env = cleanEnv(t, nil)
+			var stderr testutil.Buffer
+			cmd.Stdout, cmd.Stderr = w, &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			w.Close()
+			exited := make(chan struct{})
+			go func() { _ = cmd.Wait(); close(exited) }()
+			var stdout testutil.Buffer
+			read := make(chan struct{})
+			go func() { _, _ = io.Copy(&stdout, r); close(read) }()
+			t.Cleanup(func() {
+				_ = cmd.Process.Kill()
+				<-exited
+				for _, pid := range demoBeatwraps(watcher) {
+					_ = syscall.Kill(pid, syscall.SIGKILL) // left by a failed run
+				}
+			})
+			testutil.Eventually(t, 30*time.Second, "the demo's five beatwraps run", func() bool { return len(demoBeatwraps(watcher)) == 5 })
+
+			switch how {
+			case "stdout closed":
+				r.Close() // the demo's next line finds no reader
+				<-read
+			case "SIGHUP":
+				_ = cmd.Process.Signal(syscall.SIGHUP)
+			case "SIGKILL":
+				_ = cmd.Process.Kill()
+			}
+			select {
+			case <-exited:
+			case <-time.After(60 * time.Second):
+				t.Fatalf("the demo still runs 60s after %s; stderr:\n%s", how, &stderr)
+			}
+			if how != "SIGKILL" {
+				if st := cmd.ProcessState; st.ExitCode() != 0 {
+					t.Errorf("demo after %s: %v, want exit code 0; stderr:\n%s", how, st, &stderr)
+				}
+			}
+			deadline := time.After(20 * time.Second)
+			for {
+				left := demoBeatwraps(watcher)
+				if len(left) == 0 {
+					break
+				}
+				select {
+				case <-deadline:
+					t.Fatalf("after %s, beatwrap processes %v of the demo still run 20s after it exited; stderr:\n%s", how, left, &stderr)
+				case <-time.After(100 * time.Millisecond):
+				}
+			}
+		})
+	}
+}
+
+// demoBeatwraps returns the pids of the beatwrap processes that send beats to
+// watcher, found in /proc (processes that vanish meanwhile are skipped).
+func demoBeatwraps(watcher string) []int {
+	paths, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	var pids []int
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(b), "\x00")
+		if len(args) == 0 || filepath.Base(args[0]) != "beatwrap" {
+			continue
+		}
+		if i := slices.Index(args, "--watcher"); i >= 0 && i+1 < len(args) && args[i+1] == watcher {
+			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
