@@ -110,6 +110,17 @@ func TestTrackerStall(t *testing.T) {
 			},
 		},
 		{
+			name:    "progress ends idle",
+			timeout: time.Minute,
+			steps: []step{
+				{after: 10 * time.Second, do: "report", line: `{"idle":true}`},
+				{after: time.Hour},
+				{do: "report", line: `{"progress":10}`},
+				{after: time.Minute},
+				{after: time.Second, stall: true, reason: `no progress for 1m1s (last: socket report at 10%)`},
+			},
+		},
+		{
 			name:    "idle false ends idle",
 			timeout: time.Minute,
 			steps: []step{

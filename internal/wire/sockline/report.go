@@ -42,8 +42,11 @@ var NullCheckpoint = json.RawMessage("null")
 func (r Report) ClearsCheckpoint() bool { return string(r.Checkpoint) == "null" }
 
 // IdleState reports whether the report says the agent has no work: idle
-// set, or activeTasks 0 with no task named. known is false when the report
-// says nothing about it.
+// set, or activeTasks 0 with no task named. A task named, activeTasks above
+// 0, or progress say it has work (an agent that reports progress on a task
+// is working, whatever it said before). Tokens, errors and queue depth say
+// nothing about it: a helper thread may count them while the agent waits.
+// known is false when the report says nothing about it.
 func (r Report) IdleState() (idle, known bool) {
 	if r.Idle != nil {
 		if *r.Idle {
@@ -57,7 +60,7 @@ func (r Report) IdleState() (idle, known bool) {
 		}
 		return false, true
 	}
-	if r.Task != nil && *r.Task != "" {
+	if r.Task != nil && *r.Task != "" || r.Progress != nil {
 		return false, true
 	}
 	return false, false

@@ -62,7 +62,7 @@ func TestLongTaskCutOnCharacterBoundary(t *testing.T) {
 }
 
 func TestIdleState(t *testing.T) {
-	yes, no, zero, task := true, false, 0, "t"
+	yes, no, zero, task, pct, tokens := true, false, 0, "t", 10.0, int64(50)
 	tests := []struct {
 		r           Report
 		idle, known bool
@@ -72,6 +72,9 @@ func TestIdleState(t *testing.T) {
 		{Report{ActiveTasks: &zero}, true, true},
 		{Report{ActiveTasks: &zero, Task: &task}, false, true},
 		{Report{Task: &task}, false, true},
+		{Report{Progress: &pct}, false, true},
+		{Report{Tokens: &tokens}, false, false},
+		{Report{Idle: &yes, Progress: &pct}, true, true},
 		{Report{}, false, false},
 	}
 	for i, tt := range tests {
