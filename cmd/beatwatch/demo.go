@@ -50,6 +50,9 @@ takes its agents with it all the same.`,
 			if err := cli.BindEnv(cmd.Flags(), envPrefix, os.Getenv); err != nil {
 				return err
 			}
+			if err := checkListen("--listen", listen); err != nil {
+				return err
+			}
 			bin, err := findBeatwrap(beatwrapPath)
 			if err != nil {
 				return err
@@ -75,8 +78,17 @@ takes its agents with it all the same.`,
 }
 
 // findBeatwrap looks for the beatwrap binary the demo runs its agents with.
+// One given with --beatwrap must be an executable file: the demo checks it
+// before it starts anything.
 func findBeatwrap(given string) (string, error) {
 	if given != "" {
+		fi, err := os.Stat(given)
+		if err != nil {
+			return "", cli.Usagef("--beatwrap %q: %v", given, err)
+		}
+		if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
+			return "", cli.Usagef("--beatwrap %q: not an executable file (%s)", given, fi.Mode())
+		}
 		return given, nil
 	}
 	if self, err := os.Executable(); err == nil {

@@ -8,8 +8,9 @@ import (
 )
 
 // TestListenFailureNamesTheFlag: an address beatwatch cannot listen on
-// exits 1 with a one-line message naming --listen and the address; a port
-// in use also says how to pick another.
+// is a bad --listen value, as for beatwrap --health-listen: exit 2 with a
+// one-line message naming --listen and the address; a port in use also
+// says how to pick another.
 func TestListenFailureNamesTheFlag(t *testing.T) {
 	taken, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -30,8 +31,8 @@ func TestListenFailureNamesTheFlag(t *testing.T) {
 	} {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
 			p := startProc(t, "cmd/beatwatch", nil, tt.args...)
-			if code := p.wait(20 * time.Second); code != 1 {
-				t.Fatalf("exit code = %d, want 1; stderr:\n%s", code, p.stderr)
+			if code := p.wait(20 * time.Second); code != 2 {
+				t.Fatalf("exit code = %d, want 2; stderr:\n%s", code, p.stderr)
 			}
 			msg := strings.TrimSpace(p.stderr.String())
 			if i := strings.LastIndex(msg, "\n"); i >= 0 {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"os"
@@ -137,16 +136,18 @@ func (o *serveOptions) run(ctx context.Context, stderr io.Writer) error {
 }
 
 // listenError names --listen when the watcher could not listen on its
-// address, and how to choose another when the port is taken.
+// address, and how to choose another when the port is taken. It is a bad
+// --listen value (exit 2), as an address beatwrap --health-listen cannot
+// listen on is: the watcher listens before it serves or watches anything.
 func listenError(err error) error {
 	var le *watch.ListenError
 	if !errors.As(err, &le) {
 		return err
 	}
 	if errors.Is(le.Err, syscall.EADDRINUSE) {
-		return fmt.Errorf("listen on %s: the port is in use (another beatwatch?): choose another with --listen or BEATWATCH_LISTEN, e.g. --listen 127.0.0.1:0 for any free port: %w", le.Addr, le.Err)
+		return cli.Usagef("listen on %s: the port is in use (another beatwatch?): choose another with --listen or BEATWATCH_LISTEN, e.g. --listen 127.0.0.1:0 for any free port: %v", le.Addr, le.Err)
 	}
-	return fmt.Errorf("listen on %s (--listen, BEATWATCH_LISTEN): %w", le.Addr, le.Err)
+	return cli.Usagef("listen on %s (--listen, BEATWATCH_LISTEN): %v", le.Addr, le.Err)
 }
 
 // DefaultMaxAgents is the default of --max-agents: the million agents one

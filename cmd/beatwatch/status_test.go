@@ -169,11 +169,17 @@ func TestBadFlagsExit2NamingTheFlag(t *testing.T) {
 		{[]string{"status", "--limit", "-1"}, nil, "--limit"},
 		{[]string{"status", "--limit", "20000"}, nil, "--limit"},
 		{[]string{"status", "--state", "dead"}, nil, "--state"},
+		{[]string{"demo", "--listen", "bogus"}, nil, `--listen must be host:port, got "bogus"`},
+		{[]string{"demo", "--listen", "127.0.0.1:99999"}, nil, `--listen must have a port from 0 to 65535, got "127.0.0.1:99999"`},
+		{[]string{"demo"}, []string{"BEATWATCH_LISTEN=127.0.0.1:http"}, "--listen"},
+		{[]string{"demo", "--beatwrap", "/nonexistent"}, nil, `--beatwrap "/nonexistent": `},
+		{[]string{"demo", "--beatwrap", "/dev/null"}, nil, `--beatwrap "/dev/null": not an executable file`},
+		{[]string{"demo", "--beatwrap", "/"}, nil, `--beatwrap "/": not an executable file`},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(append(tt.env, tt.args...), " "), func(t *testing.T) {
 			args := tt.args
-			if args[0] != "status" && !slices.Contains(args, "--listen") {
+			if args[0] != "status" && !slices.Contains(args, "--listen") && !slices.ContainsFunc(tt.env, func(kv string) bool { return strings.HasPrefix(kv, "BEATWATCH_LISTEN=") }) {
 				args = append(args, "--listen", "127.0.0.1:0")
 			}
 			p := startProc(t, "cmd/beatwatch", tt.env, args...)
@@ -186,6 +192,9 @@ func TestBadFlagsExit2NamingTheFlag(t *testing.T) {
 			}
 			if strings.Contains(msg, "\n") {
 				t.Errorf("want a one-line message, nothing started; got:\n%s", msg)
+			}
+			if out := p.stdout.String(); out != "" {
+				t.Errorf("want nothing started, nothing on stdout; got:\n%s", out)
 			}
 		})
 	}
