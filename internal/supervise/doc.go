@@ -7,7 +7,8 @@
 // terminal) and beatwrap takes it back when the child ends. Signals that beatwrap receives are handed to Supervisor.Signal, which
 // forwards them to the child; SIGTERM and SIGINT run the stop sequence instead
 // (the signal, a grace period, then SIGKILL to the whole group; a second one
-// skips the wait). As PID 1, or as a child subreaper, one reaper loop collects
+// skips the wait, unless it is the same signal again within moments: one
+// request delivered twice). As PID 1, or as a child subreaper, one reaper loop collects
 // every orphan that the kernel re-parents to us, and the child's own exit
 // status with them, so the two never race for a wait.
 //

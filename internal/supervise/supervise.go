@@ -29,6 +29,14 @@ const DefaultGrace = 10 * time.Second
 // ErrBadGrace: a negative Config.Grace.
 var ErrBadGrace = errors.New("must not be negative")
 
+// repeatWindow is how soon after a stop signal the same signal again is
+// taken for the same request, not for a second one that skips the grace.
+// GNU timeout, and scripts that signal a process and then its process group,
+// deliver SIGTERM to beatwrap twice within microseconds: one request, which
+// must get the whole grace. A person who presses Ctrl-C again because the
+// agent is slow to stop does so well over 200ms after the first press.
+const repeatWindow = 200 * time.Millisecond
+
 // maxPendingSignals bounds the signals queued for the child between two turns
 // of the supervision loop; a flood beyond it is dropped.
 const maxPendingSignals = 64
@@ -165,11 +173,15 @@ type Supervisor struct {
 	pid      int
 	restarts int
 	// A stop request is sticky: the first cause and signal win. stopSignals
-	// counts TERM/INT received; the second one escalates to SIGKILL.
+	// counts TERM/INT received; the second one escalates to SIGKILL. A
+	// repeat of the last one counted (countedSig, at countedAt) within
+	// repeatWindow is not counted.
 	stopCause   StopCause
 	stopSig     syscall.Signal
 	stopReason  string
 	stopSignals int
+	countedSig  syscall.Signal
+	countedAt   time.Time
 	restartReq  string // why RestartChild was called; empty when it was not
 	forward     []syscall.Signal
 }
@@ -297,7 +309,8 @@ func (s *Supervisor) becomeReaper() bool {
 // Signal is what the caller's signal handler calls for every signal beatwrap
 // receives. SIGTERM and SIGINT run the stop sequence (the signal to the child,
 // the grace period, SIGKILL to its group), and a second one of them kills the
-// group at once; any other signal is forwarded to the child.
+// group at once, unless it is the same signal again within repeatWindow (one
+// request, delivered twice); any other signal is forwarded to the child.
 func (s *Supervisor) Signal(sig os.Signal) {
 	ss, ok := sig.(syscall.Signal)
 	if !ok || ss == syscall.SIGCHLD {
@@ -354,14 +367,23 @@ func (s *Supervisor) Restarts() int {
 }
 
 func (s *Supervisor) requestStop(cause StopCause, sig syscall.Signal, reason string, isSignal bool) {
+	var now time.Time
+	if isSignal {
+		now = s.now()
+	}
 	s.mu.Lock()
 	if s.stopCause == StopNone {
 		s.stopCause, s.stopSig, s.stopReason = cause, sig, reason
 	}
-	if isSignal {
+	repeat := isSignal && s.stopSignals > 0 && sig == s.countedSig && now.Sub(s.countedAt) < repeatWindow
+	if isSignal && !repeat {
 		s.stopSignals++
+		s.countedSig, s.countedAt = sig, now
 	}
 	s.mu.Unlock()
+	if repeat {
+		s.log.Debug("the same stop signal again within moments: one request", "signal", signalName(sig), "window", repeatWindow.String())
+	}
 	s.poke()
 }
 

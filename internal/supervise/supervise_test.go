@@ -85,8 +85,10 @@ func start(t *testing.T, ctx context.Context, s *Supervisor) <-chan result {
 		ch <- result{e, err}
 	}()
 	t.Cleanup(func() {
+		// Two different stop signals: the second kills at once (the same
+		// one twice in a row would be taken for one request).
 		s.Signal(syscall.SIGTERM)
-		s.Signal(syscall.SIGTERM)
+		s.Signal(syscall.SIGINT)
 		wg.Wait()
 	})
 	return ch
@@ -397,7 +399,8 @@ func TestStopSequence(t *testing.T) {
 				cancel()
 			}
 			if tt.second {
-				time.Sleep(50 * time.Millisecond)
+				// Past repeatWindow: a second request, not the first again.
+				time.Sleep(repeatWindow + 300*time.Millisecond)
 				s.Signal(syscall.SIGTERM)
 			}
 			got := wait(t, ch, 10*time.Second)
@@ -447,6 +450,46 @@ func TestStopBeforeRunStartsNothing(t *testing.T) {
 	}
 }
 
+// TestRepeatedStopSignalIsOneRequest: the same stop signal again within
+// repeatWindow of the one counted before is the same request (GNU timeout
+// sends SIGTERM to beatwrap, then to its group); later, or another signal,
+// it is a second one, which skips the grace.
+func TestRepeatedStopSignalIsOneRequest(t *testing.T) {
+	type sent struct {
+		after time.Duration // since the signal before
+		sig   syscall.Signal
+	}
+	term, intr := syscall.SIGTERM, syscall.SIGINT
+	tests := []struct {
+		name string
+		sent []sent
+		want int
+	}{
+		{"one", []sent{{0, term}}, 1},
+		{"twice at once", []sent{{0, term}, {0, term}}, 1},
+		{"twice just inside the window", []sent{{0, term}, {repeatWindow - time.Millisecond, term}}, 1},
+		{"twice, the window apart", []sent{{0, term}, {repeatWindow, term}}, 2},
+		{"twice, 500ms apart", []sent{{0, term}, {500 * time.Millisecond, term}}, 2},
+		{"INT then TERM at once", []sent{{0, intr}, {0, term}}, 2},
+		{"a flood escalates once the window from the first is over",
+			[]sent{{0, term}, {150 * time.Millisecond, term}, {150 * time.Millisecond, term}}, 2},
+		{"three times, 500ms apart", []sent{{0, intr}, {500 * time.Millisecond, intr}, {500 * time.Millisecond, intr}}, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ft := &fakeTime{now: time.Unix(1_700_000_000, 0)}
+			s := newSupervisor(t, Config{Argv: sh("exit 0"), Now: ft.Now}, nil)
+			for _, x := range tt.sent {
+				ft.advance(x.after)
+				s.Signal(x.sig)
+			}
+			if got := s.take().stopSignals; got != tt.want {
+				t.Errorf("stop signals counted = %d, want %d", got, tt.want)
+			}
+		})
+	}
+}
+
 // fakeTime is a clock and a timer that fires at once, recording the delays.
 type fakeTime struct {
 	mu     sync.Mutex
@@ -461,6 +504,12 @@ func (f *fakeTime) Now() time.Time {
 	defer f.mu.Unlock()
 	f.now = f.now.Add(f.step)
 	return f.now
+}
+
+func (f *fakeTime) advance(d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.now = f.now.Add(d)
 }
 
 func (f *fakeTime) After(d time.Duration) <-chan time.Time {
