@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -109,6 +110,7 @@ Every flag can also be set by the variable named after it.`,
 			if err != nil {
 				return err
 			}
+			cfg.NotFoundHint = subcommandHint(cmd.Root())
 			// The agent runs as our user and may read our environment in
 			// /proc/<pid>/environ: the secrets are read, now drop them.
 			if set, err := cli.ScrubEnv(secretVars...); err != nil {
@@ -296,6 +298,27 @@ func (o *options) config(argv []string, stderr io.Writer) (wrap.Config, error) {
 		Orphan: o.orphan, Replace: o.replace,
 		Publisher: pub, Checkpoints: ckpts, HealthListen: healthListen, ProcRoot: "/proc", Log: log,
 	}, nil
+}
+
+// subcommandHint points out a mistyped subcommand. beatwrap runs a word it
+// does not know as the agent's command, so `beatwrap helth` starts "helth":
+// when that is not found and is a near miss of a subcommand, the error says
+// which one was likely meant.
+func subcommandHint(root *cobra.Command) func(name string) string {
+	return func(name string) string {
+		if strings.Contains(name, "/") {
+			return "" // a path, not a word meant for beatwrap
+		}
+		near := cli.NearCommands(root, name)
+		if len(near) == 0 {
+			return ""
+		}
+		quoted := make([]string, len(near))
+		for i, n := range near {
+			quoted[i] = strconv.Quote("beatwrap " + n)
+		}
+		return "did you mean " + strings.Join(quoted, " or ") + "?"
+	}
 }
 
 // runError names the flag that answers what the runtime refused: an

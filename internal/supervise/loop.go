@@ -69,7 +69,7 @@ func (l *loop) start() error {
 	s, cfg := l.s, &l.s.cfg
 	path, err := resolve(cfg.Argv[0], cfg.Dir)
 	if err != nil {
-		return err
+		return hinted(cfg, err)
 	}
 	// Requests made while no child ran were meant for the one before.
 	s.take()
@@ -95,7 +95,7 @@ func (l *loop) start() error {
 	if err != nil {
 		// The child may have taken the terminal before its exec failed.
 		l.reclaimTerminal()
-		return startError(cfg.Argv[0], err)
+		return hinted(cfg, startError(cfg.Argv[0], err))
 	}
 	restarts := l.starts
 	l.starts++

@@ -57,6 +57,18 @@ func startError(name string, err error) error {
 	return fmt.Errorf("start %s: %w: %w", name, ErrNotExecutable, err)
 }
 
+// hinted adds cfg.NotFoundHint's answer to err when err says the command
+// was not found.
+func hinted(cfg *Config, err error) error {
+	if cfg.NotFoundHint == nil || !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	if hint := cfg.NotFoundHint(cfg.Argv[0]); hint != "" {
+		return fmt.Errorf("%w; %s", err, hint)
+	}
+	return err
+}
+
 // childIO is the child's stdin, stdout and stderr for the whole of Run: the
 // same descriptors serve every restart, so the copiers outlive each child.
 type childIO struct {

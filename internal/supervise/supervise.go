@@ -64,6 +64,10 @@ type Config struct {
 	StartEnv func() []string
 	// Dir is the child's working directory; empty is beatwrap's own.
 	Dir string
+	// NotFoundHint, when set, is asked about a command that is not found
+	// (Argv[0] as given); what it returns, when not empty, is added to the
+	// start error. beatwrap uses it to point out a mistyped subcommand.
+	NotFoundHint func(name string) string
 	// Stdin is passed to the child as it is; nil is /dev/null.
 	Stdin *os.File
 	// Stdout and Stderr receive the child's output: *os.File descriptors are

@@ -222,6 +222,26 @@ func TestExitCodes(t *testing.T) {
 	}
 }
 
+// TestNotFoundHint: the hint is added to the error of a command that is not
+// found, which still says ErrNotFound and exits 127; a command found but
+// not executable gets none.
+func TestNotFoundHint(t *testing.T) {
+	hint := func(name string) string { return "hint for " + name }
+	s := newSupervisor(t, Config{Argv: []string{"beatwrap-no-such-command"}, NotFoundHint: hint}, nil)
+	got := run(t, s)
+	if !errors.Is(got.err, ErrNotFound) || got.exit.ExitCode() != 127 {
+		t.Errorf("Run() = %+v, %v; want ErrNotFound, exit 127", got.exit, got.err)
+	}
+	if want := "; hint for beatwrap-no-such-command"; got.err == nil || !strings.HasSuffix(got.err.Error(), want) {
+		t.Errorf("Run() error = %v, want it to end with %q", got.err, want)
+	}
+	s = newSupervisor(t, Config{Argv: []string{t.TempDir()}, NotFoundHint: hint}, nil)
+	got = run(t, s)
+	if !errors.Is(got.err, ErrNotExecutable) || strings.Contains(got.err.Error(), "hint") {
+		t.Errorf("Run() error = %v, want ErrNotExecutable without a hint", got.err)
+	}
+}
+
 func TestNewRejects(t *testing.T) {
 	tests := []struct {
 		name    string

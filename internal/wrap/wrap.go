@@ -63,6 +63,10 @@ type Config struct {
 	// started.
 	HealthListen func() (net.Listener, error)
 
+	// NotFoundHint is passed to the supervisor (supervise.Config's): a
+	// hint added to the error of a command that is not found.
+	NotFoundHint func(name string) string
+
 	ProcRoot string // "/proc"
 	Log      *slog.Logger
 	// Now is beatwrap's clock: beats' timestamps, samples, the stall
@@ -168,19 +172,20 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	environ := os.Environ()
 	scfg := supervise.Config{
-		Argv:      cfg.Argv,
-		StartEnv:  func() []string { return childEnv(environ, socket, cfg.ID, w.checkpoint().Value) },
-		Stdin:     os.Stdin,
-		Stdout:    os.Stdout,
-		Stderr:    os.Stderr,
-		Grace:     cfg.Grace,
-		Restart:   cfg.Restart,
-		Subreaper: cfg.Subreaper,
-		Orphan:    cfg.Orphan,
-		Logger:    log,
-		Now:       cfg.Now,
-		OnStart:   w.childStarted,
-		OnExit:    w.childExited,
+		Argv:         cfg.Argv,
+		StartEnv:     func() []string { return childEnv(environ, socket, cfg.ID, w.checkpoint().Value) },
+		Stdin:        os.Stdin,
+		Stdout:       os.Stdout,
+		Stderr:       os.Stderr,
+		Grace:        cfg.Grace,
+		Restart:      cfg.Restart,
+		Subreaper:    cfg.Subreaper,
+		Orphan:       cfg.Orphan,
+		Logger:       log,
+		NotFoundHint: cfg.NotFoundHint,
+		Now:          cfg.Now,
+		OnStart:      w.childStarted,
+		OnExit:       w.childExited,
 	}
 	if cfg.StallTimeout > 0 {
 		// Output counts as progress only when beatwrap can see it.
