@@ -176,6 +176,60 @@ func TestRedisOutageFailsNobody(t *testing.T) {
 	}
 }
 
+// TestRedisDownLogsSayWhy stops the one Redis of a single replica: the log
+// says the recovery lease is lost because Redis cannot be reached (there is
+// no other replica to take it), and gives no advice about the pub/sub
+// output buffer limit, which has nothing to do with a Redis that is down.
+// When Redis is back, the lease is taken again.
+func TestRedisDownLogsSayWhy(t *testing.T) {
+	srv := testutil.StartRedis(t)
+	w := startRedisWatcher(t, srv.URL(), testutil.Namespace(t))
+	const taken = "recovery lease taken: this replica recovers failed agents"
+	w.waitLog(taken, 10*time.Second)
+
+	srv.Stop()
+	w.waitLog("redis unreachable: no agent is declared failed until it is back and one timeout has passed", 10*time.Second)
+	var lost []string
+	testutil.Eventually(t, 10*time.Second, "the lease is said lost", func() bool {
+		lost = nil
+		for _, line := range strings.Split(w.stderr.String(), "\n") {
+			var m map[string]any
+			if json.Unmarshal([]byte(line), &m) == nil {
+				if msg, _ := m["msg"].(string); strings.HasPrefix(msg, "recovery lease lost") {
+					lost = append(lost, msg)
+				}
+			}
+		}
+		return len(lost) > 0
+	})
+	if want := "recovery lease lost: redis unreachable; no recovery until it answers"; len(lost) != 1 || lost[0] != want {
+		t.Errorf("lease lost with Redis down logged %q, want once %q", lost, want)
+	}
+	// The advice would come within a second or two of the subscription's
+	// end; give it five.
+	time.Sleep(5 * time.Second)
+	if strings.Contains(w.stderr.String(), "CONFIG SET client-output-buffer-limit") {
+		t.Errorf("with Redis down, beatwatch advises on the output buffer limit:\n%s", w.stderr)
+	}
+
+	srv.Start()
+	testutil.Eventually(t, 20*time.Second, "the lease is taken again", func() bool { return len(w.logLines(taken)) == 2 })
+
+	// Down again within the minute in which subscriptions closed one after
+	// the other count as a run of cut-offs: still no advice on limits, and
+	// the log says Redis is down.
+	w.waitLog("redis reachable again: every agent has one timeout to beat before it can be failed", 10*time.Second)
+	srv.Stop()
+	testutil.Eventually(t, 10*time.Second, "the second outage is logged", func() bool {
+		return strings.Count(w.stderr.String(), "does not answer: it is down or restarting") == 1 ||
+			len(w.logLines("redis unreachable: no agent is declared failed until it is back and one timeout has passed")) == 2
+	})
+	time.Sleep(5 * time.Second)
+	if strings.Contains(w.stderr.String(), "CONFIG SET client-output-buffer-limit") {
+		t.Errorf("with Redis down twice, beatwatch advises on the output buffer limit:\n%s", w.stderr)
+	}
+}
+
 func waitHealthz(t *testing.T, w *watcher, code int, body string, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)

@@ -407,16 +407,28 @@ func (o *Orchestrator) lease(ctx context.Context) {
 	firstErr := err != nil && !o.leaseFailing
 	o.leaseFailing = err != nil
 	o.mu.Unlock()
-	if firstErr && !changed {
+	unreachable := errors.Is(err, redisfleet.ErrUnreachable)
+	switch {
+	case firstErr && !changed && unreachable:
+		o.log.Warn("cannot take the recovery lease: redis unreachable; no recovery until it answers", "holder", o.cfg.Holder, "error", err)
+	case firstErr && !changed:
 		o.log.Warn("cannot take the recovery lease: this replica recovers nothing until it can", "holder", o.cfg.Holder, "error", err)
 	}
-	if changed {
-		o.report(Event{Kind: Leader, Leading: held, At: o.cfg.Now()})
-		if held {
-			o.log.Info("recovery lease taken: this replica recovers failed agents", "holder", o.cfg.Holder)
-		} else {
-			o.log.Info("recovery lease lost: another replica recovers", "holder", o.cfg.Holder, "error", err)
-		}
+	if !changed {
+		return
+	}
+	o.report(Event{Kind: Leader, Leading: held, At: o.cfg.Now()})
+	switch {
+	case held:
+		o.log.Info("recovery lease taken: this replica recovers failed agents", "holder", o.cfg.Holder)
+	// Lost because it could not be renewed, not taken by another replica
+	// (there may be none): nobody recovers until Redis answers again.
+	case unreachable:
+		o.log.Warn("recovery lease lost: redis unreachable; no recovery until it answers", "holder", o.cfg.Holder, "error", err)
+	case err != nil:
+		o.log.Warn("recovery lease lost: it cannot be renewed; this replica recovers nothing until it can", "holder", o.cfg.Holder, "error", err)
+	default:
+		o.log.Info("recovery lease lost: another replica recovers", "holder", o.cfg.Holder)
 	}
 }
 

@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,6 +22,7 @@ import (
 	"github.com/beatwrap/beatwrap/internal/monitor"
 	"github.com/beatwrap/beatwrap/internal/recovery/guard"
 	"github.com/beatwrap/beatwrap/internal/recovery/ladder"
+	"github.com/beatwrap/beatwrap/internal/store/redisfleet"
 	"github.com/beatwrap/beatwrap/internal/testutil"
 	"github.com/beatwrap/beatwrap/internal/wire"
 )
@@ -57,6 +60,7 @@ func (h *webhook) events(agent string) []string {
 type fakeCoord struct {
 	mu       sync.Mutex
 	leaseErr error
+	other    bool // another replica holds the lease
 	claimErr error
 	claimed  map[string]string
 	claims   int
@@ -65,7 +69,7 @@ type fakeCoord struct {
 func (c *fakeCoord) Lease(context.Context, string, time.Duration) (bool, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.leaseErr == nil, c.leaseErr
+	return c.leaseErr == nil && !c.other, c.leaseErr
 }
 func (c *fakeCoord) ReleaseLease(context.Context, string) error { return nil }
 func (c *fakeCoord) Claim(_ context.Context, id, failure, holder string, _ time.Duration) (bool, error) {
@@ -577,5 +581,67 @@ func TestLeaseErrorIsLogged(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "evalsha") {
 		t.Errorf("the warning does not say why:\n%s", logs.String())
+	}
+}
+
+// TestLeaseLostSaysWhy: a lease lost because Redis does not answer is said
+// to be lost for that reason, with no recovery until Redis answers (there
+// may be no other replica at all); a lease another replica took is said to
+// be taken by another replica.
+func TestLeaseLostSaysWhy(t *testing.T) {
+	var logs testutil.Buffer
+	coord := &fakeCoord{claimed: map[string]string{}}
+	tick := make(chan time.Time)
+	var clock atomic.Int64
+	clock.Store(time.Now().UnixNano())
+	orch, err := New(Config{Guard: guard.New(guard.Config{}), Coordinator: coord, Holder: "r1",
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)), Tick: tick,
+		Now: func() time.Time { return time.Unix(0, clock.Load()) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mon := monitor.New(monitor.Config{Subscribers: []monitor.Subscriber{orch}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = orch.Run(ctx, fleet{mon, make(chan ladder.StepResult, 100), nil}); close(done) }()
+	// renew answers the next renewals as set, and returns once the first
+	// of them was handled (the tick after it is taken).
+	renew := func(leaseErr error, other bool) {
+		coord.mu.Lock()
+		coord.leaseErr, coord.other = leaseErr, other
+		coord.mu.Unlock()
+		for range 2 {
+			select {
+			case tick <- time.Unix(0, clock.Add(int64(time.Second))):
+			case <-time.After(5 * time.Second):
+				t.Fatal("the orchestrator does not take its tick")
+			}
+		}
+	}
+	down := fmt.Errorf("renew lease in redis://127.0.0.1:1: %w: dial tcp 127.0.0.1:1: connect: connection refused", redisfleet.ErrUnreachable)
+	renew(nil, false) // the first lease, taken as Run starts
+	renew(down, false)
+	renew(nil, false)
+	renew(nil, true)
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Orchestrator.Run did not return after cancel")
+	}
+	var got []string
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if _, msg, ok := strings.Cut(line, ` msg="recovery lease `); ok {
+			got = append(got, "recovery lease "+msg[:strings.IndexByte(msg, '"')])
+		}
+	}
+	want := []string{
+		"recovery lease taken: this replica recovers failed agents",
+		"recovery lease lost: redis unreachable; no recovery until it answers",
+		"recovery lease taken: this replica recovers failed agents",
+		"recovery lease lost: another replica recovers",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("lease log lines:\n%s\nwant:\n%s\nlog:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"), logs.String())
 	}
 }

@@ -86,7 +86,18 @@ func (w *Watcher) checkCutoffs(now time.Time) {
 // received before its cut (next to nothing, then the cut: one message
 // larger than the output buffer limit), Redis's limit and its own count of
 // such cut-offs when it may be read, and the settings that stop it.
+//
+// A Redis that does not answer a PING right after closing the subscription
+// did not cut the watcher off: it is down or restarting (twice within
+// cutoffGap), and the log says that instead, with no advice on limits.
 func (w *Watcher) logCutoffs(last redisfleet.ClosedError, n int, channels map[string]int) {
+	ping, cancelPing := context.WithTimeout(context.Background(), time.Second)
+	defer cancelPing()
+	if err := w.redis.Ping(ping); err != nil {
+		w.log.Error("redis closed the beats subscription again and does not answer: it is down or restarting; no agent is declared failed until it is back and one timeout has passed",
+			"redis", w.redis.String(), "closed", n, "error", err)
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	attrs := []any{"redis", w.redis.String(), "channel", last.Channel, "channels", channelCounts(channels), "cutoffs", n,

@@ -394,8 +394,18 @@ func (w *Watcher) setBlind(blind bool, err error) {
 const RecommendedPubsubLimit = "256mb 64mb 60"
 
 // hintOutputLimit says, once per process, how to keep Redis from cutting
-// the watcher off, with the limit Redis has now when it may be read.
+// the watcher off, with the limit Redis has now when it may be read. Only
+// when Redis answers a PING right after it closed the subscription: then
+// it is up and chose to close it, which a cut-off is. A Redis that does not
+// answer is down or restarting (its outage is logged as such), and the
+// hint is kept for a cut-off to come.
 func (w *Watcher) hintOutputLimit() {
+	ping, cancelPing := context.WithTimeout(context.Background(), time.Second)
+	defer cancelPing()
+	if err := w.redis.Ping(ping); err != nil {
+		w.limitHinted.Store(false)
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	now, err := w.redis.PubsubLimit(ctx)

@@ -477,13 +477,28 @@ if redis.call("GET", KEYS[1]) == ARGV[1] then
 end
 return 0`)
 
+// ErrUnreachable marks an error of a call that Redis did not answer (no
+// connection, a timeout), as opposed to one Redis answered with an error
+// (an ACL refusal, say).
+var ErrUnreachable = errors.New("redis unreachable")
+
+// unanswered marks err with ErrUnreachable unless it is Redis's own answer.
+func unanswered(err error) error {
+	var re redis.Error
+	if errors.As(err, &re) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrUnreachable, err)
+}
+
 // Lease takes or keeps the recovery lease for holder. It returns whether
-// holder holds it now. A holder that dies loses it after ttl.
+// holder holds it now. A holder that dies loses it after ttl. An error that
+// Redis did not answer matches ErrUnreachable.
 func (w *Watcher) Lease(ctx context.Context, holder string, ttl time.Duration) (bool, error) {
 	ok, err := renewScript.Run(ctx, w.client, []string{w.keys.Lease()}, holder, ttl.Milliseconds()).Int()
 	if err != nil {
 		w.failed()
-		return false, fmt.Errorf("renew lease in %s: %w", w.addr, err)
+		return false, fmt.Errorf("renew lease in %s: %w", w.addr, unanswered(err))
 	}
 	if ok == 1 {
 		return true, nil
@@ -491,7 +506,7 @@ func (w *Watcher) Lease(ctx context.Context, holder string, ttl time.Duration) (
 	got, err := w.client.SetNX(ctx, w.keys.Lease(), holder, ttl).Result()
 	if err != nil {
 		w.failed()
-		return false, fmt.Errorf("take lease in %s: %w", w.addr, err)
+		return false, fmt.Errorf("take lease in %s: %w", w.addr, unanswered(err))
 	}
 	return got, nil
 }

@@ -2,6 +2,7 @@ package redisfleet
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -403,5 +404,35 @@ func TestAgentsReadsBackWhatBeatsWrite(t *testing.T) {
 	h.Hash.TaskProgress, h.Hash.ExitCode = nil, nil
 	if h.Hash != want {
 		t.Errorf("read back\n%+v\nwant\n%+v", h.Hash, want)
+	}
+}
+
+// TestLeaseErrorSaysWhetherRedisAnswered: a lease that cannot be asked for
+// because Redis does not answer matches ErrUnreachable; one Redis refuses
+// (an ACL user without +evalsha) does not: it is no outage, and the
+// watcher says so differently.
+func TestLeaseErrorSaysWhetherRedisAnswered(t *testing.T) {
+	ctx := context.Background()
+	down, err := NewWatcher(fmt.Sprintf("redis://127.0.0.1:%d", testutil.FreePort(t)), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer down.Close()
+	if _, err := down.Lease(ctx, "r1", 5*time.Second); !errors.Is(err, ErrUnreachable) {
+		t.Errorf("lease with no Redis listening: %v, want ErrUnreachable", err)
+	}
+
+	srv := testutil.StartRedis(t)
+	if err := rawClient(t, srv.URL()).Do(ctx, "ACL", "SETUSER", "noscript", "on", ">pw", "~*", "+@all", "-evalsha", "-eval").Err(); err != nil {
+		t.Fatal(err)
+	}
+	refused, err := NewWatcher(fmt.Sprintf("redis://noscript:pw@%s/0", srv.Addr()), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer refused.Close()
+	_, err = refused.Lease(ctx, "r1", 5*time.Second)
+	if err == nil || errors.Is(err, ErrUnreachable) {
+		t.Errorf("lease refused by the ACL: %v, want Redis's refusal, not ErrUnreachable", err)
 	}
 }
