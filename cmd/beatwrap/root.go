@@ -59,9 +59,10 @@ type options struct {
 }
 
 // secretVars are the variables that may carry a secret beatwrap reads
-// itself: they are dropped from its environment once read. REDIS_URL stays:
-// the agent is given it too, for its own use of that Redis.
-var secretVars = []string{"BEATWRAP_TOKEN", "BEATWRAP_REDIS"}
+// itself: they are dropped from its environment once read (a --watcher URL
+// may hold a user and password, as a Redis URL may). REDIS_URL stays: the
+// agent is given it too, for its own use of that Redis.
+var secretVars = []string{"BEATWRAP_TOKEN", "BEATWRAP_REDIS", "BEATWRAP_WATCHER"}
 
 // wrapperEnv is the environment as the flags of beatwrap itself read it.
 // Under another beatwrap (BEATWRAP_AGENT_ID is set), BEATWRAP_SOCKET is the

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/base64"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -65,6 +66,11 @@ func TestSecretsHiddenFromTheAgent(t *testing.T) {
 		{"BEATWRAP_REDIS with a password", redisPassword,
 			func(*testing.T) []string { return []string{"BEATWRAP_REDIS=" + authed} },
 			func(*testing.T) []string { return nil }, true},
+		{"BEATWRAP_WATCHER with a password", "pw-watcher-5b2e",
+			func(*testing.T) []string {
+				return []string{"BEATWRAP_WATCHER=" + strings.Replace(watcher.URL, "http://", "http://agent:pw-watcher-5b2e@", 1)}
+			},
+			func(*testing.T) []string { return nil }, false},
 		{"--redis-password-file", redisPassword,
 			func(*testing.T) []string { return nil },
 			func(t *testing.T) []string {
@@ -85,7 +91,7 @@ func TestSecretsHiddenFromTheAgent(t *testing.T) {
 				bs = subscribe(t, authed)
 				args = append(args, "--namespace", bs.ns)
 			}
-			env := append([]string{"OUT=" + out, "REDIS_URL", "BEATWRAP_REDIS", "BEATWRAP_TOKEN"}, tt.env(t)...)
+			env := append([]string{"OUT=" + out, "REDIS_URL", "BEATWRAP_REDIS", "BEATWRAP_TOKEN", "BEATWRAP_WATCHER"}, tt.env(t)...)
 			startBeatwrap(t, env, append(args, "--", "sh", "-c", environScript)...)
 
 			if tt.redis {
@@ -93,7 +99,11 @@ func TestSecretsHiddenFromTheAgent(t *testing.T) {
 			} else {
 				select {
 				case got := <-auth:
-					if want := "Bearer " + tt.secret; got != want {
+					want := "Bearer " + tt.secret
+					if strings.HasPrefix(tt.name, "BEATWRAP_WATCHER") {
+						want = "Basic " + base64.StdEncoding.EncodeToString([]byte("agent:"+tt.secret))
+					}
+					if got != want {
 						t.Errorf("Authorization = %q, want %q", got, want)
 					}
 				case <-time.After(10 * time.Second):
