@@ -20,7 +20,10 @@ const envPrefix = "BEATWATCH"
 
 // run is the whole program; main only exits with what it returns.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	// SIGHUP too: its default would end the process on the spot (a closed
+	// terminal, a supervisor's reload); a graceful stop hands the recovery
+	// lease and the shards over at once instead of when they run out.
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	root := newRoot(ctx, stdout, stderr)
 	root.SetArgs(args)

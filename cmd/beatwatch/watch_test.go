@@ -535,3 +535,18 @@ func TestNotFoundAndMalformedBeats(t *testing.T) {
 		t.Fatalf("beatwatch exited: %s", w.stderr)
 	}
 }
+
+// TestStopSignalsStopGracefully: SIGTERM, SIGINT and SIGHUP each stop
+// beatwatch serve the same way, exit 0, not killed by the signal (SIGHUP's
+// default).
+func TestStopSignalsStopGracefully(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP} {
+		t.Run(sig.String(), func(t *testing.T) {
+			w := startWatcher(t)
+			w.signal(sig)
+			if code := w.wait(10 * time.Second); code != 0 {
+				t.Errorf("exit code %d after %v, want 0; stderr:\n%s", code, sig, w.stderr)
+			}
+		})
+	}
+}
