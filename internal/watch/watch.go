@@ -23,6 +23,7 @@ import (
 	"github.com/beatwrap/beatwrap/internal/store/redisfleet"
 	"github.com/beatwrap/beatwrap/internal/watch/ingest"
 	"github.com/beatwrap/beatwrap/internal/watch/peers"
+	"github.com/beatwrap/beatwrap/internal/watch/replica"
 	"github.com/beatwrap/beatwrap/internal/watch/translog"
 	"github.com/beatwrap/beatwrap/internal/wire"
 )
@@ -95,7 +96,7 @@ type Watcher struct {
 	// With --shards > 1: the shards this replica holds, and the coordinator
 	// that assigns them; set once consumeSharded starts.
 	runCtx     context.Context // Run's, for work started by a state change
-	sharded    atomic.Pointer[shards]
+	sharded    atomic.Pointer[replica.Shards]
 	coord      atomic.Pointer[share.Coordinator]
 	peerLogMu  sync.Mutex
 	peerLogged map[string]int64 // replica id -> when its silence was last logged (unix ms)
@@ -538,7 +539,7 @@ func (w *Watcher) changed(tr monitor.Transition, a monitor.Agent) {
 	}
 	w.tlog.Record(level, tr, from)
 	if s := w.sharded.Load(); s != nil {
-		s.noteTransition(tr, a)
+		s.NoteTransition(tr, a)
 	}
 }
 
