@@ -51,8 +51,9 @@
 // BEATWRAP_AGENT_ID, BEATWRAP_CHECKPOINT (the JSON of the agent's last
 // checkpoint, at each start, when there is one), and PYTHONUNBUFFERED=1 (unless set) when its output is
 // watched for progress; BEATWRAP_TOKEN, BEATWRAP_REDIS and BEATWRAP_WATCHER
-// are removed from its environment. Once read, BEATWRAP_TOKEN and
-// BEATWRAP_REDIS are also wiped from beatwrap's own, down to the block the
+// are removed from its environment. Once read, BEATWRAP_TOKEN,
+// BEATWRAP_REDIS and BEATWRAP_WATCHER (whose URL may carry a password) are
+// also wiped from beatwrap's own, down to the block the
 // kernel shows in /proc/<pid>/environ (internal/cli.ScrubEnv), since the
 // agent runs as the same user and may read it. `beatwrap report` reads BEATWRAP_SOCKET;
 // a beatwrap run by another one (BEATWRAP_AGENT_ID is set) does not take it

@@ -5,9 +5,9 @@
 // pid and start time), and which processes are left in a process group. It is
 // the only package that imports procfs.
 //
-// beatwrap samples once per beat interval (1 s to 30 s) for the life of the
-// agent, so the sampler is built to cost next to nothing. The cost model, per
-// sample:
+// beatwrap samples once per beat interval (typically 1 s to 30 s) for the
+// life of the agent, so the sampler is built to cost next to nothing. The
+// cost model, per sample:
 //
 //   - every process in the tree: one read of /proc/<pid>/stat (pid, parent,
 //     state, threads, CPU ticks, RSS) and one of /proc/<pid>/io;

@@ -4,8 +4,8 @@
 // that let several replicas share the work.
 //
 // It speaks to the outside only through small interfaces: Alerter (the
-// humans; alert.Webhook), Coordinator (the other replicas; the store's
-// Redis), Hosts (the Docker Engines of package hosts) and Fleet (the
+// humans; alert.Webhook), Coordinator (the other replicas; redisfleet.Watcher
+// in Redis), Hosts (the Docker Engines of package hosts) and Fleet (the
 // watcher), declared here, and ladder.Engine (the containers;
 // docker.Engine is the real one), declared by the ladder that calls it.
 // Data flows one way:
