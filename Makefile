@@ -15,8 +15,8 @@ build:
 test:
 	./scripts/test.sh
 
-# make demo LISTEN=127.0.0.1:7071 runs it on another port.
-LISTEN ?= 127.0.0.1:7070
+# make demo LISTEN=127.0.0.1:7071 (or BEATWATCH_LISTEN=…) runs it on another port.
+LISTEN ?= $(or $(BEATWATCH_LISTEN),127.0.0.1:7070)
 demo: build
 	./bin/beatwatch demo --listen $(LISTEN)
 
