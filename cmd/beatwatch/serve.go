@@ -96,6 +96,13 @@ func (o *serveOptions) run(ctx context.Context, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Listen first: an address beatwatch cannot have is a bad --listen, and
+	// nothing (Redis, the engines, recovery) is started or logged for it.
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return listenError(&watch.ListenError{Addr: o.listen, Err: err})
+	}
+	defer ln.Close()
 	// Read and done with: a process of our user (a container's exec, a
 	// plugin) need not find them in /proc/<pid>/environ.
 	if set, err := cli.ScrubEnv("BEATWATCH_TOKEN", "BEATWATCH_REDIS"); err != nil {
@@ -128,7 +135,7 @@ func (o *serveOptions) run(ctx context.Context, stderr io.Writer) error {
 		return err
 	}
 	return listenError(watch.New(watch.Config{
-		Redis: st, Listen: o.listen,
+		Redis: st, Listen: o.listen, Listener: ln,
 		CheckInterval: o.checkInterval, DefaultInterval: o.defaultInterval, MissedBeats: o.missedBeats,
 		Token: o.token, Recovery: orch, Log: log, Shards: o.shards, Replica: o.replica(),
 		MaxAgents: o.maxAgents, Forget: o.forgetAfter,

@@ -35,6 +35,10 @@ type Config struct {
 	// beats over HTTP. Its owner closes it after Run.
 	Redis  *redisfleet.Watcher
 	Listen string
+	// Listener, when set, is what Run serves on (already listening on
+	// Listen): the command listens first, so that an address it cannot
+	// have stops it before anything else starts.
+	Listener net.Listener
 
 	CheckInterval   time.Duration
 	DefaultInterval time.Duration
@@ -156,9 +160,12 @@ func (e *ListenError) Unwrap() error { return e.Err }
 
 // Run serves until ctx is done or a part fails.
 func (w *Watcher) Run(ctx context.Context) error {
-	ln, err := net.Listen("tcp", w.cfg.Listen)
-	if err != nil {
-		return &ListenError{Addr: w.cfg.Listen, Err: err}
+	ln := w.cfg.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", w.cfg.Listen); err != nil {
+			return &ListenError{Addr: w.cfg.Listen, Err: err}
+		}
 	}
 	var intake dashboard.Intake
 	var ckpts dashboard.Checkpoints
