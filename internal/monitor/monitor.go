@@ -191,6 +191,16 @@ func (m *Monitor) observe(b wire.Beat, recv time.Time) (Transition, Agent, bool,
 		if from == cRecovering {
 			to = cRecovering
 		}
+	case wire.StatusStarting:
+		// A beatwrap's first beat, sent before its child has done anything:
+		// it makes a new agent known (one that dies before its second beat
+		// is then missing, failed, not unseen) and moves a known agent's
+		// deadlines, but changes no known agent's state. A restarted
+		// container whose agent crashes at once must not look healthy in
+		// between, and a recovery is judged by the beats after it.
+		if !first {
+			to = from
+		}
 	}
 
 	if from == to {

@@ -1110,3 +1110,35 @@ func TestForgetDropsSilently(t *testing.T) {
 		t.Errorf("sweep an hour later = %v, want keep-1 only", trs)
 	}
 }
+
+// TestStartingBeatChangesNoKnownState: a beatwrap's first beat (status
+// starting) makes a new agent known and healthy, but a known agent that is
+// failed, missing or recovering stays so until a beat after it: a
+// restarted container whose agent crashes at once never looks healthy.
+func TestStartingBeatChangesNoKnownState(t *testing.T) {
+	m := New(Config{})
+	beat := func(seq uint64, st wire.Status, at time.Time) (Transition, bool) {
+		tr, ok, err := m.Observe(wire.Beat{AgentID: "s-1", Sequence: seq, Status: st, IntervalMs: 1000, MissedBeats: 3}, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tr, ok
+	}
+	if tr, ok := beat(1, wire.StatusStarting, t0); !ok || tr.To != Healthy {
+		t.Fatalf("first beat starting: %+v %v, want a new agent, healthy", tr, ok)
+	}
+	beat(2, wire.StatusExited, t0.Add(time.Second))
+	if a, _ := m.Get("s-1"); a.State != Failed {
+		t.Fatalf("after an exited beat: %s, want failed", a.State)
+	}
+	// Restarted: its starting beat leaves it failed, its next beat does not.
+	if tr, ok := beat(1, wire.StatusStarting, t0.Add(5*time.Second)); ok {
+		t.Errorf("starting beat of a failed agent changed its state: %+v", tr)
+	}
+	if a, _ := m.Get("s-1"); a.State != Failed || a.Status != wire.StatusStarting {
+		t.Errorf("after the starting beat: %s/%s, want failed/starting", a.State, a.Status)
+	}
+	if tr, ok := beat(2, wire.StatusHealthy, t0.Add(6*time.Second)); !ok || tr.To != Healthy {
+		t.Errorf("beat after the start: %+v %v, want healthy", tr, ok)
+	}
+}
