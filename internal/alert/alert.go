@@ -15,7 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
+
+	"github.com/beatwrap/beatwrap/internal/wire"
 )
 
 // Format is how an alert is written for the webhook.
@@ -511,14 +512,8 @@ func pagerDutyEvent(al Alert, key, source string) any {
 		return ev
 	}
 	summary := al.Summary
-	if len(summary) > pdSummaryMax {
-		// Cut on a character boundary: PagerDuty rejects invalid UTF-8.
-		n := pdSummaryMax
-		for n > 0 && !utf8.RuneStart(summary[n]) {
-			n--
-		}
-		summary = summary[:n]
-	}
+	// Cut on a character boundary: PagerDuty rejects invalid UTF-8.
+	summary = wire.CutUTF8(summary, pdSummaryMax)
 	details := map[string]any{}
 	for k, v := range al.Details {
 		details[k] = v

@@ -6,8 +6,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
-	"unicode/utf8"
 
+	"github.com/beatwrap/beatwrap/internal/wire"
 	"github.com/beatwrap/beatwrap/internal/wire/sockline"
 )
 
@@ -241,11 +241,7 @@ func clipTask(s string) string {
 	if len(s) <= maxReasonTask {
 		return s
 	}
-	n := maxReasonTask
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
+	return wire.CutUTF8(s, maxReasonTask) + "…"
 }
 
 // slotOf numbers the bucket of width w that holds time at, counting from

@@ -181,12 +181,7 @@ func (o *Orchestrator) trackEngine(tr monitor.Transition) {
 	o.mu.Lock()
 	switch tr.To {
 	case monitor.Healthy, monitor.Stopped:
-		delete(o.onEngine, id)
-		delete(o.hostHeld, id)
-		delete(o.orphanSince, id)
-		delete(o.unknownSince, id)
-		delete(o.heldOn, id)
-		delete(o.inIncident, id)
+		o.dropWhere(id)
 		o.mu.Unlock()
 		return
 	case monitor.Missing, monitor.Failed, monitor.Stalled:
@@ -271,12 +266,7 @@ func (o *Orchestrator) prune() {
 		delete(o.incident, id)
 		delete(o.open, id)
 		delete(o.held, id)
-		delete(o.onEngine, id)
-		delete(o.hostHeld, id)
-		delete(o.heldOn, id)
-		delete(o.orphanSince, id)
-		delete(o.unknownSince, id)
-		delete(o.inIncident, id)
+		o.dropWhere(id)
 	}
 	o.mu.Unlock()
 	for _, id := range gone {
@@ -726,4 +716,16 @@ func alertSteps(steps []ladder.StepResult) []alert.Step {
 			Detail: s.Detail, Error: s.Error, At: s.At, Duration: s.Duration}
 	}
 	return out
+}
+
+// dropWhere forgets what the orchestrator knew of where id's failure was to
+// be recovered (its engine, a host held or down, since when it was
+// unplaced); the caller holds o.mu.
+func (o *Orchestrator) dropWhere(id string) {
+	delete(o.onEngine, id)
+	delete(o.hostHeld, id)
+	delete(o.heldOn, id)
+	delete(o.orphanSince, id)
+	delete(o.unknownSince, id)
+	delete(o.inIncident, id)
 }

@@ -45,7 +45,7 @@ const MaxTaskLength = 512
 
 // CutTask cuts a task name to MaxTaskLength bytes, without splitting a
 // character, as every way in keeps it.
-func CutTask(s string) string { return cutUTF8(s, MaxTaskLength) }
+func CutTask(s string) string { return CutUTF8(s, MaxTaskLength) }
 
 // IntRange is the range, Min to Max, of a whole number an agent reports.
 type IntRange struct{ Min, Max int64 }
@@ -139,8 +139,8 @@ func checkContainerID(id string) error {
 	return nil
 }
 
-// cutUTF8 cuts s to at most n bytes without splitting a character.
-func cutUTF8(s string, n int) string {
+// CutUTF8 cuts s to at most n bytes without splitting a character.
+func CutUTF8(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
@@ -154,7 +154,7 @@ func cutUTF8(s string, n int) string {
 func quoteClip(s string) string {
 	const max = 40
 	if len(s) > max {
-		return fmt.Sprintf("%q…", cutUTF8(s, max))
+		return fmt.Sprintf("%q…", CutUTF8(s, max))
 	}
 	return fmt.Sprintf("%q", s)
 }

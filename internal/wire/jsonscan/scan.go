@@ -132,9 +132,11 @@ func (s *Scanner) Bool(p *bool) bool {
 // Text reads a string value and notes where its text is in *sp; WriteText
 // decodes it. A null leaves *sp as it was.
 func (s *Scanner) Text(sp *Span) bool {
-	if s.Null() {
-		return true
-	}
+	return s.Null() || s.quoted(sp)
+}
+
+// quoted reads a string (not null) and notes where its text is in *sp.
+func (s *Scanner) quoted(sp *Span) bool {
 	if s.i >= len(s.data) || s.data[s.i] != '"' {
 		return false
 	}
@@ -536,26 +538,9 @@ func (s *Scanner) literal(lit string) bool {
 }
 
 // skipString reads and checks a string that nobody takes. json does not look
-// at the UTF-8 of such a string, only at its escapes and control characters.
+// at the UTF-8 of such a string, only at its escapes and control characters,
+// and neither does quoted.
 func (s *Scanner) skipString() bool {
-	if s.i >= len(s.data) || s.data[s.i] != '"' {
-		return false
-	}
-	s.i++
-	for s.i < len(s.data) {
-		switch c := s.data[s.i]; {
-		case c == '"':
-			s.i++
-			return true
-		case c < 0x20:
-			return false
-		case c == '\\':
-			if !s.escape() {
-				return false
-			}
-		default:
-			s.i++
-		}
-	}
-	return false
+	var sp Span
+	return s.quoted(&sp)
 }

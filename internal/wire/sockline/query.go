@@ -123,5 +123,5 @@ func clipString(s string) string {
 	if len(s) <= max {
 		return s
 	}
-	return cutUTF8(s, max) + "…"
+	return wire.CutUTF8(s, max) + "…"
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math"
 	"time"
-	"unicode/utf8"
 
 	"github.com/beatwrap/beatwrap/internal/wire"
 )
@@ -267,17 +266,6 @@ func optDuration(name string, raw json.RawMessage) (*time.Duration, error) {
 		return nil, fmt.Errorf("%s must be a duration string such as \"20m\", got %q", name, s)
 	}
 	return &d, nil
-}
-
-// cutUTF8 cuts s to at most n bytes without splitting a character.
-func cutUTF8(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
 }
 
 // clip shortens a raw value for an error message.
